@@ -1,0 +1,96 @@
+"""Train a preset on a scene under wall-clock budgets and measure speed and quality at each budget.
+
+For each budget (default 120, 300, 600 s of training time) the run's snapshot is evaluated: mesh at
+`--resolution` in world units, Chamfer against the ground-truth mesh (when given), held-out PSNR,
+plus iterations/s, rays/s and peak GPU memory. One JSON line per budget goes to stdout and to
+`--out/results.json`.
+
+    python benchmarks/baseline.py --scene .data/synthetic_spot_mitsuba --gt-mesh .data/meshes/spot_cow/cow.obj \
+        --preset positional --budgets 120 300 600 --out .data/bench/spot --background 1 1 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import trimesh
+
+from nsr.config import get_preset
+from nsr.data.idr import load_idr_scene
+from nsr.engine.evaluate import evaluate_views, extract_world_mesh
+from nsr.engine.trainer import Trainer
+from nsr.metrics.geometry import mesh_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scene", type=Path, required=True)
+    parser.add_argument("--gt-mesh", type=Path)
+    parser.add_argument("--preset", default="positional")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 600])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--holdout", type=int, default=8)
+    parser.add_argument("--downscale", type=float, default=1.0)
+    parser.add_argument("--background", type=float, nargs=3, default=None)
+    parser.add_argument("--eval-only", action="store_true", help="evaluate the snapshots of an earlier run")
+    args = parser.parse_args()
+
+    config = get_preset(args.preset)
+    config.data.path = args.scene
+    config.data.holdout_every = args.holdout
+    config.data.downscale = args.downscale
+    config.max_seconds = max(args.budgets)
+    config.snapshot_seconds = tuple(args.budgets)
+    config.steps = 10**9
+    config.val_every = 0
+    config.checkpoint_every = 10**9
+    if args.background is not None:
+        config.model.background = tuple(args.background)
+    scene = load_idr_scene(args.scene, downscale=args.downscale)
+    run_dir = args.out / "run"
+    trainer = Trainer(config, scene, run_dir)
+    device = trainer.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    if not args.eval_only:
+        wall = time.perf_counter()
+        trainer.train()
+        print(f"trained {trainer.step} steps, {trainer.seconds:.1f} s training, {time.perf_counter() - wall:.1f} s wall")
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    gt = trimesh.load(args.gt_mesh, force="mesh") if args.gt_mesh else None
+
+    results = []
+    for budget in sorted(args.budgets):
+        trainer.load_checkpoint(run_dir / "checkpoints" / f"snapshot_{int(budget)}s.pt")
+        row = {
+            "scene": str(args.scene.name),
+            "preset": args.preset,
+            "budget_s": budget,
+            "steps": trainer.step,
+            "train_seconds": round(trainer.seconds, 2),
+            "it_per_s": round(trainer.step / trainer.seconds, 3),
+            "rays_per_s": round(trainer.step * config.rays_per_batch / trainer.seconds, 1),
+            "peak_gpu_mem_gib": round(peak, 3),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        }
+        t = time.perf_counter()
+        mesh = extract_world_mesh(trainer.model, scene.scale_mat, args.resolution)
+        row["mesh_seconds"] = round(time.perf_counter() - t, 2)
+        mesh.export(args.out / f"mesh_{int(budget)}s.ply")
+        if gt is not None:
+            m = mesh_metrics(mesh, gt)
+            row.update({k: m[k] for k in ("chamfer", "chamfer_rel", "accuracy", "completeness", "fscore")})
+        row.update(evaluate_views(trainer.model, scene, trainer.test_views, device))
+        print(json.dumps(row), flush=True)
+        results.append(row)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

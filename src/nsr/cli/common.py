@@ -1,0 +1,69 @@
+"""What every subcommand shares: friendly errors and progress bars."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from tqdm import tqdm
+
+from nsr.config.io import ConfigError
+from nsr.data.errors import DataError
+from nsr.engine.run import RunError
+from nsr.engine.trainer import StepMetrics, TrainingError
+from nsr.mesh.extract import MeshError
+
+USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
+
+
+def friendly(fn: Callable[[], int]) -> int:
+    """Run a command; user errors become one line on stderr and exit code 1, not a traceback."""
+    try:
+        return fn()
+    except USER_ERRORS as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"nsr: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nsr: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+class TrainProgress:
+    """A tqdm bar showing loss and PSNR, fed by the trainer's `on_step`."""
+
+    def __init__(self, total: int, initial: int = 0, desc: str = "train") -> None:
+        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
+
+    def __call__(self, m: StepMetrics) -> None:
+        self.bar.update(m.step - self.bar.n)
+        if m.step % 10 == 0 or m.step == 1:
+            self.bar.set_postfix(
+                loss=f"{m.loss:.4f}",
+                psnr=f"{m.psnr:.2f}",
+                hit=f"{m.hit_ratio:.2f}",
+                alpha=f"{m.alpha:g}",
+                refresh=False,
+            )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class CountProgress:
+    """A tqdm bar for (done, total) callbacks (mesh extraction, scene generation)."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False)
+        self.bar.total = total  # may grow (narrow-band marching cubes schedules finer levels as it goes)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,40 @@
+"""`nsr`: the command line. One module per subcommand; this one only dispatches."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
+    "train": ("nsr.cli.train", "train a model on a scene folder"),
+    "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: nsr COMMAND [options]   (nsr COMMAND --help for its options)", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from nsr import __version__
+
+        print(f"nsr {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"nsr: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.run(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

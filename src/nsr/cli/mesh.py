@@ -1,0 +1,52 @@
+"""`nsr mesh RUN [--resolution 512] [--out mesh.ply]`: marching cubes in world units."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from nsr.cli.common import CountProgress, friendly
+from nsr.engine.evaluate import extract_world_mesh
+from nsr.engine.run import open_run
+from nsr.mesh.extract import save_mesh
+
+
+@dataclass
+class MeshArgs:
+    """Extract the zero level set of a trained SDF as a PLY mesh in the scene's world units."""
+
+    run: Annotated[Path, tyro.conf.Positional]
+    """Run folder written by `nsr train`."""
+    resolution: int = 512
+    """Grid resolution per axis over the bounding cube of the unit sphere."""
+    out: Path | None = None
+    """Output PLY (default: RUN/mesh_<step>.ply)."""
+    checkpoint: str = "latest"
+    """`latest`, a step number, or a checkpoint file name."""
+    keep_largest: bool = True
+    """Keep only the largest connected component."""
+    device: str = "auto"
+    """Where to evaluate the SDF."""
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(MeshArgs, args=argv, prog="nsr mesh")
+    return friendly(lambda: _run(args))
+
+
+def _run(args: MeshArgs) -> int:
+    run_ = open_run(args.run, args.checkpoint, args.device)
+    progress = CountProgress("marching cubes")
+    try:
+        mesh = extract_world_mesh(
+            run_.model, run_.scale_mat, args.resolution, keep_largest=args.keep_largest, progress=progress
+        )
+    finally:
+        progress.close()
+    out = args.out or args.run / f"mesh_{run_.step:07d}.ply"
+    save_mesh(mesh, out)
+    print(f"wrote {out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (world units)")
+    return 0

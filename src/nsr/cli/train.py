@@ -1,0 +1,82 @@
+"""`nsr train --data DIR --out RUN [--preset NAME] [overrides] [--resume]`."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from nsr.cli.common import TrainProgress, friendly
+from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
+from nsr.data.idr import load_idr_scene
+from nsr.engine.trainer import CONFIG_KIND, Trainer
+
+ALIASES = {"--data": "--data.path", "--holdout": "--data.holdout-every"}
+
+
+@dataclass
+class TrainArgs:
+    """Train an IDR model on a scene folder (IDR/DTU/NeuS layout).
+
+    Every field of the preset can be overridden, e.g. `--steps 5000 --model.sdf.hidden-dim 256`.
+    `--data DIR` is short for `--data.path DIR`, `--holdout K` for `--data.holdout-every K`.
+    """
+
+    out: Path
+    """Run folder (created; holds config.yaml, checkpoints/, validation/, tensorboard/)."""
+    preset: str = "positional"
+    """Preset to start from: """ + ", ".join(PRESETS)
+    resume: bool = False
+    """Continue the run in `out` from its latest checkpoint, with its saved config."""
+    config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
+
+
+def _preset_name(argv: list[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1]
+    return "positional"
+
+
+def parse(argv: list[str]) -> TrainArgs:
+    argv = [ALIASES.get(a, a) for a in argv]
+    preset = _preset_name(argv)
+    default = TrainArgs(out=Path("runs/run"), preset=preset, config=get_preset(preset))
+    return tyro.cli(TrainArgs, args=argv, default=default, prog="nsr train")
+
+
+def run(argv: list[str]) -> int:
+    return friendly(lambda: _run(argv))
+
+
+def _run(argv: list[str]) -> int:
+    args = parse(argv)
+    config = args.config
+    saved = args.out / "config.yaml"
+    if args.resume and saved.is_file():
+        config = load_yaml(TrainConfig, saved, CONFIG_KIND)
+    elif saved.is_file() and (args.out / "checkpoints" / "latest.pt").is_file():
+        print(f"nsr: error: {args.out} already holds a run; use --resume to continue it", file=sys.stderr)
+        return 1
+    if config.data.path is None:
+        print("nsr: error: no scene given (use --data DIR)", file=sys.stderr)
+        return 2
+    scene = load_idr_scene(
+        config.data.path, downscale=config.data.downscale, camera_file=config.data.camera_file
+    )
+    trainer = Trainer(config, scene, args.out)
+    if args.resume and trainer.resume():
+        print(f"resuming {args.out} at step {trainer.step}")
+    progress = TrainProgress(total=config.steps, initial=trainer.step)
+    trainer.on_step = progress
+    try:
+        trainer.train()
+    finally:
+        progress.close()
+    print(f"done: {trainer.step} steps in {trainer.seconds:.0f} s of training; run folder {args.out}")
+    return 0

@@ -1,0 +1,86 @@
+"""Re-opening a run folder: config, view split, world transform, and a model at any checkpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nsr.config.io import load_yaml
+from nsr.config.train import TrainConfig
+from nsr.engine.checkpoint import load_checkpoint
+from nsr.engine.trainer import CONFIG_KIND, resolve_device
+from nsr.models import IDRModel
+
+
+class RunError(FileNotFoundError):
+    """A run folder that is missing or incomplete."""
+
+
+@dataclass
+class Run:
+    """A trained model and what is needed to interpret it."""
+
+    path: Path
+    config: TrainConfig
+    model: IDRModel
+    step: int
+    scale_mat: np.ndarray
+    """(4, 4) normalised frame -> world units."""
+    train_views: list[int]
+    test_views: list[int]
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
+    """`latest`, a step number, or a file name inside RUN/checkpoints, or a path."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "checkpoints"
+    if checkpoint.isdigit():
+        path = folder / f"step_{int(checkpoint):07d}.pt"
+    elif Path(checkpoint).suffix == ".pt" and Path(checkpoint).is_file():
+        path = Path(checkpoint)
+    else:
+        name = checkpoint if checkpoint.endswith(".pt") else f"{checkpoint}.pt"
+        path = folder / name
+    if not path.is_file():
+        available = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
+        raise RunError(f"{path}: checkpoint not found (available: {', '.join(available) or 'none'})")
+    return path
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "auto") -> Run:
+    """Load a run folder written by the trainer, on any machine."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise RunError(f"{run_dir}: not a run folder (no config.yaml)")
+    config = load_yaml(TrainConfig, config_path, CONFIG_KIND)
+    dev = resolve_device(device)
+    model = config.model.build().to(dev)
+    state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location=dev)
+    model.load_state_dict(state["model"])
+    model.set_step(state["step"])
+    model.eval()
+    scene_info = json.loads((run_dir / "scene.json").read_text())
+    split = json.loads((run_dir / "split.json").read_text())
+    return Run(
+        path=run_dir,
+        config=config,
+        model=model,
+        step=state["step"],
+        scale_mat=np.asarray(scene_info["scale_mat"], dtype=np.float64),
+        train_views=split["train"],
+        test_views=split["test"],
+    )
+
+
+def model_sdf(model: IDRModel):
+    """The SDF of a model as a plain (M, 3) -> (M,) function."""
+
+    def sdf(x: torch.Tensor) -> torch.Tensor:
+        return model.sdf_field.sdf(x)
+
+    return sdf

@@ -1,0 +1,287 @@
+"""The training loop: sampling, optimisation, schedules, logging, validation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nsr.cameras import pixel_grid, pixel_rays
+from nsr.config.io import save_yaml
+from nsr.config.train import TrainConfig
+from nsr.data.scene import SceneData
+from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from nsr.models import IDRModel, RenderOutput, mask_alpha
+
+CONFIG_KIND = "train"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def split_views(num_views: int, holdout_every: int) -> tuple[list[int], list[int]]:
+    """Train and test view indices: every `holdout_every`-th view (starting at 0) is held out."""
+    if holdout_every <= 0:
+        return list(range(num_views)), []
+    test = list(range(0, num_views, holdout_every))
+    train = [i for i in range(num_views) if i % holdout_every]
+    return train, test
+
+
+@dataclass
+class StepMetrics:
+    """What one step reports to progress bars and logs."""
+
+    step: int
+    loss: float
+    rgb: float
+    eikonal: float
+    mask: float
+    psnr: float
+    hit_ratio: float
+    lr: float
+    alpha: float
+    seconds: float
+    """Training time so far (validation and I/O excluded)."""
+
+
+class RayBatcher:
+    """Draws random (view, pixel) rays from a scene kept on the training device."""
+
+    def __init__(self, scene: SceneData, device: torch.device, generator: torch.Generator) -> None:
+        self.device = device
+        self.generator = generator
+        self.images = torch.from_numpy(scene.images).to(device).reshape(scene.num_views, -1, 3)
+        self.masks = torch.from_numpy(scene.masks).to(device).reshape(scene.num_views, -1)
+        self.intrinsics = torch.from_numpy(scene.intrinsics).float().to(device)
+        self.c2w = torch.from_numpy(scene.c2w).float().to(device)
+        self.uv = pixel_grid(scene.height, scene.width, device)
+
+    def sample(self, num_rays: int):
+        """Returns (view indices, origins, directions, rgb, mask) of `num_rays` random rays."""
+        n_views, n_pix = self.masks.shape
+        view = torch.randint(n_views, (num_rays,), generator=self.generator).to(self.device)
+        pix = torch.randint(n_pix, (num_rays,), generator=self.generator).to(self.device)
+        origins, dirs = pixel_rays(self.intrinsics[view], self.c2w[view], self.uv[pix])
+        return view, origins, dirs, self.images[view, pix], self.masks[view, pix]
+
+
+def render_view(model: IDRModel, scene: SceneData, index: int, device: torch.device, chunk: int = 16384):
+    """Render one view of a scene at full resolution -> RenderOutput with (H*W, ...) tensors."""
+    k = torch.from_numpy(scene.intrinsics[index]).float().to(device)
+    c2w = torch.from_numpy(scene.c2w[index]).float().to(device)
+    uv = pixel_grid(scene.height, scene.width, device)
+    origins, dirs = pixel_rays(k, c2w, uv)
+    model.eval()
+    try:
+        return model.render(origins, dirs, chunk)
+    finally:
+        model.train()
+
+
+class Trainer:
+    """Owns the loop. Progress is reported through `on_step(metrics)`; nothing here prints."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        scene: SceneData,
+        run_dir: str | Path,
+        on_step: Callable[[StepMetrics], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.device)
+        self.on_step = on_step
+        self.train_views, self.test_views = split_views(scene.num_views, config.data.holdout_every)
+        self.scene = scene
+        self.train_scene = scene.subset(self.train_views)
+
+        _seed_everything(config.seed)
+        self.model = config.model.build().to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(config.optim.lr_milestones), gamma=config.optim.lr_factor
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.batcher = RayBatcher(self.train_scene, self.device, self.generator)
+        self.step = 0
+        self.seconds = 0.0
+        self._writer = None
+
+    # ---------------------------------------------------------------- run folder
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def prepare_run_dir(self) -> None:
+        """Write the resolved config and the view split into the run folder."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(self.config, self.run_dir / "config.yaml", CONFIG_KIND)
+        split = {"train": self.train_views, "test": self.test_views, "image_names": self.scene.image_names}
+        (self.run_dir / "split.json").write_text(json.dumps(split, indent=1))
+        scene_info = {
+            "root": str(self.scene.root) if self.scene.root else None,
+            "num_views": self.scene.num_views,
+            "height": self.scene.height,
+            "width": self.scene.width,
+            "scale_mat": self.scene.scale_mat.tolist(),
+        }
+        (self.run_dir / "scene.json").write_text(json.dumps(scene_info, indent=1))
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "seconds": self.seconds,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "sampler_rng": self.generator.get_state(),
+        }
+
+    def save_checkpoint(self, name: str | None = None) -> Path:
+        payload = self.state_dict()
+        path = self.checkpoint_dir / (name or f"step_{self.step:07d}.pt")
+        save_atomic(payload, path)
+        if name is None:
+            save_atomic(payload, self.checkpoint_dir / "latest.pt")
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
+        self.seconds = state["seconds"]
+        set_rng_state(state["rng"])
+        self.generator.set_state(state["sampler_rng"])
+
+    def resume(self) -> bool:
+        """Continue from `checkpoints/latest.pt` if there is one; returns whether it did."""
+        latest = self.checkpoint_dir / "latest.pt"
+        if not latest.is_file():
+            return False
+        self.load_checkpoint(latest)
+        return True
+
+    # ---------------------------------------------------------------- loop
+    def train_step(self) -> StepMetrics:
+        cfg = self.config
+        start = time.perf_counter()
+        self.model.train()
+        self.model.set_step(self.step)
+        _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch)
+        losses = self.model.training_loss(origins, dirs, rgb, mask)
+        if not torch.isfinite(losses.total):
+            raise TrainingError(
+                f"loss became {losses.total.item()} at step {self.step} "
+                f"(rgb {losses.rgb.item():.4g}, eikonal {losses.eikonal.item():.4g}, mask {losses.mask.item():.4g}); "
+                "try a lower learning rate or resume from an earlier checkpoint"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        self.step += 1
+        return StepMetrics(
+            step=self.step,
+            loss=losses.total.item(),
+            rgb=losses.rgb.item(),
+            eikonal=losses.eikonal.item(),
+            mask=losses.mask.item(),
+            psnr=losses.psnr.item(),
+            hit_ratio=losses.hit_ratio.item(),
+            lr=self.optimizer.param_groups[0]["lr"],
+            alpha=mask_alpha(cfg.model.loss, self.step - 1),
+            seconds=self.seconds,
+        )
+
+    def _done(self) -> bool:
+        cfg = self.config
+        return self.step >= cfg.steps or (cfg.max_seconds > 0 and self.seconds >= cfg.max_seconds)
+
+    def train(self) -> None:
+        """Run until `steps` (or `max_seconds`), checkpointing, logging and validating on the way."""
+        cfg = self.config
+        self.prepare_run_dir()
+        snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
+        while not self._done():
+            m = self.train_step()
+            if self.on_step is not None:
+                self.on_step(m)
+            if m.step % cfg.log_every == 0 or m.step == 1:
+                self._log(m)
+            while snapshots and self.seconds >= snapshots[0]:
+                self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
+            if cfg.val_every and m.step % cfg.val_every == 0:
+                self.validate()
+            if m.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+        self.save_checkpoint()
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _log(self, m: StepMetrics) -> None:
+        w = self.writer
+        for key in ("loss", "rgb", "eikonal", "mask", "psnr", "hit_ratio", "lr", "alpha"):
+            w.add_scalar(f"train/{key}", getattr(m, key), m.step)
+        w.add_scalar("train/seconds", m.seconds, m.step)
+
+    def validate(self) -> Path:
+        """Render one view (the first held-out view, else the first) and save colour | normals | GT."""
+        from PIL import Image
+
+        index = self.test_views[0] if self.test_views else 0
+        out = render_view(self.model, self.scene, index, self.device)
+        image = validation_image(out, self.scene, index)
+        path = self.run_dir / "validation" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(path)
+        return path
+
+
+def validation_image(out: RenderOutput, scene: SceneData, index: int) -> np.ndarray:
+    """(H, 3W, 3) uint8: rendered colour | normals (camera-independent, world axes) | ground truth."""
+    h, w = scene.height, scene.width
+    rgb = out.rgb.reshape(h, w, 3).cpu().numpy()
+    normals = out.normals.reshape(h, w, 3).cpu().numpy()
+    hit = out.hit.reshape(h, w, 1).cpu().numpy()
+    normal_img = np.where(hit, normals * 0.5 + 0.5, 0.0)
+    row = np.concatenate([rgb, normal_img, scene.images[index]], axis=1)
+    return (np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

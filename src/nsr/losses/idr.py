@@ -1,0 +1,40 @@
+"""IDR losses: masked colour L1, eikonal, and the mask loss with its sharpness alpha."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rgb_loss(pred: torch.Tensor, target: torch.Tensor, num_rays: int) -> torch.Tensor:
+    """Sum of per-ray L1 colour errors (summed over channels) over the surface rays, divided by all rays.
+
+    Args:
+        pred, target: (M, 3) colours of the rays that hit the surface inside the object mask.
+        num_rays: N, the number of rays in the batch (IDR normalisation).
+    """
+    if pred.shape[0] == 0:
+        return pred.sum() * 0.0
+    return (pred - target).abs().sum() / num_rays
+
+
+def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
+    """Mean of (|grad f| - 1)^2 over (M, 3) gradients."""
+    if gradients.shape[0] == 0:
+        return gradients.sum() * 0.0
+    return ((gradients.norm(dim=-1) - 1.0) ** 2).mean()
+
+
+def mask_loss(sdf: torch.Tensor, object_mask: torch.Tensor, alpha: float, num_rays: int) -> torch.Tensor:
+    """(1 / alpha) * sum BCE(sigmoid(-alpha * sdf), mask) / N over the rays outside (hit and object).
+
+    Args:
+        sdf: (M,) SDF at each such ray's minimal-SDF point.
+        object_mask: (M,) ground-truth mask of those rays.
+    """
+    if sdf.shape[0] == 0:
+        return sdf.sum() * 0.0
+    logits = -alpha * sdf
+    return F.binary_cross_entropy_with_logits(logits, object_mask.float(), reduction="sum") / (
+        alpha * num_rays
+    )

@@ -1,0 +1,169 @@
+"""The IDR model: SDF field + appearance field + sphere tracer + losses, composed in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
+from nsr.losses import eikonal_loss, mask_loss, rgb_loss
+from nsr.renderers import SphereTracer, SphereTracerConfig, differentiable_surface_points
+
+
+@dataclass
+class IDRLossConfig:
+    """Loss weights and the mask-loss sharpness schedule."""
+
+    eikonal_weight: float = 0.1
+    """Weight of the eikonal term."""
+    mask_weight: float = 100.0
+    """Weight of the mask term."""
+    alpha_init: float = 50.0
+    """Initial sharpness alpha of the mask loss."""
+    alpha_factor: float = 2.0
+    """alpha is multiplied by this at every milestone."""
+    alpha_milestones: tuple[int, ...] = (25000, 50000, 75000, 100000, 125000)
+    """Steps at which alpha grows."""
+    eikonal_points_ratio: float = 0.5
+    """Uniform eikonal points per ray (IDR: half the number of rays)."""
+
+
+@dataclass
+class IDRModelConfig:
+    """Everything that defines an IDR model."""
+
+    sdf: SDFFieldConfig = field(default_factory=SDFFieldConfig)
+    appearance: AppearanceFieldConfig = field(default_factory=AppearanceFieldConfig)
+    tracer: SphereTracerConfig = field(default_factory=SphereTracerConfig)
+    loss: IDRLossConfig = field(default_factory=IDRLossConfig)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Colour of rays that miss the surface (the scene's background; not supervised by IDR)."""
+
+    def build(self) -> IDRModel:
+        return IDRModel(self)
+
+
+@dataclass
+class RenderOutput:
+    """Per-ray outputs for N rays."""
+
+    rgb: torch.Tensor
+    """(N, 3) colours in [0, 1] (background colour where no surface is hit)."""
+    hit: torch.Tensor
+    """(N,) bool, the ray hits the surface."""
+    depth: torch.Tensor
+    """(N,) distance to the surface along the ray (meaningful where `hit`)."""
+    normals: torch.Tensor
+    """(N, 3) unit normals at the hit point (zero where not hit)."""
+
+
+@dataclass
+class LossOutput:
+    """The total loss and its terms (detached floats for logging are taken by the trainer)."""
+
+    total: torch.Tensor
+    rgb: torch.Tensor
+    eikonal: torch.Tensor
+    mask: torch.Tensor
+    psnr: torch.Tensor
+    """PSNR of the rays that hit the surface inside the mask (a training-time indicator)."""
+    hit_ratio: torch.Tensor
+    """Fraction of object rays that hit the surface."""
+
+
+def mask_alpha(config: IDRLossConfig, step: int) -> float:
+    """The mask-loss sharpness at a step (alpha doubles at every milestone passed)."""
+    passed = sum(1 for m in config.alpha_milestones if step >= m)
+    return config.alpha_init * config.alpha_factor**passed
+
+
+class IDRModel(nn.Module):
+    """IDR: trace the SDF's zero set, render colour at differentiable surface points."""
+
+    def __init__(self, config: IDRModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sdf_field = config.sdf.build()
+        self.appearance = config.appearance.build(config.sdf.feature_dim)
+        self.tracer = SphereTracer(config.tracer)
+        self.register_buffer(
+            "background", torch.tensor(config.background, dtype=torch.float32), persistent=False
+        )
+        self.step = 0
+
+    def set_step(self, step: int) -> None:
+        """Schedule callback: encodings' coarse-to-fine windows."""
+        self.step = step
+        self.sdf_field.encoding.set_step(step)
+        if self.appearance.view_encoding is not None:
+            self.appearance.view_encoding.set_step(step)
+
+    def _sdf(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sdf_field.sdf(x)
+
+    def _trace(self, origins, directions, object_mask=None):
+        was_training = self.sdf_field.training
+        self.sdf_field.eval()
+        try:
+            return self.tracer.trace(self._sdf, origins, directions, object_mask)
+        finally:
+            self.sdf_field.train(was_training)
+
+    def training_loss(
+        self, origins: torch.Tensor, directions: torch.Tensor, rgb_gt: torch.Tensor, object_mask: torch.Tensor
+    ) -> LossOutput:
+        """Losses of one batch of N rays (origins/directions may carry camera gradients)."""
+        cfg = self.config.loss
+        n = origins.shape[0]
+        trace = self._trace(origins.detach(), directions.detach(), object_mask)
+        surface = trace.hit & object_mask
+        s_idx = surface.nonzero().squeeze(1)
+        o_idx = (~surface).nonzero().squeeze(1)
+
+        x_surf = differentiable_surface_points(
+            self._sdf, origins[s_idx], directions[s_idx], trace.depth[s_idx]
+        )
+        n_uniform = int(cfg.eikonal_points_ratio * n)
+        r = self.config.tracer.bounding_radius
+        uniform = torch.empty(n_uniform, 3, device=origins.device).uniform_(-r, r)
+        mask_points = trace.min_points[o_idx]
+        points = torch.cat([x_surf, mask_points, uniform])
+        out = self.sdf_field.with_gradient(points, create_graph=True)
+        ns, no = s_idx.numel(), o_idx.numel()
+
+        rgb = self.appearance(x_surf, out.gradient[:ns], directions[s_idx], out.features[:ns])
+        l_rgb = rgb_loss(rgb, rgb_gt[s_idx], n)
+        l_eik = eikonal_loss(out.gradient)
+        alpha = mask_alpha(cfg, self.step)
+        l_mask = mask_loss(out.sdf[ns : ns + no], object_mask[o_idx], alpha, n)
+        total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
+        with torch.no_grad():
+            mse = ((rgb - rgb_gt[s_idx]) ** 2).mean() if ns else torch.tensor(1.0, device=origins.device)
+            psnr = -10 * torch.log10(mse.clamp_min(1e-10))
+            hit_ratio = surface.sum() / object_mask.sum().clamp_min(1)
+        return LossOutput(total=total, rgb=l_rgb, eikonal=l_eik, mask=l_mask, psnr=psnr, hit_ratio=hit_ratio)
+
+    def render(
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
+    ) -> RenderOutput:
+        """Render N rays for evaluation (no gradients to parameters)."""
+        outs = [
+            self._render_chunk(o, d) for o, d in zip(origins.split(chunk_size), directions.split(chunk_size))
+        ]
+        return RenderOutput(*(torch.cat(parts) for parts in zip(*(vars(o).values() for o in outs))))
+
+    def _render_chunk(self, origins, directions) -> RenderOutput:
+        trace = self._trace(origins, directions)
+        n = origins.shape[0]
+        rgb = self.background.expand(n, 3).clone()
+        normals = torch.zeros(n, 3, device=origins.device)
+        idx = trace.hit.nonzero().squeeze(1)
+        if idx.numel():
+            x = origins[idx] + directions[idx] * trace.depth[idx, None]
+            out = self.sdf_field.with_gradient(x, create_graph=False)
+            with torch.no_grad():
+                rgb[idx] = self.appearance(x, out.gradient, directions[idx], out.features)
+                normals[idx] = torch.nn.functional.normalize(out.gradient, dim=-1)
+        return RenderOutput(rgb=rgb.detach(), hit=trace.hit, depth=trace.depth, normals=normals.detach())

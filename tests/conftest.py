@@ -1,0 +1,54 @@
+"""Shared test fixtures: everything runs on CPU with small synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The project's shared test data (../shared/data); tests using it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory) -> Path:
+    """The default generated scene at 8 views of 32x32 pixels (generated once per test session)."""
+    from nsr.scenes import generate_default_scene
+
+    return generate_default_scene(tmp_path_factory.mktemp("scene") / "tiny", num_views=8, resolution=32)
+
+
+def tiny_config(scene: Path, steps: int = 4):
+    """A TrainConfig that trains a very small model for a few steps (test helper)."""
+    from nsr.config import get_preset
+
+    config = get_preset("demo")
+    config.data.path = scene
+    config.data.holdout_every = 4
+    config.steps = steps
+    config.rays_per_batch = 64
+    config.checkpoint_every = 2
+    config.val_every = 2
+    config.log_every = 1
+    config.device = "cpu"
+    config.model.sdf.hidden_dim = 48
+    config.model.sdf.feature_dim = 8
+    config.model.appearance.hidden_dim = 32
+    config.model.tracer.num_samples = 16
+    config.model.tracer.mask_samples = 8
+    return config

@@ -1,0 +1,72 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from nsr.data.idr import load_idr_scene
+from nsr.engine import Trainer, TrainingError, split_views
+from nsr.engine.run import open_run
+
+
+def test_split_views():
+    assert split_views(10, 4) == ([1, 2, 3, 5, 6, 7, 9], [0, 4, 8])
+    assert split_views(3, 0) == ([0, 1, 2], [])
+
+
+def test_smoke_train_writes_a_complete_run_folder(tiny_scene, tmp_path):
+    config = tiny_config(tiny_scene, steps=4)
+    scene = load_idr_scene(tiny_scene)
+    seen = []
+    trainer = Trainer(config, scene, tmp_path / "run", on_step=seen.append)
+    trainer.train()
+    run = tmp_path / "run"
+    assert [m.step for m in seen] == [1, 2, 3, 4]
+    assert all(np.isfinite(m.loss) for m in seen)
+    assert (run / "config.yaml").is_file() and (run / "split.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == [
+        "latest.pt",
+        "step_0000002.pt",
+        "step_0000004.pt",
+    ]
+    assert len(list((run / "validation").glob("*.png"))) == 2
+    assert list((run / "tensorboard").glob("events.*"))
+    assert json.loads((run / "split.json").read_text())["test"] == [0, 4]
+    reopened = open_run(run, device="cpu")
+    assert reopened.step == 4 and reopened.test_views == [0, 4]
+    np.testing.assert_allclose(reopened.scale_mat, scene.scale_mat)
+    for a, b in zip(reopened.model.parameters(), trainer.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_resume_continues_exactly(tiny_scene, tmp_path):
+    scene = load_idr_scene(tiny_scene)
+    straight = Trainer(tiny_config(tiny_scene, steps=6), scene, tmp_path / "a")
+    straight.train()
+
+    first = Trainer(tiny_config(tiny_scene, steps=4), scene, tmp_path / "b")
+    first.train()
+    second = Trainer(tiny_config(tiny_scene, steps=6), scene, tmp_path / "b")
+    assert second.resume() and second.step == 4
+    second.train()
+    for a, b in zip(straight.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_time_budget_and_snapshots(tiny_scene, tmp_path):
+    config = tiny_config(tiny_scene, steps=10**6)
+    config.max_seconds = 1e-9
+    config.snapshot_seconds = (1e-9,)
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.train()
+    assert trainer.step == 1
+    assert (tmp_path / "run" / "checkpoints" / "snapshot_0s.pt").is_file()
+
+
+def test_nan_loss_is_a_clear_error(tiny_scene, tmp_path):
+    trainer = Trainer(tiny_config(tiny_scene), load_idr_scene(tiny_scene), tmp_path / "run")
+    with torch.no_grad():
+        trainer.model.sdf_field.layers[-1].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="loss became nan at step 0"):
+        trainer.train_step()

@@ -1,0 +1,101 @@
+"""Sampled geometry metrics on meshes with known distances."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from nsr.metrics import mesh_metrics, sample_surface
+
+
+@pytest.fixture(scope="module")
+def unit_sphere() -> trimesh.Trimesh:
+    return trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+
+
+@pytest.fixture(scope="module")
+def outer_sphere() -> trimesh.Trimesh:
+    return trimesh.creation.icosphere(subdivisions=5, radius=1.1)
+
+
+def test_sample_surface_is_area_weighted_and_on_surface() -> None:
+    box = trimesh.creation.box(extents=(4.0, 1.0, 1.0))
+    points, normals = sample_surface(box, 60_000, seed=3)
+    assert points.shape == normals.shape == (60_000, 3)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0)
+    # Each sample lies on a face whose normal it carries: |p . n| = half the extent along n.
+    half = np.abs(normals) @ np.array([2.0, 0.5, 0.5])
+    np.testing.assert_allclose(np.abs(np.sum(points * normals, axis=1)), half, atol=1e-9)
+    # The two 1x1 end caps hold 2 / 18 of the area.
+    end_caps = np.mean(np.abs(normals[:, 0]) > 0.5)
+    assert abs(end_caps - 2.0 / 18.0) < 0.01
+
+
+def test_sample_surface_is_deterministic(unit_sphere: trimesh.Trimesh) -> None:
+    a, na = sample_surface(unit_sphere, 1000, seed=7)
+    b, nb = sample_surface(unit_sphere, 1000, seed=7)
+    c, _ = sample_surface(unit_sphere, 1000, seed=8)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(na, nb)
+    assert not np.allclose(a, c)
+
+
+def test_mesh_against_itself_is_near_zero_and_shrinks_with_samples(unit_sphere: trimesh.Trimesh) -> None:
+    few = mesh_metrics(unit_sphere, unit_sphere, num_samples=20_000)
+    many = mesh_metrics(unit_sphere, unit_sphere, num_samples=200_000)
+    assert 0 < many["chamfer_rel"] < 0.002
+    assert many["chamfer"] < 0.5 * few["chamfer"]  # the floor falls like 1 / sqrt(samples)
+    assert many["normal_consistency"] > 0.999
+    assert many["fscore"] > 0.99
+
+
+def test_concentric_spheres(unit_sphere: trimesh.Trimesh, outer_sphere: trimesh.Trimesh) -> None:
+    result = mesh_metrics(unit_sphere, outer_sphere, num_samples=100_000, threshold=0.05)
+    for key in ("accuracy", "completeness", "chamfer"):
+        assert result[key] == pytest.approx(0.1, rel=0.02)
+    assert result["fscore"] == 0.0
+    assert result["threshold"] == 0.05
+    assert mesh_metrics(unit_sphere, outer_sphere, num_samples=100_000, threshold=0.2)["fscore"] == 1.0
+
+    diagonal = np.linalg.norm(outer_sphere.bounds[1] - outer_sphere.bounds[0])
+    assert result["bbox_diagonal"] == pytest.approx(diagonal)
+    for key in ("accuracy", "completeness", "chamfer"):
+        assert result[f"{key}_rel"] == pytest.approx(result[key] / diagonal)
+    assert result["normal_consistency"] > 0.99
+
+
+def test_default_threshold_and_plain_floats(
+    unit_sphere: trimesh.Trimesh, outer_sphere: trimesh.Trimesh
+) -> None:
+    result = mesh_metrics(unit_sphere, outer_sphere, num_samples=10_000)
+    assert result["threshold"] == pytest.approx(0.005 * result["bbox_diagonal"])
+    assert result["num_samples"] == 10_000
+    assert all(type(value) is float for value in result.values())
+    json.dumps(result)
+
+
+def test_precision_and_recall_are_directional(unit_sphere: trimesh.Trimesh) -> None:
+    # The prediction is half of the sphere: everything it has is right, half of the truth is missing.
+    keep = unit_sphere.triangles_center[:, 2] > 0
+    half = trimesh.Trimesh(unit_sphere.vertices, unit_sphere.faces[keep], process=False)
+    result = mesh_metrics(half, unit_sphere, num_samples=50_000, threshold=0.05)
+    assert result["precision"] > 0.99
+    assert result["recall"] == pytest.approx(0.5, abs=0.03)
+    assert result["completeness"] > 10 * result["accuracy"]
+
+
+def test_seeded_determinism(unit_sphere: trimesh.Trimesh, outer_sphere: trimesh.Trimesh) -> None:
+    first = mesh_metrics(unit_sphere, outer_sphere, num_samples=20_000, seed=5)
+    second = mesh_metrics(unit_sphere, outer_sphere, num_samples=20_000, seed=5)
+    other = mesh_metrics(unit_sphere, outer_sphere, num_samples=20_000, seed=6)
+    assert first == second
+    assert first["chamfer"] != other["chamfer"]
+
+
+def test_empty_prediction_is_a_clear_error(unit_sphere: trimesh.Trimesh) -> None:
+    empty = trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="predicted mesh has no faces"):
+        mesh_metrics(empty, unit_sphere)

@@ -1,0 +1,122 @@
+import math
+
+import pytest
+import torch
+
+from nsr.renderers import SphereTracer, SphereTracerConfig, differentiable_surface_points, intersect_sphere
+
+
+def sphere(radius=0.5, centre=(0.0, 0.0, 0.0)):
+    c = torch.tensor(centre)
+    return lambda x: (x - c).norm(dim=-1) - radius
+
+
+def rays_towards(targets, origin=(0.0, 0.0, -3.0)):
+    o = torch.tensor(origin).expand(len(targets), 3).clone()
+    d = torch.nn.functional.normalize(torch.tensor(targets) - o, dim=-1)
+    return o, d
+
+
+def test_intersect_bounding_sphere():
+    o, d = rays_towards([[0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    near, far, hits = intersect_sphere(o, d, 1.0)
+    assert hits.tolist() == [True, False]
+    assert near[0].item() == pytest.approx(2.0) and far[0].item() == pytest.approx(4.0)
+
+
+def test_hits_analytic_sphere_at_the_right_depth():
+    tracer = SphereTracer(SphereTracerConfig())
+    ys = torch.linspace(-0.7, 0.7, 29)
+    o, d = rays_towards([[0.0, float(y), 0.0] for y in ys])
+    result = tracer.trace(sphere(0.5), o, d)
+    # Exact intersection of each ray with the sphere of radius 0.5.
+    b = (o * d).sum(-1)
+    disc = b**2 - ((o * o).sum(-1) - 0.25)
+    expected_hit = disc > 0
+    assert torch.equal(result.hit, expected_hit)
+    exact = -b - disc.clamp_min(0).sqrt()
+    assert torch.allclose(result.depth[expected_hit], exact[expected_hit], atol=1e-3)
+
+
+def test_grazing_and_hole_rays_converge_by_sampling_and_secant():
+    # A torus seen through its hole: rays through the hole miss, rays at the tube hit.
+    def torus(x):
+        q = torch.stack([torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) - 0.5, x[:, 2]], -1)
+        return q.norm(dim=-1) - 0.15
+
+    tracer = SphereTracer(SphereTracerConfig(sphere_tracing_iters=3))  # force the sampler
+    o, d = rays_towards([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.62, 0.0, 0.0], [0.15, 0.1, 0.0]])
+    r = tracer.trace(torus, o, d)
+    assert r.hit.tolist() == [False, True, True, False]
+    points = o + d * r.depth[:, None]
+    assert torus(points[r.hit]).abs().max() < 1e-4
+
+
+def test_min_sdf_points_for_the_mask_loss():
+    tracer = SphereTracer(SphereTracerConfig())
+    o, d = rays_towards([[0.0, 0.7, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0]])
+    mask = torch.tensor([True, False, False])
+    r = tracer.trace(sphere(0.5), o, d, mask)
+    # Missed object ray: the closest approach to the sphere (distance 0.7 * 3 / sqrt(9 + 0.49) from the centre).
+    closest = 0.7 * 3 / math.sqrt(9 + 0.49)
+    assert r.min_points[0].norm().item() == pytest.approx(closest, abs=0.02)
+    # Hit but background: the search runs beyond the hit point, into the object.
+    assert r.min_points[1].norm().item() < 0.1
+    # Misses the bounding sphere: the closest point to the origin.
+    assert torch.allclose(r.min_points[2], o[2] + d[2] * (-(o[2] * d[2]).sum()), atol=1e-6)
+
+
+def test_implicit_differentiation_matches_finite_differences():
+    """d(surface point)/d(sphere radius and centre) equals the finite-difference derivative."""
+    radius = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    centre = torch.tensor([0.05, -0.02, 0.1], dtype=torch.float64, requires_grad=True)
+
+    def sdf_fn(x):
+        return (x - centre).norm(dim=-1) - radius
+
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.1, 0.2, -3.0]], dtype=torch.float64)
+    d = torch.nn.functional.normalize(
+        torch.tensor([[0.0, 0.05, 1.0], [0.02, -0.1, 1.0]], dtype=torch.float64), dim=-1
+    )
+
+    def exact_points(r, c):
+        oc = o - c
+        b = (oc * d).sum(-1)
+        t = -b - torch.sqrt(b**2 - (oc * oc).sum(-1) + r**2)
+        return o + d * t[:, None]
+
+    with torch.no_grad():
+        t0 = (exact_points(radius, centre) - o).norm(dim=-1)
+    points = differentiable_surface_points(sdf_fn, o, d, t0)
+    assert torch.allclose(points, exact_points(radius, centre), atol=1e-10)
+    weights = torch.tensor([[0.3, -1.0, 0.7], [1.1, 0.4, -0.2]], dtype=torch.float64)
+    (points * weights).sum().backward()
+    eps = 1e-6
+    with torch.no_grad():
+        fd_r = ((exact_points(radius + eps, centre) - exact_points(radius - eps, centre)) * weights).sum() / (
+            2 * eps
+        )
+        assert radius.grad.item() == pytest.approx(fd_r.item(), rel=1e-5)
+        for axis in range(3):
+            e = torch.zeros(3, dtype=torch.float64)
+            e[axis] = eps
+            fd = ((exact_points(radius, centre + e) - exact_points(radius, centre - e)) * weights).sum() / (
+                2 * eps
+            )
+            assert centre.grad[axis].item() == pytest.approx(fd.item(), rel=1e-5, abs=1e-8)
+
+
+def test_implicit_differentiation_reaches_the_camera():
+    radius = 0.5
+    o = torch.tensor([[0.0, 0.1, -3.0]], dtype=torch.float64, requires_grad=True)
+    d = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64), dim=-1)
+
+    def sdf_fn(x):
+        return x.norm(dim=-1) - radius
+
+    with torch.no_grad():
+        t0 = torch.tensor([3.0 - math.sqrt(radius**2 - 0.01)], dtype=torch.float64)
+    points = differentiable_surface_points(sdf_fn, o, d, t0)
+    points[0, 2].backward()
+    # z of the hit point = -sqrt(r^2 - y^2): dz/dy = y / sqrt(r^2 - y^2)
+    assert o.grad[0, 1].item() == pytest.approx(0.1 / math.sqrt(radius**2 - 0.01), rel=1e-6)
