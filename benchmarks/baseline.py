@@ -49,6 +49,7 @@ def main() -> None:
     config.snapshot_seconds = tuple(args.budgets)
     config.steps = 10**9
     config.val_every = 0
+    config.tensorboard = False
     config.checkpoint_every = 10**9
     if args.background is not None:
         config.model.background = tuple(args.background)

@@ -57,6 +57,8 @@ class TrainConfig:
     """Render a validation view (colour + normals PNG) every N steps (0 = never)."""
     log_every: int = 25
     """Write TensorBoard scalars every N steps."""
+    tensorboard: bool = True
+    """Log scalars to RUN/tensorboard (needs the tensorboard package)."""
     max_seconds: float = 0.0
     """Stop after this much training time, in seconds (0 = no limit). Validation and I/O are not counted."""
     snapshot_seconds: tuple[float, ...] = ()

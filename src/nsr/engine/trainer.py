@@ -239,7 +239,7 @@ class Trainer:
             m = self.train_step()
             if self.on_step is not None:
                 self.on_step(m)
-            if m.step % cfg.log_every == 0 or m.step == 1:
+            if cfg.tensorboard and (m.step % cfg.log_every == 0 or m.step == 1):
                 self._log(m)
             while snapshots and self.seconds >= snapshots[0]:
                 self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
