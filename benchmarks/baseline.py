@@ -28,7 +28,9 @@ from nsr.metrics.geometry import mesh_metrics
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scene", type=Path, required=True)
     parser.add_argument("--gt-mesh", type=Path)
     parser.add_argument("--preset", default="positional")
@@ -62,7 +64,9 @@ def main() -> None:
     if not args.eval_only:
         wall = time.perf_counter()
         trainer.train()
-        print(f"trained {trainer.step} steps, {trainer.seconds:.1f} s training, {time.perf_counter() - wall:.1f} s wall")
+        print(
+            f"trained {trainer.step} steps, {trainer.seconds:.1f} s training, {time.perf_counter() - wall:.1f} s wall"
+        )
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     gt = trimesh.load(args.gt_mesh, force="mesh") if args.gt_mesh else None
 

@@ -1,6 +1,6 @@
 """Profile training steps of a preset on a scene: time per step and the top operators.
 
-    python benchmarks/profile_step.py --scene .data/synthetic_spot_mitsuba --preset positional
+python benchmarks/profile_step.py --scene .data/synthetic_spot_mitsuba --preset positional
 """
 
 from __future__ import annotations

@@ -51,12 +51,15 @@ def extract_world_mesh(
 ) -> trimesh.Trimesh:
     """Marching cubes of the model's SDF in the normalised frame, mapped to world units."""
     device = next(model.parameters()).device
+    field_sdf = model_sdf(model)
+    radius = model.config.tracer.bounding_radius
+
+    def sdf(x: torch.Tensor) -> torch.Tensor:
+        # The surface exists only inside the bounding sphere (nothing outside is rendered or supervised):
+        # intersect with it, so unconstrained zero crossings in the cube's corners never reach the mesh.
+        return torch.maximum(field_sdf(x), x.norm(dim=-1) - radius)
+
     mesh = extract_mesh(
-        model_sdf(model),
-        resolution=resolution,
-        bound=bound,
-        keep_largest=keep_largest,
-        device=device,
-        progress=progress,
+        sdf, resolution=resolution, bound=bound, keep_largest=keep_largest, device=device, progress=progress
     )
     return transform_mesh(mesh, scale_mat)

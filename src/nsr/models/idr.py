@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.losses import eikonal_loss, mask_loss, rgb_loss
@@ -107,7 +108,9 @@ class IDRModel(nn.Module):
         was_training = self.sdf_field.training
         self.sdf_field.eval()
         try:
-            return self.tracer.trace(self._sdf, origins, directions, object_mask)
+            # Weight-normalised weights are computed once per trace, not once per SDF query.
+            with parametrize.cached():
+                return self.tracer.trace(self._sdf, origins, directions, object_mask)
         finally:
             self.sdf_field.train(was_training)
 
