@@ -48,6 +48,7 @@ def extract_world_mesh(
     bound: float = 1.0,
     keep_largest: bool = True,
     progress=None,
+    clip_to_bounding_sphere: bool = True,
 ) -> trimesh.Trimesh:
     """Marching cubes of the model's SDF in the normalised frame, mapped to world units."""
     device = next(model.parameters()).device
@@ -60,6 +61,6 @@ def extract_world_mesh(
         return torch.maximum(field_sdf(x), x.norm(dim=-1) - radius)
 
     mesh = extract_mesh(
-        sdf, resolution=resolution, bound=bound, keep_largest=keep_largest, device=device, progress=progress
+        sdf if clip_to_bounding_sphere else field_sdf, resolution=resolution, bound=bound, keep_largest=keep_largest, device=device, progress=progress
     )
     return transform_mesh(mesh, scale_mat)
