@@ -92,7 +92,9 @@ def main() -> None:
             m = mesh_metrics(mesh, gt)
             row.update({k: m[k] for k in ("chamfer", "chamfer_rel", "accuracy", "completeness", "fscore")})
             # The same without clipping the SDF to the bounding sphere (what the mesh would be without it).
-            raw = extract_world_mesh(trainer.model, scene.scale_mat, args.resolution, clip_to_bounding_sphere=False)
+            raw = extract_world_mesh(
+                trainer.model, scene.scale_mat, args.resolution, clip_to_bounding_sphere=False
+            )
             row["chamfer_rel_unclipped"] = mesh_metrics(raw, gt)["chamfer_rel"]
         row.update(evaluate_views(trainer.model, scene, trainer.test_views, device))
         print(json.dumps(row), flush=True)

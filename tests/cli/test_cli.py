@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -123,4 +122,4 @@ def test_demo_smoke(tmp_path):
     assert metrics["steps"] == 3
     # Running it again reuses the scene and the finished run.
     result = nsr("demo", "--out", tmp_path / "demo", "--steps", "3", "--resolution", "32")
-    assert "resuming the run at step 3" in result.stdout
+    assert "at step 3" in result.stdout and "resuming" in result.stdout

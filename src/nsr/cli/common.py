@@ -10,7 +10,7 @@ from tqdm import tqdm
 from nsr.config.io import ConfigError
 from nsr.data.errors import DataError
 from nsr.engine.run import RunError
-from nsr.engine.trainer import StepMetrics, TrainingError
+from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
 
 USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
@@ -48,6 +48,18 @@ class TrainProgress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def train_with_progress(trainer: Trainer, resume: bool) -> None:
+    """Optionally resume from the run's latest checkpoint, then train with a progress bar."""
+    if resume and trainer.resume():
+        print(f"resuming {trainer.run_dir} at step {trainer.step}")
+    bar = TrainProgress(total=trainer.config.steps, initial=trainer.step)
+    trainer.on_step = bar
+    try:
+        trainer.train()
+    finally:
+        bar.close()
 
 
 class CountProgress:

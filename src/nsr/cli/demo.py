@@ -15,7 +15,7 @@ from pathlib import Path
 import trimesh
 import tyro
 
-from nsr.cli.common import CountProgress, TrainProgress, friendly
+from nsr.cli.common import CountProgress, friendly, train_with_progress
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
 from nsr.engine.evaluate import evaluate_views, extract_world_mesh
@@ -65,14 +65,7 @@ def _run(args: DemoArgs) -> int:
         config.steps = args.steps
     scene = load_idr_scene(scene_dir)
     trainer = Trainer(config, scene, args.out / "run")
-    if trainer.resume():
-        print(f"resuming the run at step {trainer.step}")
-    bar = TrainProgress(total=config.steps, initial=trainer.step)
-    trainer.on_step = bar
-    try:
-        trainer.train()
-    finally:
-        bar.close()
+    train_with_progress(trainer, resume=True)
 
     progress = CountProgress("marching cubes")
     try:

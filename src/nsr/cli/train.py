@@ -9,7 +9,7 @@ from typing import Annotated
 
 import tyro
 
-from nsr.cli.common import TrainProgress, friendly
+from nsr.cli.common import friendly, train_with_progress
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
@@ -70,13 +70,6 @@ def _run(argv: list[str]) -> int:
         config.data.path, downscale=config.data.downscale, camera_file=config.data.camera_file
     )
     trainer = Trainer(config, scene, args.out)
-    if args.resume and trainer.resume():
-        print(f"resuming {args.out} at step {trainer.step}")
-    progress = TrainProgress(total=config.steps, initial=trainer.step)
-    trainer.on_step = progress
-    try:
-        trainer.train()
-    finally:
-        progress.close()
+    train_with_progress(trainer, resume=args.resume)
     print(f"done: {trainer.step} steps in {trainer.seconds:.0f} s of training; run folder {args.out}")
     return 0

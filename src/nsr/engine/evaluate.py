@@ -61,6 +61,11 @@ def extract_world_mesh(
         return torch.maximum(field_sdf(x), x.norm(dim=-1) - radius)
 
     mesh = extract_mesh(
-        sdf if clip_to_bounding_sphere else field_sdf, resolution=resolution, bound=bound, keep_largest=keep_largest, device=device, progress=progress
+        sdf if clip_to_bounding_sphere else field_sdf,
+        resolution=resolution,
+        bound=bound,
+        keep_largest=keep_largest,
+        device=device,
+        progress=progress,
     )
     return transform_mesh(mesh, scale_mat)
