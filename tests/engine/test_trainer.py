@@ -70,3 +70,19 @@ def test_nan_loss_is_a_clear_error(tiny_scene, tmp_path):
         trainer.model.sdf_field.layers[-1].bias.fill_(float("nan"))
     with pytest.raises(TrainingError, match="loss became nan at step 0"):
         trainer.train_step()
+
+
+@pytest.mark.parametrize(
+    ("name", "background"), [("dtu_scan24", (0.0, 0.0, 0.0)), ("synthetic_spot_mitsuba", (1.0, 1.0, 1.0))]
+)
+def test_trains_on_the_real_scenes(shared_data, tmp_path, name, background):
+    """A few steps on the shared real scenes (downscaled 8x): finite losses, surface hits, a checkpoint."""
+    config = tiny_config(shared_data / name, steps=3)
+    config.data.downscale = 8
+    config.val_every = 3
+    config.model.background = background
+    scene = load_idr_scene(config.data.path, downscale=config.data.downscale)
+    seen = []
+    Trainer(config, scene, tmp_path / "run", on_step=seen.append).train()
+    assert all(np.isfinite(m.loss) for m in seen) and max(m.hit_ratio for m in seen) > 0
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
