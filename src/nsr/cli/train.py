@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
@@ -14,6 +14,7 @@ from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
 
+PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
 ALIASES = {"--data": "--data.path", "--holdout": "--data.holdout-every"}
 
 
@@ -27,8 +28,8 @@ class TrainArgs:
 
     out: Path
     """Run folder (created; holds config.yaml, checkpoints/, validation/, tensorboard/)."""
-    preset: str = "positional"
-    """Preset to start from: """ + ", ".join(PRESETS)
+    preset: PresetName = "positional"
+    """Preset to start from (its fields can then be overridden)."""
     resume: bool = False
     """Continue the run in `out` from its latest checkpoint, with its saved config."""
     config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
