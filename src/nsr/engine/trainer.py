@@ -86,11 +86,12 @@ def render_view(model: IDRModel, scene: SceneData, index: int, device: torch.dev
     c2w = torch.from_numpy(scene.c2w[index]).float().to(device)
     uv = pixel_grid(scene.height, scene.width, device)
     origins, dirs = pixel_rays(k, c2w, uv)
+    was_training = model.training
     model.eval()
     try:
         return model.render(origins, dirs, chunk)
     finally:
-        model.train()
+        model.train(was_training)
 
 
 class Trainer:
