@@ -120,3 +120,63 @@ def test_implicit_differentiation_reaches_the_camera():
     points[0, 2].backward()
     # z of the hit point = -sqrt(r^2 - y^2): dz/dy = y / sqrt(r^2 - y^2)
     assert o.grad[0, 1].item() == pytest.approx(0.1 / math.sqrt(radius**2 - 0.01), rel=1e-6)
+
+
+def _torus(x):
+    q = torch.stack([torch.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) - 0.5, x[:, 2]], -1)
+    return q.norm(dim=-1) - 0.15
+
+
+@pytest.mark.parametrize("iters", [3, 10])
+def test_static_mode_matches_compact_mode(iters):
+    """The fixed-shape (CUDA-graph-able) trace gives the compact trace's depths, hits and mask points."""
+    gen = torch.Generator().manual_seed(0)
+    targets = (torch.rand(300, 3, generator=gen) - 0.5) * 1.6
+    o, d = rays_towards(targets.tolist(), origin=(0.2, -0.1, -2.5))
+    mask = torch.rand(300, generator=gen) > 0.3
+    results = {}
+    for mode in ("compact", "static"):
+        tracer = SphereTracer(SphereTracerConfig(mode=mode, sphere_tracing_iters=iters, mask_samples=400))
+        results[mode] = (tracer.trace(_torus, o, d), tracer.trace(_torus, o, d, mask))
+    for a, b in zip(results["compact"], results["static"]):
+        assert torch.equal(a.hit, b.hit)
+        assert torch.allclose(a.depth[a.hit], b.depth[b.hit], atol=1e-6)
+    # Mask points come from a random search; with many strata both find the same minimal SDF.
+    ca, sa = results["compact"][1], results["static"][1]
+    need = ~(ca.hit & mask)
+    assert need.sum() > 20
+    assert torch.allclose(_torus(ca.min_points[need]), _torus(sa.min_points[need]), atol=0.01)
+
+
+def test_graphed_trace_refuses_compact_mode():
+    from nsr.renderers import GraphedTrace
+
+    tracer = SphereTracer(SphereTracerConfig(mode="compact"))
+    o, d = rays_towards([[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="static"):
+        GraphedTrace(tracer, _torus, o, d, torch.tensor([True]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_trace_matches_eager_trace_on_gpu():
+    from nsr.renderers import GraphedTrace
+
+    dev = torch.device("cuda")
+    centre = torch.zeros(3, device=dev)
+
+    def moving_sphere(x):
+        return (x - centre).norm(dim=-1) - 0.5
+
+    tracer = SphereTracer(SphereTracerConfig(mode="static", mask_samples=1))
+    gen = torch.Generator().manual_seed(0)
+    targets = ((torch.rand(256, 3, generator=gen) - 0.5) * 1.6).tolist()
+    o, d = (t.to(dev) for t in rays_towards(targets))
+    mask = torch.ones(256, dtype=torch.bool, device=dev)
+    graphed = GraphedTrace(tracer, moving_sphere, o, d, mask)
+    for shift in (0.0, 0.1):
+        centre.fill_(shift)  # state read from its storage at every replay
+        eager = tracer.trace(moving_sphere, o, d, mask)
+        replay = graphed(o, d, mask)
+        assert torch.equal(eager.hit, replay.hit)
+        assert torch.allclose(eager.depth[eager.hit], replay.depth[replay.hit], atol=1e-5)

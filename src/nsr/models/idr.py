@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.losses import eikonal_loss, mask_loss, rgb_loss
-from nsr.renderers import SphereTracer, SphereTracerConfig, differentiable_surface_points
+from nsr.renderers import GraphedTrace, SphereTracer, SphereTracerConfig, differentiable_surface_points
 
 
 @dataclass
@@ -93,6 +93,7 @@ class IDRModel(nn.Module):
             "background", torch.tensor(config.background, dtype=torch.float32), persistent=False
         )
         self.step = 0
+        self._graphs: dict[tuple, GraphedTrace] = {}
 
     def set_step(self, step: int) -> None:
         """Schedule callback: encodings' coarse-to-fine windows."""
@@ -108,11 +109,21 @@ class IDRModel(nn.Module):
         was_training = self.sdf_field.training
         self.sdf_field.eval()
         try:
+            if self.config.tracer.cuda_graph and object_mask is not None and origins.is_cuda:
+                return self._graphed_trace(origins, directions, object_mask)
             # Weight-normalised weights are computed once per trace, not once per SDF query.
             with parametrize.cached():
                 return self.tracer.trace(self._sdf, origins, directions, object_mask)
         finally:
             self.sdf_field.train(was_training)
+
+    def _graphed_trace(self, origins, directions, object_mask):
+        key = (origins.shape[0], origins.device)
+        if key not in self._graphs:
+            self._graphs[key] = GraphedTrace(
+                self.tracer, self._sdf, origins, directions, object_mask, context=parametrize.cached
+            )
+        return self._graphs[key](origins, directions, object_mask)
 
     def training_loss(
         self, origins: torch.Tensor, directions: torch.Tensor, rgb_gt: torch.Tensor, object_mask: torch.Tensor

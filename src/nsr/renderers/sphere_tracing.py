@@ -9,7 +9,9 @@ The tracer runs without gradients; the differentiable surface point is computed 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -38,6 +40,13 @@ class SphereTracerConfig:
     """Random depths per ray searched for the minimal-SDF point used by the mask loss."""
     chunk_size: int = 65536
     """Points per SDF call."""
+    mode: Literal["compact", "static"] = "compact"
+    """`compact`: each stage evaluates only the rays still in play (fewest SDF queries: best for large
+    MLPs and on the CPU). `static`: every stage evaluates every ray with fixed shapes and no
+    data-dependent control flow, so nothing waits on the GPU and the trace can be captured as one CUDA
+    graph (best for small grid-encoded fields on a GPU). Both give the same result."""
+    cuda_graph: bool = False
+    """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs `mode='static'`)."""
 
 
 @dataclass
@@ -101,6 +110,8 @@ class SphereTracer:
                 by secant only on object rays (as IDR does).
         """
         cfg = self.config
+        if cfg.mode == "static":
+            return self._trace_static(sdf_fn, origins, directions, object_mask)
         near, far, in_sphere = intersect_sphere(origins, directions, cfg.bounding_radius)
         t_start, t_end, active = self._sphere_trace(sdf_fn, origins, directions, near, far, in_sphere)
         hit = in_sphere & (t_start < t_end)
@@ -227,3 +238,125 @@ class SphereTracer:
         points = origins[:, None] + directions[:, None] * z[..., None]
         values = _eval(sdf_fn, points.reshape(-1, 3), self.config.chunk_size).reshape(n, s)
         return points[torch.arange(n, device=origins.device), values.argmin(dim=1)]
+
+    # ------------------------------------------------------------------ static shapes
+    def _trace_static(self, sdf_fn, origins, directions, object_mask):
+        """The same algorithm as `trace` with every stage run on every ray (fixed shapes, no syncs)."""
+        cfg = self.config
+        n = origins.shape[0]
+        near, far, in_sphere = intersect_sphere(origins, directions, cfg.bounding_radius)
+
+        # Two-sided sphere tracing on 2N stacked fronts: [front from the entry; front from the exit].
+        o2, d2 = origins.repeat(2, 1), directions.repeat(2, 1)
+        t = torch.cat([near, far])
+        sign = torch.cat([torch.ones_like(near), -torch.ones_like(far)])
+        active = in_sphere.repeat(2)
+        for it in range(cfg.sphere_tracing_iters + 1):
+            values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
+            values = torch.where(values <= cfg.sdf_threshold, torch.zeros_like(values), values)
+            active = active & (values > 0) & (t[:n] < t[n:]).repeat(2)
+            if it == cfg.sphere_tracing_iters:
+                break
+            t_new = t + sign * values
+            for k in range(cfg.line_step_iters):
+                overshoot = _eval(sdf_fn, o2 + d2 * t_new[:, None], cfg.chunk_size) < 0
+                back = (1 - cfg.line_search_step) / 2**k * values
+                t_new = torch.where(overshoot, t_new - sign * back, t_new)
+            t = torch.where(active, t_new, t)
+        t_start, t_end = t[:n], t[n:]
+        unfinished = active[:n] & (t_start < t_end)
+        hit = in_sphere & (t_start < t_end)
+
+        # Dense sampling + secant for the unfinished rays (computed for all, kept for those).
+        s_depth, s_hit, s_min = self._sample_and_refine_static(
+            sdf_fn, origins, directions, t_start, t_end, object_mask
+        )
+        depth = torch.where(unfinished, s_depth, t_start)
+        hit = torch.where(unfinished, s_hit, hit)
+        if object_mask is None:
+            return TraceResult(depth=depth, hit=hit)
+
+        closest = origins + directions * (-(origins * directions).sum(-1, keepdim=True))
+        min_points = torch.where(unfinished[:, None], s_min, closest)
+        need = in_sphere & ~unfinished & ~(hit & object_mask)
+        lo = torch.where(hit, depth, near)
+        searched = self._min_sdf_points(sdf_fn, origins, directions, lo, far)
+        min_points = torch.where(need[:, None], searched, min_points)
+        return TraceResult(depth=depth, hit=hit, min_points=min_points)
+
+    def _sample_and_refine_static(self, sdf_fn, origins, directions, t_lo, t_hi, object_mask):
+        """`_sample_and_refine` with the secant run on every ray and its result kept where it applies."""
+        cfg = self.config
+        n, s = origins.shape[0], cfg.num_samples
+        steps = torch.linspace(0, 1, s, device=origins.device)
+        z = t_lo[:, None] + (t_hi - t_lo)[:, None] * steps[None]
+        points = origins[:, None] + directions[:, None] * z[..., None]
+        values = _eval(sdf_fn, points.reshape(-1, 3), cfg.chunk_size).reshape(n, s)
+        ramp = torch.arange(s, 0, -1, device=origins.device, dtype=values.dtype)
+        first_neg = torch.argmax((values < 0).to(values.dtype) * ramp, dim=1)
+        rows = torch.arange(n, device=origins.device)
+        crossing = values[rows, first_neg] < 0
+        min_idx = values.argmin(dim=1)
+        min_points = points[rows, min_idx]
+        depth = z[rows, min_idx]
+        refine = crossing & (first_neg > 0)
+        if object_mask is not None:
+            refine = refine & object_mask
+        lo_i = (first_neg - 1).clamp_min(0)
+        refined = self._secant(
+            sdf_fn,
+            origins,
+            directions,
+            z[rows, lo_i],
+            z[rows, first_neg],
+            values[rows, lo_i],
+            values[rows, first_neg],
+        )
+        depth = torch.where(refine, refined, depth)
+        depth = torch.where(crossing & (first_neg == 0), z[:, 0], depth)
+        return depth, crossing, min_points
+
+
+class GraphedTrace:
+    """A training-time trace captured once as a CUDA graph and replayed for every batch of the same size.
+
+    The SDF's parameters are read from their storage at every replay, so in-place optimiser updates
+    are seen; anything else the SDF depends on (schedules, level masks) must likewise be tensors
+    updated in place.
+    """
+
+    def __init__(
+        self,
+        tracer: SphereTracer,
+        sdf_fn: SDFFunction,
+        origins: torch.Tensor,
+        directions: torch.Tensor,
+        object_mask: torch.Tensor,
+        context: Callable[[], AbstractContextManager] = nullcontext,
+    ) -> None:
+        """Capture `tracer.trace(sdf_fn, ...)` for inputs shaped like these.
+
+        `context()` is entered around each warm-up and around the capture (e.g. the weight-norm cache,
+        so that the captured graph recomputes the weights once per replay).
+        """
+        if tracer.config.mode != "static":
+            raise ValueError("cuda_graph needs the tracer's mode='static'")
+        self.inputs = (origins.clone(), directions.clone(), object_mask.clone())
+        device = origins.device
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream), torch.no_grad():
+            for _ in range(2):  # warm up: allocator, kernel compilation
+                with context():
+                    tracer.trace(sdf_fn, *self.inputs)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad(), context():
+            self.outputs = tracer.trace(sdf_fn, *self.inputs)
+
+    def __call__(self, origins, directions, object_mask) -> TraceResult:
+        for buffer, value in zip(self.inputs, (origins, directions, object_mask)):
+            buffer.copy_(value)
+        self.graph.replay()
+        out = self.outputs
+        return TraceResult(depth=out.depth.clone(), hit=out.hit.clone(), min_points=out.min_points.clone())
