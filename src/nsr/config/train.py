@@ -27,7 +27,9 @@ class OptimConfig:
     """Adam with step-wise learning-rate decay."""
 
     lr: float = 1e-4
-    """Learning rate of all model parameters."""
+    """Learning rate of the networks' parameters."""
+    encoding_lr: float = 0.0
+    """Learning rate of the encodings' own parameters (grid tables, filter banks); 0 = `lr`."""
     lr_milestones: tuple[int, ...] = (100000, 150000)
     """Steps at which the learning rate is multiplied by `lr_factor`."""
     lr_factor: float = 0.5

@@ -116,7 +116,8 @@ class Trainer:
         self.model = config.model.build().to(self.device)
         # The fused CUDA Adam updates all parameters in a few kernels instead of several per tensor.
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, fused=fused)
+        groups = self.model.param_groups(config.optim.lr, config.optim.encoding_lr)
+        self.optimizer = torch.optim.Adam(groups, lr=config.optim.lr, fused=fused)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.optim.lr_milestones), gamma=config.optim.lr_factor
         )

@@ -95,6 +95,20 @@ class IDRModel(nn.Module):
         self.step = 0
         self._graphs: dict[tuple, GraphedTrace] = {}
 
+    def param_groups(self, lr: float, encoding_lr: float = 0.0) -> list[dict]:
+        """Optimiser parameter groups: the encodings' own parameters (grid tables, filter banks) at
+        `encoding_lr` (0 = `lr`), everything else at `lr`. Empty groups are left out."""
+        encodings = [self.sdf_field.encoding]
+        if self.appearance.view_encoding is not None:
+            encodings.append(self.appearance.view_encoding)
+        enc_ids = {id(p) for e in encodings for p in e.parameters()}
+        enc = [p for p in self.parameters() if id(p) in enc_ids]
+        rest = [p for p in self.parameters() if id(p) not in enc_ids]
+        groups = [{"name": "networks", "params": rest, "lr": lr}]
+        if enc:
+            groups.append({"name": "encodings", "params": enc, "lr": encoding_lr or lr})
+        return groups
+
     def set_step(self, step: int) -> None:
         """Schedule callback: encodings' coarse-to-fine windows."""
         self.step = step

@@ -40,13 +40,15 @@ class SphereTracerConfig:
     """Random depths per ray searched for the minimal-SDF point used by the mask loss."""
     chunk_size: int = 65536
     """Points per SDF call."""
-    mode: Literal["compact", "static"] = "compact"
+    mode: Literal["auto", "compact", "static"] = "compact"
     """`compact`: each stage evaluates only the rays still in play (fewest SDF queries: best for large
     MLPs and on the CPU). `static`: every stage evaluates every ray with fixed shapes and no
     data-dependent control flow, so nothing waits on the GPU and the trace can be captured as one CUDA
-    graph (best for small grid-encoded fields on a GPU). Both give the same result."""
+    graph (best for small grid-encoded fields on a GPU). `auto`: static on CUDA, compact elsewhere.
+    All give the same result."""
     cuda_graph: bool = False
-    """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs `mode='static'`)."""
+    """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs mode `static` or
+    `auto`; ignored on the CPU)."""
 
 
 @dataclass
@@ -110,7 +112,7 @@ class SphereTracer:
                 by secant only on object rays (as IDR does).
         """
         cfg = self.config
-        if cfg.mode == "static":
+        if cfg.mode == "static" or (cfg.mode == "auto" and origins.is_cuda):
             return self._trace_static(sdf_fn, origins, directions, object_mask)
         near, far, in_sphere = intersect_sphere(origins, directions, cfg.bounding_radius)
         t_start, t_end, active = self._sphere_trace(sdf_fn, origins, directions, near, far, in_sphere)
@@ -339,8 +341,8 @@ class GraphedTrace:
         `context()` is entered around each warm-up and around the capture (e.g. the weight-norm cache,
         so that the captured graph recomputes the weights once per replay).
         """
-        if tracer.config.mode != "static":
-            raise ValueError("cuda_graph needs the tracer's mode='static'")
+        if tracer.config.mode == "compact":
+            raise ValueError("cuda_graph needs the tracer's mode='static' (or 'auto')")
         self.inputs = (origins.clone(), directions.clone(), object_mask.clone())
         device = origins.device
         stream = torch.cuda.Stream(device)
