@@ -4,7 +4,7 @@ Each encoding has one dataclass config with a `kind` tag and a `build(in_dim)` m
 `EncodingConfig` is the typed union the fields accept.
 """
 
-from nsr.encodings.base import Encoding
+from nsr.encodings.base import Encoding, EncodingError
 from nsr.encodings.fourier import FourierFeatures, FourierFeaturesConfig
 from nsr.encodings.hashgrid import HashGrid, HashGridConfig
 from nsr.encodings.nffb import NFFB, NFFBConfig
@@ -37,6 +37,7 @@ __all__ = [
     "NFFB",
     "Encoding",
     "EncodingConfig",
+    "EncodingError",
     "FourierFeatures",
     "FourierFeaturesConfig",
     "HashGrid",

@@ -6,6 +6,10 @@ import torch
 from torch import nn
 
 
+class EncodingError(ValueError):
+    """An encoding configuration that cannot run here (a missing accelerator, an unsupported shape)."""
+
+
 class Encoding(nn.Module):
     """Maps (N, in_dim) inputs to (N, out_dim) features.
 

@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from nsr.encodings.base import Encoding
+from nsr.encodings.base import Encoding, EncodingError
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def level_resolutions(config: HashGridConfig) -> list[int]:
     """Cells per axis of each level: floor(N_min * b^l), b = exp((ln N_max - ln N_min) / (L - 1))."""
     n, lo, hi = config.num_levels, config.base_resolution, config.finest_resolution
     if n < 1 or lo < 1 or hi < lo:
-        raise ValueError(
+        raise EncodingError(
             f"hash grid needs num_levels >= 1 and 1 <= base_resolution <= finest_resolution "
             f"(got {n}, {lo}, {hi})"
         )
@@ -123,7 +123,7 @@ def hashgrid_torch(
     """
     d = x.shape[1]
     if d > len(PRIMES):
-        raise ValueError(f"hash grid supports up to {len(PRIMES)} input dimensions, got {d}")
+        raise EncodingError(f"hash grid supports up to {len(PRIMES)} input dimensions, got {d}")
     u = ((x + bound) / (2 * bound)).clamp(0.0, 1.0)
     res = resolutions.to(x.dtype)[None, :, None]  # (1, M, 1)
     p = u[:, None, :] * res  # (N, M, D)
@@ -161,9 +161,9 @@ class HashGrid(Encoding):
         self.resolutions = level_resolutions(config)
         self.table_size = 2**config.log2_table_size
         if config.bound <= 0:
-            raise ValueError(f"hash grid bound must be positive, got {config.bound}")
+            raise EncodingError(f"hash grid bound must be positive, got {config.bound}")
         if in_dim > len(PRIMES):
-            raise ValueError(f"hash grid supports up to {len(PRIMES)} input dimensions, got {in_dim}")
+            raise EncodingError(f"hash grid supports up to {len(PRIMES)} input dimensions, got {in_dim}")
         vertices = [(r + 1) ** in_dim for r in self.resolutions]
         self.dense_levels = [v <= self.table_size for v in vertices]
         sizes = [v if fits else self.table_size for v, fits in zip(vertices, self.dense_levels)]
@@ -181,7 +181,14 @@ class HashGrid(Encoding):
             logger.info("hash grid backend: auto picked %r", self.backend)
         self.tcnn_grid: nn.Module | None = None
         if self.backend == "tcnn":
+            from nsr.accel.probe import has_tcnn
             from nsr.accel.tcnn_grid import make_tcnn_hashgrid
+
+            if not has_tcnn():
+                raise EncodingError(
+                    "hash grid backend 'tcnn' needs tiny-cuda-nn's torch bindings (tinycudann), which are "
+                    "not installed or found no CUDA device; use backend 'fused', 'torch' or 'auto'"
+                )
 
             growth = math.exp(
                 (math.log(config.finest_resolution) - math.log(config.base_resolution))
@@ -202,12 +209,12 @@ class HashGrid(Encoding):
                 from nsr.accel.probe import has_triton
 
                 if not has_triton():
-                    raise ValueError(
+                    raise EncodingError(
                         "hash grid backend 'fused' needs Triton (pip install triton, on a CUDA machine); "
                         "use backend 'torch' or 'auto'"
                     )
                 if config.features_per_level not in (1, 2, 4, 8) or in_dim not in (2, 3):
-                    raise ValueError(
+                    raise EncodingError(
                         "the fused hash grid supports features_per_level in 1, 2, 4, 8 and 2-D or 3-D inputs "
                         f"(got F={config.features_per_level}, D={in_dim}); use backend 'torch'"
                     )
@@ -247,7 +254,7 @@ class HashGrid(Encoding):
                 "double backward (use gradient='finite_difference' for the fused kernel)"
             )
             return
-        raise ValueError(
+        raise EncodingError(
             "the fused hash grid kernel is first-order only, so the analytic eikonal gradient cannot train "
             "its table: set the SDF field's gradient to 'finite_difference' "
             "(--model.sdf.gradient finite_difference) or use backend 'torch'"
@@ -306,7 +313,7 @@ class HashGrid(Encoding):
         over the level's virtual grid, colliding entries included).
         """
         if self.table is None:
-            raise ValueError("total_variation needs the table of the torch or fused backend, not tcnn")
+            raise EncodingError("total_variation needs the table of the torch or fused backend, not tcnn")
         d, f = self.in_dim, self.features_per_level
         terms = []
         for level in range(self.active_levels):
