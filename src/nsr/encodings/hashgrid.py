@@ -130,21 +130,26 @@ def hashgrid_torch(
     cell = torch.minimum(torch.floor(p), res - 1)
     frac = p - cell
     cell = cell.long()
-    bits = (torch.arange(2**d, device=x.device)[:, None] >> torch.arange(d, device=x.device)) & 1  # (C, D)
-    corners = cell[:, :, None, :] + bits  # (N, M, C, D)
-    strides = (resolutions[:, None] + 1) ** torch.arange(d, device=x.device)  # (M, D)
-    index_dense = (corners * strides[None, :, None, :]).sum(-1)
-    primes = torch.tensor(PRIMES[:d], dtype=torch.long, device=x.device)
-    hashed = corners * primes
-    index_hash = hashed[..., 0]
-    for axis in range(1, d):
-        index_hash = index_hash ^ hashed[..., axis]
-    index = torch.where(dense[None, :, None], index_dense, index_hash & hash_mask) + offsets[None, :, None]
-    features = table[index]  # (N, M, C, F)
     s = frac * frac * (3 - 2 * frac) if smoothstep else frac
-    w_axis = torch.where(bits.bool(), s[:, :, None, :], 1 - s[:, :, None, :])  # (N, M, C, D)
-    weights = w_axis.prod(-1)
+    # Per axis, the lower (0) and upper (1) corner: (N, M, D, 2). The 2^D corners are combined by
+    # broadcasting (corner index b0 + 2 b1 + 4 b2), never materialising (N, M, 2^D, D) coordinates.
+    coords = torch.stack([cell, cell + 1], -1)
+    strides = (resolutions[:, None] + 1) ** torch.arange(d, device=x.device)  # (M, D)
+    primes = torch.tensor(PRIMES[:d], dtype=torch.long, device=x.device)
+    index_dense = _combine(coords * strides[None, :, :, None], torch.add)
+    index_hash = _combine(coords * primes[None, None, :, None], torch.bitwise_xor) & hash_mask
+    index = torch.where(dense[None, :, None], index_dense, index_hash) + offsets[None, :, None]  # (N, M, C)
+    weights = _combine(torch.stack([1 - s, s], -1), torch.mul)  # (N, M, C)
+    features = table[index]  # (N, M, C, F)
     return (weights[..., None] * features).sum(2)
+
+
+def _combine(per_axis: torch.Tensor, op) -> torch.Tensor:
+    """(N, M, D, 2) per-axis corner terms -> (N, M, 2^D), term of corner b0 + 2 b1 + ... = op over axes."""
+    out = per_axis[:, :, 0, :]
+    for axis in range(1, per_axis.shape[2]):
+        out = op(per_axis[:, :, axis, :, None], out[:, :, None, :]).flatten(2)
+    return out
 
 
 class HashGrid(Encoding):
