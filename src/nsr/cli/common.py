@@ -9,11 +9,23 @@ from tqdm import tqdm
 
 from nsr.config.io import ConfigError
 from nsr.data.errors import DataError
+from nsr.encodings import EncodingError
+from nsr.engine.fit_sdf import FitSDFError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
 
-USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
+USER_ERRORS = (
+    DataError,
+    ConfigError,
+    EncodingError,
+    RunError,
+    TrainingError,
+    MeshError,
+    FitSDFError,
+    KeyError,
+    FileNotFoundError,
+)
 
 
 def friendly(fn: Callable[[], int]) -> int:

@@ -9,6 +9,7 @@ COMMANDS = {
     "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
     "train": ("nsr.cli.train", "train a model on a scene folder"),
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+    "fit-sdf": ("nsr.cli.fit_sdf", "fit an SDF to a mesh with one encoding; Chamfer, IoU, time"),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 import tyro
 
 from nsr.cli.common import friendly, train_with_progress
+from nsr.cli.kinds import apply_kind_switches
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
@@ -24,6 +25,9 @@ class TrainArgs:
 
     Every field of the preset can be overridden, e.g. `--steps 5000 --model.sdf.hidden-dim 256`.
     `--data DIR` is short for `--data.path DIR`, `--holdout K` for `--data.holdout-every K`.
+    `--model.sdf.encoding KIND` (or `--model.appearance.view-encoding KIND`) switches an encoding to
+    another kind with its defaults (positional, fourier, sh, hashgrid, nffb, stylemod-nffb); the options
+    listed below are those of the preset's kinds, and `--model.sdf.encoding KIND --help` lists the new ones.
     """
 
     out: Path
@@ -48,7 +52,11 @@ def parse(argv: list[str]) -> TrainArgs:
     argv = [ALIASES.get(a, a) for a in argv]
     preset = _preset_name(argv)
     default = TrainArgs(out=Path("runs/run"), preset=preset, config=get_preset(preset))
-    return tyro.cli(TrainArgs, args=argv, default=default, prog="nsr train")
+    argv = apply_kind_switches(default.config, argv)
+    # Union fields show the preset's kind (no subcommands), so nested overrides need no subcommand name.
+    return tyro.cli(
+        TrainArgs, args=argv, default=default, prog="nsr train", config=(tyro.conf.AvoidSubcommands,)
+    )
 
 
 def run(argv: list[str]) -> int:

@@ -6,6 +6,10 @@ import torch
 from torch import nn
 
 
+class EncodingError(ValueError):
+    """An encoding configuration that cannot run here (a missing accelerator, an unsupported shape)."""
+
+
 class Encoding(nn.Module):
     """Maps (N, in_dim) inputs to (N, out_dim) features.
 
@@ -21,6 +25,25 @@ class Encoding(nn.Module):
 
     def set_step(self, step: int) -> None:
         """Update step-dependent state (coarse-to-fine windows). Default: nothing to do."""
+
+    def finite_difference_step(self) -> float | None:
+        """Step of the SDF field's finite-difference gradient suited to this encoding (None: no opinion).
+
+        Grid encodings tie it to their finest active level (Neuralangelo); the field falls back to its
+        configured step when this returns None.
+        """
+        return None
+
+    def total_variation(self) -> torch.Tensor | None:
+        """A smoothness regulariser of the encoding's own parameters (None: the encoding has none)."""
+        return None
+
+    def require_double_backward(self) -> None:
+        """Called by a field that differentiates the encoding twice (analytic eikonal gradient).
+
+        Encodings whose fast path is first-order only switch to a path that supports it or raise a
+        clear error. Default: nothing to do (plain PyTorch is twice differentiable).
+        """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

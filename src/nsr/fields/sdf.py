@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
@@ -34,6 +35,14 @@ class SDFFieldConfig:
     """Initialise the SDF to a sphere of radius `init_radius` (for encodings that keep the raw input)."""
     init_radius: float = 0.6
     """Radius of the initial sphere, in normalised units."""
+    gradient: Literal["analytic", "finite_difference"] = "analytic"
+    """Spatial gradient for normals and the eikonal term: autograd (double backward through the encoding),
+    or finite differences of SDF values (first-order backward only; needed by the fused hash grid)."""
+    finite_difference_taps: Literal[4, 6] = 4
+    """Finite-difference stencil: 4 taps (tetrahedron, Neuralangelo's default) or 6 (central differences)."""
+    finite_difference_step: float = 1e-3
+    """Finite-difference step when the encoding suggests none (grids suggest half a cell of the finest
+    active level, which shrinks as coarse-to-fine unlocks levels)."""
 
     def build(self) -> SDFField:
         return SDFField(self, self.encoding.build(3))
@@ -77,6 +86,8 @@ class SDFField(nn.Module):
             layers.append(weight_norm(layer) if config.weight_norm else layer)
         self.layers = nn.ModuleList(layers)
         self.activation = nn.Softplus(beta=config.softplus_beta)
+        if config.gradient == "analytic":
+            encoding.require_double_backward()
         if config.geometric_init:
             self._centre_init_sphere()
 
@@ -127,8 +138,20 @@ class SDFField(nn.Module):
         """(N, 3) -> (N,) signed distance only."""
         return self.forward(x).sdf
 
+    def finite_difference_step(self) -> float:
+        """The current finite-difference step: the encoding's suggestion, else the configured one."""
+        step = self.encoding.finite_difference_step()
+        return self.config.finite_difference_step if step is None else float(step)
+
     def with_gradient(self, x: torch.Tensor, create_graph: bool = True) -> SDFOutput:
-        """Values and spatial gradient at x; `create_graph` keeps the graph for second-order losses."""
+        """Values and spatial gradient at x; `create_graph` keeps the graph for second-order losses.
+
+        With `gradient = "finite_difference"` the gradient is a 4- or 6-tap difference of SDF values,
+        all taps evaluated in one batch with the centre; it is differentiable (first order) in the
+        parameters and in x when `create_graph`, and detached otherwise.
+        """
+        if self.config.gradient == "finite_difference":
+            return self._finite_difference(x, create_graph)
         with torch.enable_grad():
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)
@@ -138,3 +161,25 @@ class SDFField(nn.Module):
             )
         out.gradient = grad
         return out
+
+    def _finite_difference(self, x: torch.Tensor, create_graph: bool) -> SDFOutput:
+        h = self.finite_difference_step()
+        if self.config.finite_difference_taps == 6:
+            eye = torch.eye(3, device=x.device, dtype=x.dtype)
+            offsets = torch.cat([eye, -eye])  # (6, 3): +x, +y, +z, -x, -y, -z
+        else:
+            offsets = torch.tensor(
+                [[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], device=x.device, dtype=x.dtype
+            )  # tetrahedron vertices: sum_k v_k v_k^T = 4 I
+        n, k = x.shape[0], offsets.shape[0]
+        # Evaluated in the caller's grad mode: the centre values behave as `forward`'s would.
+        taps = (x[None, :, :] + h * offsets[:, None, :]).reshape(-1, 3)
+        out = self.forward(torch.cat([x, taps]))
+        values = out.sdf[n:].view(k, n)
+        if k == 6:
+            grad = (values[:3] - values[3:]).T / (2 * h)
+        else:
+            grad = torch.einsum("kn,kd->nd", values, offsets) / (4 * h)
+        if not create_graph:
+            grad = grad.detach()
+        return SDFOutput(sdf=out.sdf[:n], features=out.features[:n], gradient=grad)

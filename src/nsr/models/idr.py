@@ -29,6 +29,8 @@ class IDRLossConfig:
     """Steps at which alpha grows."""
     eikonal_points_ratio: float = 0.5
     """Uniform eikonal points per ray (IDR: half the number of rays)."""
+    tv_weight: float = 0.0
+    """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
 
 
 @dataclass
@@ -167,6 +169,10 @@ class IDRModel(nn.Module):
         alpha = mask_alpha(cfg, self.step)
         l_mask = mask_loss(out.sdf[ns : ns + no], object_mask[o_idx], alpha, n)
         total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
+        if cfg.tv_weight > 0:
+            tv = self.sdf_field.encoding.total_variation()
+            if tv is not None:
+                total = total + cfg.tv_weight * tv
         with torch.no_grad():
             mse = ((rgb - rgb_gt[s_idx]) ** 2).mean() if ns else torch.tensor(1.0, device=origins.device)
             psnr = -10 * torch.log10(mse.clamp_min(1e-10))

@@ -1,0 +1,159 @@
+"""Neural Fourier Filter Bank (Wu, Jin and Yi, CVPR 2023), adapted to an IDR-style SDF field.
+
+Per-level hash-grid features are band-limited by their own learned Fourier layer and injected,
+coarse to fine, into a sine-activated (SIREN) trunk; the output sums one contribution per level.
+The encoding returns `[x, features]`, so the SDF field's geometric (sphere) initialisation holds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from nsr.encodings.base import Encoding
+from nsr.encodings.hashgrid import HashGrid, HashGridConfig
+
+
+@dataclass
+class NFFBConfig:
+    """Filter bank: hash grid (L levels) -> per-level Fourier filters -> SIREN trunk -> summed levels."""
+
+    kind: Literal["nffb"] = "nffb"
+    num_levels: int = 6
+    """L, the number of grid levels; every level is used, and the trunk has L + 1 sine layers."""
+    features_per_level: int = 2
+    """F, features per grid level (any F works)."""
+    log2_table_size: int = 19
+    """log2 of the hash-table size T of each level."""
+    base_resolution: int = 16
+    """Resolution of the coarsest level."""
+    finest_resolution: int = 512
+    """Resolution of the finest level (levels grow geometrically in between)."""
+    bound: float = 1.0
+    """Inputs are expected in [-bound, bound]^D (the grid's domain; the trunk sees x / bound)."""
+    hidden_dim: int = 64
+    """Width H of the SIREN trunk and of each level's Fourier embedding."""
+    out_features: int = 64
+    """Width of the filter-bank features (the encoding outputs D * include_input more)."""
+    base_sigma: float = 5.0
+    """Standard deviation of the coarsest level's Fourier projection B_0."""
+    exp_sigma: float = 1.2
+    """Growth of the projection's standard deviation per level: sigma_i = base_sigma * exp_sigma^i."""
+    w0: float = 30.0
+    """SIREN frequency factor of the trunk's sine activations, sin(w0 (W h + b))."""
+    include_input: bool = True
+    """Put the raw input first in the output (needed for the SDF field's geometric init)."""
+    backend: Literal["torch", "fused", "tcnn", "auto"] = "auto"
+    """Hash-grid implementation (see the hash-grid encoding); the trunk is plain PyTorch."""
+
+    def build(self, in_dim: int) -> NFFB:
+        return NFFB(in_dim, self)
+
+    def grid_config(self) -> HashGridConfig:
+        """The hash grid this filter bank reads its per-level features from."""
+        return HashGridConfig(
+            num_levels=self.num_levels,
+            features_per_level=self.features_per_level,
+            log2_table_size=self.log2_table_size,
+            base_resolution=self.base_resolution,
+            finest_resolution=self.finest_resolution,
+            bound=self.bound,
+            include_input=False,
+            backend=self.backend,
+        )
+
+
+def siren_init_(layer: nn.Linear, w0: float, first: bool) -> None:
+    """SIREN initialisation: first layer U(+-1/n_in), later layers U(+-sqrt(6/n_in)/w0) (weights and biases)."""
+    n_in = layer.weight.shape[1]
+    limit = 1.0 / n_in if first else math.sqrt(6.0 / n_in) / w0
+    with torch.no_grad():
+        layer.weight.uniform_(-limit, limit)
+        layer.bias.uniform_(-limit, limit)
+
+
+class NFFB(Encoding):
+    """x (N, D) in [-bound, bound] -> (N, D * include_input + out_features).
+
+    With g_i (N, F) the features of grid level i and e_i = sin(2 pi g_i B_i) (N, H) their Fourier
+    embedding (B_i (F, H) learned, initialised N(0, sigma_i^2), sigma_i growing with the level):
+
+        h_0 = sin(w0 (W_0 x / bound + b_0))
+        h_l = sin(w0 (W_l h_{l-1} + b_l)) + e_{l-1}          for l = 1 .. L
+        out = sum_l a_l (V_l h_l + c_l)                       a_l = 1 / L here
+
+    i.e. coarse bands enter early and fine bands deeper, and every post-injection state has its
+    own linear head (equivalent to one linear layer on their concatenation, divided by L, as in the
+    released SDF model). The style-modulated variant overrides `_trunk_layer` and `_level_weights`.
+    """
+
+    def __init__(self, in_dim: int, config: NFFBConfig) -> None:
+        super().__init__()
+        if config.num_levels < 1 or config.hidden_dim < 1 or config.out_features < 1:
+            raise ValueError(
+                f"{config.kind}: num_levels ({config.num_levels}), hidden_dim ({config.hidden_dim}) "
+                f"and out_features ({config.out_features}) must be >= 1"
+            )
+        self.config = config
+        self.in_dim = in_dim
+        self.includes_input = config.include_input
+        self.out_dim = in_dim * int(config.include_input) + config.out_features
+        levels, feats, hidden = config.num_levels, config.features_per_level, config.hidden_dim
+        self.grid: HashGrid = config.grid_config().build(in_dim)
+        sigmas = config.base_sigma * config.exp_sigma ** torch.arange(levels, dtype=torch.float32)
+        self.projections = nn.Parameter(torch.randn(levels, feats, hidden) * sigmas[:, None, None])
+        self.first = nn.Linear(in_dim, hidden)
+        siren_init_(self.first, config.w0, first=True)
+        self.trunk = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(levels))
+        for layer in self.trunk:
+            siren_init_(layer, config.w0, first=False)
+        limit = 1.0 / math.sqrt(hidden)
+        self.head_weight = nn.Parameter(
+            torch.empty(levels, hidden, config.out_features).uniform_(-limit, limit)
+        )
+        self.head_bias = nn.Parameter(torch.empty(levels, config.out_features).uniform_(-limit, limit))
+
+    def set_step(self, step: int) -> None:
+        self.grid.set_step(step)
+
+    def finite_difference_step(self) -> float | None:
+        return self.grid.finite_difference_step()
+
+    def total_variation(self) -> torch.Tensor | None:
+        return self.grid.total_variation()
+
+    def require_double_backward(self) -> None:
+        self.grid.require_double_backward()
+
+    def level_embeddings(self, grid_features: torch.Tensor) -> torch.Tensor:
+        """(N, L, F) grid features -> (N, L, H) Fourier embeddings sin(2 pi g_i B_i)."""
+        return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, self.projections))
+
+    def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b))."""
+        return torch.sin(self.config.w0 * self.trunk[index](h))
+
+    def _level_weights(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor | None:
+        """(N, L) weights of the levels' contributions; None = the plain mean over levels."""
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid_features = self.grid.level_features(x)  # (N, L, F)
+        embeddings = self.level_embeddings(grid_features)  # (N, L, H)
+        h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
+        states = []
+        for i in range(self.config.num_levels):
+            h = self._trunk_layer(i, h, embeddings[:, i]) + embeddings[:, i]
+            states.append(h)
+        contributions = torch.einsum("nlh,lho->nlo", torch.stack(states, dim=1), self.head_weight)
+        contributions = contributions + self.head_bias
+        weights = self._level_weights(x, grid_features)
+        if weights is None:
+            features = contributions.mean(dim=1)
+        else:
+            features = (contributions * weights[..., None]).sum(dim=1)
+        return torch.cat([x, features], dim=-1) if self.config.include_input else features

@@ -1,0 +1,227 @@
+import math
+
+import pytest
+import torch
+
+from nsr.encodings import NFFBConfig, StyleModNFFBConfig
+from nsr.fields import SDFFieldConfig
+
+SMALL = dict(
+    num_levels=3,
+    features_per_level=2,
+    log2_table_size=10,
+    base_resolution=4,
+    finest_resolution=16,
+    hidden_dim=16,
+    out_features=8,
+)
+KINDS = [NFFBConfig, StyleModNFFBConfig]
+
+
+def _points(n, radius=0.9, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    return d * torch.rand(n, 1, generator=g) * radius
+
+
+def _randomise_grid(enc, scale=0.3):
+    """Grid features of a trained-looking field (the init is ~1e-4, which hides the grid's effect)."""
+    with torch.no_grad():
+        for p in enc.grid.parameters():
+            p.uniform_(-scale, scale)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_shapes_and_raw_input_first(cls):
+    enc = cls(**SMALL).build(3)
+    x = _points(10)
+    y = enc(x)
+    assert enc.includes_input and enc.out_dim == 3 + 8 == y.shape[1]
+    assert torch.equal(y[:, :3], x)
+    bare = cls(**SMALL, include_input=False).build(3)
+    assert not bare.includes_input and bare.out_dim == 8 and bare(x).shape == (10, 8)
+
+
+def test_fourier_bandwidth_grows_with_level():
+    enc = NFFBConfig(**{**SMALL, "num_levels": 4, "hidden_dim": 2000}, base_sigma=5.0, exp_sigma=1.5).build(3)
+    assert enc.projections.shape == (4, 2, 2000)
+    for i in range(4):
+        assert enc.projections[i].std().item() == pytest.approx(5.0 * 1.5**i, rel=0.05)
+
+
+def test_known_answer_of_the_filter_bank():
+    """Two levels written out by hand: coarse band injected after layer 1, fine band after layer 2, mean of heads."""
+    torch.manual_seed(0)
+    cfg = NFFBConfig(**{**SMALL, "num_levels": 2}, bound=0.8, w0=7.0)
+    enc = cfg.build(3)
+    _randomise_grid(enc)
+    x = _points(20, radius=0.7)
+    g = enc.grid.level_features(x)
+    e = [torch.sin(2 * math.pi * g[:, i] @ enc.projections[i]) for i in range(2)]
+    h0 = torch.sin(7.0 * (x / 0.8 @ enc.first.weight.T + enc.first.bias))
+    h1 = torch.sin(7.0 * (h0 @ enc.trunk[0].weight.T + enc.trunk[0].bias)) + e[0]
+    h2 = torch.sin(7.0 * (h1 @ enc.trunk[1].weight.T + enc.trunk[1].bias)) + e[1]
+    heads = [h @ enc.head_weight[i] + enc.head_bias[i] for i, h in enumerate([h1, h2])]
+    expected = (heads[0] + heads[1]) / 2
+    assert torch.allclose(enc(x)[:, 3:], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_every_level_and_layer_is_used(cls):
+    enc = cls(**SMALL).build(3)
+    _randomise_grid(enc)
+    enc(_points(64)).sum().backward()
+    assert all(enc.projections.grad[i].abs().sum() > 0 for i in range(3))  # the finest levels too
+    assert all(layer.weight.grad.abs().sum() > 0 for layer in enc.trunk)
+    assert all(p.grad.abs().sum() > 0 for p in enc.grid.parameters())
+
+
+def test_siren_initialisation():
+    enc = NFFBConfig(**{**SMALL, "hidden_dim": 64}, w0=30.0).build(3)
+    assert enc.first.weight.abs().max() <= 1 / 3 and enc.first.weight.abs().max() > 0.3
+    limit = math.sqrt(6 / 64) / 30
+    for layer in enc.trunk:
+        assert limit * 0.9 < layer.weight.abs().max() <= limit
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_twice_differentiable(cls):
+    """The eikonal loss needs d/dparams of d sdf/dx: gradcheck and gradgradcheck in float64."""
+    enc = cls(**{**SMALL, "hidden_dim": 8, "out_features": 4}, w0=5.0).build(3).double()
+    _randomise_grid(enc)
+    x = _points(4).double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: enc(p)[:, 3:], (x,), atol=1e-5)
+    assert torch.autograd.gradgradcheck(lambda p: enc(p)[:, 3:], (x,), atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_eikonal_trains_the_encoding(cls):
+    field = SDFFieldConfig(
+        encoding=cls(**SMALL),
+        hidden_dim=32,
+        num_layers=3,
+        skip_layers=(2,),
+        feature_dim=4,
+        geometric_init=False,
+    ).build()
+    out = field.with_gradient(_points(32), create_graph=True)
+    ((out.gradient.norm(dim=-1) - 1) ** 2).mean().backward()
+    enc = field.encoding
+    assert enc.projections.grad.abs().sum() > 0 and enc.first.weight.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in enc.grid.parameters())
+
+
+def _zero_crossing_radii(field, n=100):
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    t = torch.linspace(0, 1, 401)
+    with torch.no_grad():
+        v = field.sdf((d[:, None] * t[None, :, None]).reshape(-1, 3)).reshape(n, -1)
+    assert (v[:, 0] < 0).all() and (v[:, -1] > 0).all()
+    return t[(v > 0).float().argmax(dim=1)]
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_geometric_init_is_a_sphere(cls):
+    torch.manual_seed(0)
+    radius = 0.5
+    field = SDFFieldConfig(
+        encoding=cls(**SMALL),
+        init_radius=radius,
+        hidden_dim=128,
+        num_layers=4,
+        skip_layers=(2,),
+        feature_dim=4,
+    ).build()
+    x = _points(1000)
+    with torch.no_grad():
+        sdf = field.sdf(x)
+        error = (sdf - (x.norm(dim=-1) - radius)).abs()
+        assert error.mean() < 0.12
+        # The filter-bank channels are switched off at step 0: the SDF ignores the encoding's parameters.
+        _randomise_grid(field.encoding, scale=1.0)
+        field.encoding.projections.mul_(3.0)
+        assert torch.allclose(field.sdf(x), sdf)
+    radii = _zero_crossing_radii(field)
+    assert radii.mean().item() == pytest.approx(radius, rel=0.03)
+    assert radii.std().item() < 0.2 * radius
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_the_encoding_starts_learning_after_the_first_step(cls):
+    """Geometric init zeroes the weights on the filter-bank channels, so step 0 moves those weights
+    (their gradient is non-zero) and the encoding's parameters get gradients from step 1 on."""
+    torch.manual_seed(0)
+    field = SDFFieldConfig(
+        encoding=cls(**SMALL), hidden_dim=32, num_layers=3, skip_layers=(2,), feature_dim=4
+    ).build()
+    enc = field.encoding
+    optimiser = torch.optim.Adam(field.parameters(), lr=1e-3)
+    x = _points(128)
+    target = x.norm(dim=-1) - 0.3  # a smaller sphere than the initial one
+
+    def step():
+        optimiser.zero_grad()
+        out = field.with_gradient(x, create_graph=True)
+        loss = (out.sdf - target).abs().mean() + 0.1 * ((out.gradient.norm(dim=-1) - 1) ** 2).mean()
+        loss.backward()
+        grads = [p.grad for p in enc.parameters()]
+        optimiser.step()
+        return grads
+
+    first_layer = field.layers[0].parametrizations.weight.original1
+    grads = step()
+    assert all(g is None or g.abs().sum() == 0 for g in grads)
+    assert first_layer.grad[:, 3:].abs().sum() > 0
+    grads = step()
+    assert enc.projections.grad.abs().sum() > 0
+    assert enc.first.weight.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in enc.grid.parameters())
+
+
+def test_attention_is_a_softmax_over_levels_that_varies_over_space():
+    enc = StyleModNFFBConfig(**SMALL).build(3)
+    x = _points(200)
+    a = enc.level_attention(x, enc.grid.level_features(x))
+    assert a.shape == (200, 3)
+    assert torch.allclose(a.sum(dim=-1), torch.ones(200), atol=1e-6)
+    assert (a.std(dim=0) > 1e-3).all()  # each level's weight changes with position
+    enc(x).sum().backward()
+    assert enc.attention.weight.grad.abs().sum() > 0
+
+
+def test_modulation_and_attention_change_the_output():
+    torch.manual_seed(0)
+    full = StyleModNFFBConfig(**SMALL).build(3)
+    _randomise_grid(full)
+    x = _points(64)
+    y = full(x)
+    for flag in ("modulation", "attention"):
+        off = StyleModNFFBConfig(**SMALL, **{flag: False}).build(3)
+        missing, _ = off.load_state_dict(full.state_dict(), strict=False)
+        assert not missing
+        assert (off(x) - y).abs().max() > 1e-2, flag
+    full.zero_grad()
+    y.sum().backward()
+    assert all(s.weight.grad.abs().sum() > 0 for s in full.styles)
+
+
+def test_modulation_matches_stylegan2_weights():
+    """The per-point formula equals modulating the weights (w * s), demodulating each output row,
+    and rescaling it to the unmodulated row norm; a constant style gives back the plain layer."""
+    torch.manual_seed(0)
+    enc = StyleModNFFBConfig(**SMALL).build(3)
+    h = torch.randn(5, 16)
+    emb = torch.randn(5, 16)
+    s = enc.style(0, emb)
+    layer = enc.trunk[0]
+    w = layer.weight
+    expected = []
+    for n in range(5):
+        wm = w * s[n][None, :]
+        wd = wm / torch.sqrt((wm**2).sum(dim=1, keepdim=True) + 1e-8) * w.norm(dim=1, keepdim=True)
+        expected.append(torch.sin(enc.config.w0 * (wd @ h[n] + layer.bias)))
+    assert torch.allclose(enc._trunk_layer(0, h, emb), torch.stack(expected), atol=1e-5)
+    with torch.no_grad():
+        enc.styles[0].weight.zero_()
+        enc.styles[0].bias.fill_(2.5)
+    assert torch.allclose(enc._trunk_layer(0, h, emb), torch.sin(enc.config.w0 * layer(h)), atol=1e-5)
