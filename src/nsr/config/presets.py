@@ -6,7 +6,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nsr.config.train import DataConfig, OptimConfig, TrainConfig
-from nsr.encodings import PositionalEncodingConfig
+from nsr.encodings import (
+    EncodingConfig,
+    FourierFeaturesConfig,
+    HashGridConfig,
+    NFFBConfig,
+    PositionalEncodingConfig,
+    StyleModNFFBConfig,
+)
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.models import IDRLossConfig, IDRModelConfig
 from nsr.renderers import SphereTracerConfig
@@ -82,11 +89,151 @@ def demo() -> TrainConfig:
     )
 
 
+def fourier() -> TrainConfig:
+    """Random Fourier features for points and view directions with IDR's networks (8x256 SDF MLP)."""
+    config = positional()
+    config.model.sdf.encoding = FourierFeaturesConfig(width=64, sigma=1.0)
+    config.model.sdf.hidden_dim = 256
+    config.model.appearance.view_encoding = FourierFeaturesConfig(width=16, sigma=1.0)
+    config.model.appearance.hidden_dim = 256
+    config.optim.lr = 5e-4
+    return config
+
+
+def _fast(
+    encoding: EncodingConfig,
+    view_encoding: EncodingConfig,
+    gradient: str = "analytic",
+    encoding_lr: float = 1e-2,
+) -> TrainConfig:
+    """The shared recipe of the grid and filter-bank presets: a rich encoding, small MLPs (2x64 SDF,
+    2x64 appearance), higher learning rates, the fixed-shape tracer captured as a CUDA graph on GPUs,
+    and schedules sized for minutes of training (about 10k steps), not IDR's hours."""
+    return TrainConfig(
+        model=IDRModelConfig(
+            sdf=SDFFieldConfig(
+                encoding=encoding,
+                hidden_dim=64,
+                num_layers=2,
+                skip_layers=(),
+                feature_dim=32,
+                gradient=gradient,
+            ),
+            appearance=AppearanceFieldConfig(view_encoding=view_encoding, hidden_dim=64, num_layers=2),
+            tracer=SphereTracerConfig(mode="auto", cuda_graph=True),
+            loss=IDRLossConfig(
+                eikonal_weight=0.1, mask_weight=100.0, alpha_milestones=(1000, 2000, 3000, 4000, 5000)
+            ),
+        ),
+        optim=OptimConfig(lr=1e-3, encoding_lr=encoding_lr, lr_milestones=(8000, 12000), lr_factor=0.3),
+        steps=15000,
+        rays_per_batch=2048,
+        checkpoint_every=1000,
+        val_every=1000,
+    )
+
+
+def _points_grid(backend: str) -> HashGridConfig:
+    return HashGridConfig(
+        num_levels=16,
+        features_per_level=2,
+        log2_table_size=19,
+        base_resolution=16,
+        finest_resolution=1024,
+        backend=backend,
+        start_levels=6,
+        steps_per_level=250,
+    )
+
+
+def hashgrid() -> TrainConfig:
+    """Hash grid for points and for view directions (PyTorch reference backend, analytic eikonal)."""
+    views = HashGridConfig(
+        num_levels=4, log2_table_size=12, base_resolution=4, finest_resolution=32, backend="torch"
+    )
+    return _fast(_points_grid("torch"), views)
+
+
+def hashgrid_pe() -> TrainConfig:
+    """Hash grid for points, positional encoding for view directions (PyTorch reference backend)."""
+    return _fast(_points_grid("torch"), PositionalEncodingConfig(num_frequencies=4))
+
+
+def hashgrid_fused() -> TrainConfig:
+    """Hash grid on the fastest backend (`auto`: NSR's fused Triton kernel on CUDA, the original's
+    tiny-cuda-nn variant), finite-difference eikonal gradient (the kernel is first-order), positional
+    view directions. On a CPU it runs the PyTorch grid with the same finite differences."""
+    return _fast(
+        _points_grid("auto"), PositionalEncodingConfig(num_frequencies=4), gradient="finite_difference"
+    )
+
+
+def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
+    return config_cls(
+        num_levels=8,
+        base_resolution=16,
+        finest_resolution=1024,
+        hidden_dim=64,
+        out_features=64,
+        backend=backend,
+    )
+
+
+def nffb() -> TrainConfig:
+    """Neural Fourier Filter Bank for points and view directions (PyTorch backend, analytic eikonal)."""
+    views = NFFBConfig(
+        num_levels=4,
+        log2_table_size=12,
+        base_resolution=4,
+        finest_resolution=32,
+        hidden_dim=32,
+        out_features=16,
+        backend="torch",
+    )
+    return _fast(_filter_bank(NFFBConfig, "torch"), views, encoding_lr=1e-3)
+
+
+def stylemod_nffb() -> TrainConfig:
+    """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points and views."""
+    views = StyleModNFFBConfig(
+        num_levels=4,
+        log2_table_size=12,
+        base_resolution=4,
+        finest_resolution=32,
+        hidden_dim=32,
+        out_features=16,
+        backend="torch",
+    )
+    return _fast(_filter_bank(StyleModNFFBConfig, "torch"), views, encoding_lr=1e-3)
+
+
+def nffb_fused() -> TrainConfig:
+    """Filter bank on the fastest hash-grid backend (fused Triton kernel on CUDA), finite-difference
+    eikonal gradient."""
+    return _fast(
+        _filter_bank(NFFBConfig, "auto"),
+        PositionalEncodingConfig(num_frequencies=4),
+        gradient="finite_difference",
+        encoding_lr=1e-3,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset("positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional),
         Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo),
+        Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier),
+        Preset("hashgrid", "hash grid for points and views, 2x64 MLPs (PyTorch grid)", hashgrid),
+        Preset("hashgrid-pe", "hash grid for points, positional views (PyTorch grid)", hashgrid_pe),
+        Preset(
+            "hashgrid-fused", "hash grid on the fused GPU kernel, finite-difference eikonal", hashgrid_fused
+        ),
+        Preset("nffb", "Neural Fourier Filter Bank for points and views (PyTorch grid)", nffb),
+        Preset(
+            "stylemod-nffb", "style-modulated filter bank for points and views (PyTorch grid)", stylemod_nffb
+        ),
+        Preset("nffb-fused", "filter bank on the fused GPU kernel, finite-difference eikonal", nffb_fused),
     ]
 }
 

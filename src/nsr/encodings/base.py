@@ -26,6 +26,14 @@ class Encoding(nn.Module):
     def set_step(self, step: int) -> None:
         """Update step-dependent state (coarse-to-fine windows). Default: nothing to do."""
 
+    def schedule_key(self) -> tuple:
+        """Step-dependent state held in Python (not in tensors), e.g. the number of active levels.
+
+        A captured CUDA graph bakes such state in, so the model captures a new graph whenever this key
+        changes. State kept in tensors updated in place (a coarse-to-fine window) needs no key.
+        """
+        return ()
+
     def finite_difference_step(self) -> float | None:
         """Step of the SDF field's finite-difference gradient suited to this encoding (None: no opinion).
 

@@ -240,6 +240,9 @@ class HashGrid(Encoding):
         """Coarse-to-fine: unlock one level every `steps_per_level` steps after `start_levels`."""
         self.active_levels = self._active_at(step)
 
+    def schedule_key(self) -> tuple:
+        return (self.active_levels,)
+
     def finite_difference_step(self) -> float:
         """Half a cell of the finest active level, in input units (Neuralangelo's schedule)."""
         return self.config.bound / self.resolutions[self.active_levels - 1]

@@ -120,6 +120,9 @@ class NFFB(Encoding):
     def set_step(self, step: int) -> None:
         self.grid.set_step(step)
 
+    def schedule_key(self) -> tuple:
+        return self.grid.schedule_key()
+
     def finite_difference_step(self) -> float | None:
         return self.grid.finite_difference_step()
 

@@ -134,8 +134,9 @@ class IDRModel(nn.Module):
             self.sdf_field.train(was_training)
 
     def _graphed_trace(self, origins, directions, object_mask):
-        key = (origins.shape[0], origins.device)
+        key = (origins.shape[0], origins.device, self.sdf_field.encoding.schedule_key())
         if key not in self._graphs:
+            self._graphs.clear()  # a schedule moved on: free the graphs captured with the old state
             self._graphs[key] = GraphedTrace(
                 self.tracer, self._sdf, origins, directions, object_mask, context=parametrize.cached
             )
