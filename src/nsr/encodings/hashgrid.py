@@ -135,13 +135,24 @@ def hashgrid_torch(
     # broadcasting (corner index b0 + 2 b1 + 4 b2), never materialising (N, M, 2^D, D) coordinates.
     coords = torch.stack([cell, cell + 1], -1)
     strides = (resolutions[:, None] + 1) ** torch.arange(d, device=x.device)  # (M, D)
-    primes = torch.tensor(PRIMES[:d], dtype=torch.long, device=x.device)
+    primes = _primes(x.device)[:d]
     index_dense = _combine(coords * strides[None, :, :, None], torch.add)
     index_hash = _combine(coords * primes[None, None, :, None], torch.bitwise_xor) & hash_mask
     index = torch.where(dense[None, :, None], index_dense, index_hash) + offsets[None, :, None]  # (N, M, C)
     weights = _combine(torch.stack([1 - s, s], -1), torch.mul)  # (N, M, C)
     features = table[index]  # (N, M, C, F)
     return (weights[..., None] * features).sum(2)
+
+
+_PRIMES_ON: dict[torch.device, torch.Tensor] = {}
+
+
+def _primes(device: torch.device) -> torch.Tensor:
+    """The primes as an int64 tensor on `device`, made once per device: a host-to-device copy inside a
+    CUDA-graph capture is not allowed, and the traced SDF is captured after warm-up calls."""
+    if device not in _PRIMES_ON:
+        _PRIMES_ON[device] = torch.tensor(PRIMES, dtype=torch.long, device=device)
+    return _PRIMES_ON[device]
 
 
 def _combine(per_axis: torch.Tensor, op) -> torch.Tensor:
@@ -341,7 +352,7 @@ class HashGrid(Encoding):
 
     def _hash_rows(self, corners: torch.Tensor, level: int) -> torch.Tensor:
         """(K, D) integer vertices of a hashed level -> (K,) table rows."""
-        primes = torch.tensor(PRIMES[: self.in_dim], dtype=torch.long, device=corners.device)
+        primes = _primes(corners.device)[: self.in_dim]
         hashed = corners * primes
         index = hashed[:, 0]
         for axis in range(1, self.in_dim):
