@@ -8,12 +8,22 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from nsr.config.io import ConfigError
+from nsr.data.download import DownloadError
 from nsr.data.errors import DataError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
 
-USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
+USER_ERRORS = (
+    DataError,
+    DownloadError,
+    ConfigError,
+    RunError,
+    TrainingError,
+    MeshError,
+    KeyError,
+    FileNotFoundError,
+)
 
 
 def friendly(fn: Callable[[], int]) -> int:

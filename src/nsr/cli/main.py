@@ -9,6 +9,7 @@ COMMANDS = {
     "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
     "train": ("nsr.cli.train", "train a model on a scene folder"),
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+    "data": ("nsr.cli.data", "bring your own data: normalize, convert, download (DTU), synth (from a mesh)"),
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nsr.cameras.projection import decompose_projection
 from nsr.data.errors import DataError
 from nsr.data.scene import SceneData
 
@@ -109,6 +110,36 @@ def stored_scale_mat(root: Path, num_views: int, camera_file: str = "cameras.npz
     if scale.shape != (4, 4) or not np.all(np.isfinite(scale)) or np.linalg.det(scale[:3, :3]) <= 0:
         raise DataError(path, "scale_mat_0 is not a finite 4x4 similarity with positive scale")
     return scale
+
+
+def read_world_cameras(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """World-unit K (N, 3, 3), c2w (N, 4, 4) of the `world_mat_i` of an IDR camera npz, and its
+    `scale_mat_0` (None when absent: a scene still to normalise).
+
+    Raises:
+        DataError: for a missing or unreadable file, missing or singular world_mat_i.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "camera file not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(path, "unreadable camera file: not an .npz (zip) archive")
+    with np.load(path, allow_pickle=False) as npz:
+        count = sum(1 for key in npz.files if key.startswith("world_mat_") and key[10:].isdigit())
+        if count == 0:
+            raise DataError(path, "no world_mat_i keys")
+        ks, poses = [], []
+        for i in range(count):
+            if f"world_mat_{i}" not in npz.files:
+                raise DataError(path, f"missing key world_mat_{i}")
+            try:
+                k, c2w = decompose_projection(np.asarray(npz[f"world_mat_{i}"], dtype=np.float64))
+            except ValueError as err:
+                raise DataError(path, f"world_mat_{i}: {err}") from None
+            ks.append(k)
+            poses.append(c2w)
+        scale = np.asarray(npz["scale_mat_0"], dtype=np.float64) if "scale_mat_0" in npz.files else None
+    return np.stack(ks), np.stack(poses), scale
 
 
 # --- Sparse points ---------------------------------------------------------------------------------

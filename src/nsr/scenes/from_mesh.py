@@ -35,10 +35,10 @@ import trimesh
 
 from nsr.accel.embree import ray_intersector
 from nsr.cameras.noise import perturb_poses
-from nsr.cameras.projection import compose_projection, decompose_projection
+from nsr.cameras.projection import compose_projection
 from nsr.data.errors import DataError
 from nsr.data.idr import write_idr_scene
-from nsr.data.normalize import apply_scale_mat
+from nsr.data.normalize import apply_scale_mat, read_world_cameras
 from nsr.data.scene import SceneData
 from nsr.scenes.default import _replace_folder, _sibling, look_at
 
@@ -221,29 +221,6 @@ def synth_cameras(config: SynthConfig, scale_mat: np.ndarray) -> tuple[np.ndarra
     return np.repeat(k[None], config.views, axis=0), np.stack(poses)
 
 
-def read_cameras_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """World-unit K (N, 3, 3), c2w (N, 4, 4) and scale_mat_0 (or None) of an IDR camera npz."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "camera file not found")
-    with np.load(path) as npz:
-        count = sum(1 for key in npz.files if key.startswith("world_mat_") and "inv" not in key)
-        if count == 0:
-            raise DataError(path, "no world_mat_i keys")
-        ks, poses = [], []
-        for i in range(count):
-            if f"world_mat_{i}" not in npz.files:
-                raise DataError(path, f"missing key world_mat_{i}")
-            try:
-                k, c2w = decompose_projection(npz[f"world_mat_{i}"])
-            except ValueError as err:
-                raise DataError(path, f"world_mat_{i}: {err}") from None
-            ks.append(k)
-            poses.append(c2w)
-        scale = np.asarray(npz["scale_mat_0"], dtype=np.float64) if "scale_mat_0" in npz.files else None
-    return np.stack(ks), np.stack(poses), scale
-
-
 def render_mesh_views(
     mesh: trimesh.Trimesh,
     intrinsics: np.ndarray,
@@ -347,7 +324,7 @@ def write_mesh_scene(
     mesh = load_mesh(mesh_path)
     scale_mat = bounding_scale_mat(mesh, config.radius_margin)
     if cameras_file is not None:
-        intrinsics, c2w, stored = read_cameras_file(cameras_file)
+        intrinsics, c2w, stored = read_world_cameras(cameras_file)
         if stored is not None:
             scale_mat = stored
     else:
