@@ -112,7 +112,7 @@ def qvec_to_rotmat(qvec: np.ndarray) -> np.ndarray:
 
 def rotmat_to_qvec(rotation: np.ndarray) -> np.ndarray:
     """(3, 3) rotation -> (4,) unit quaternion (w, x, y, z) with w >= 0 (robust for any rotation)."""
-    r = np.asarray(rotation, dtype=np.float64)
+    r = np.asarray(rotation, dtype=np.float64).T  # COLMAP's rotmat2qvec reads R column-major
     # Symmetric 4x4 whose largest eigenvector is the quaternion (Bar-Itzhack), stable near w = 0.
     k = (
         np.array(

@@ -213,14 +213,16 @@ def _carve(
     num_views, height, width = masks.shape
     seen = np.zeros(len(points), dtype=np.int32)
     missed = np.zeros(len(points), dtype=np.int32)
+    alive = np.arange(len(points))  # voxels that can still survive: too many misses can never be undone
     for view in range(num_views):
-        uv, depth = _project(points, intrinsics[view], c2w[view])
+        uv, depth = _project(points[alive], intrinsics[view], c2w[view])
         col, row = np.round(uv[:, 0]), np.round(uv[:, 1])
         inside = (depth > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        seen += inside
-        hit = np.zeros(len(points), dtype=bool)
+        seen[alive] += inside
+        hit = np.zeros(len(alive), dtype=bool)
         hit[inside] = masks[view, row[inside].astype(np.int64), col[inside].astype(np.int64)]
-        missed += inside & ~hit
+        missed[alive] += inside & ~hit
+        alive = alive[missed[alive] <= max_miss_fraction * num_views]
         if progress is not None:
             progress(view + 1, num_views)
     return (seen >= max(1, min_seen_fraction * num_views)) & (missed <= max_miss_fraction * seen)
