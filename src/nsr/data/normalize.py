@@ -4,8 +4,8 @@ A bounding sphere (centre c, radius r, world units) becomes the scene's `scale_m
 it maps the normalised frame, where the object lies inside the unit sphere, to world units.
 
 Visual hull (`carve_visual_hull`): voxels of a grid are kept when they project inside the mask of every
-view that sees them (up to `max_miss_fraction` of those views, for imperfect masks), and when at least
-`min_seen_fraction` of the views see them. Unlike the original preprocessing script, the vote threshold
+view that sees them (up to `max_miss_fraction` of those views, for imperfect masks), and when enough of
+the views see them (by default all but `max_miss_fraction`: the object is inside every image). Unlike the original preprocessing script, the vote threshold
 follows the number of views (it hard-coded 45 of DTU's 49 or 64), masks may have any number of channels,
 and the grid is found automatically: a coarse carve over a generous cube, enlarged until the hull no
 longer touches its border, then a fine carve over the hull's bounding box.
@@ -255,7 +255,7 @@ def carve_visual_hull(
     c2w: np.ndarray,
     resolution: int = 128,
     max_miss_fraction: float = 0.05,
-    min_seen_fraction: float = 0.5,
+    min_seen_fraction: float | None = None,
     progress: Progress | None = None,
     path: Path | str = "mask",
 ) -> VisualHull:
@@ -266,13 +266,17 @@ def carve_visual_hull(
         intrinsics: (N, 3, 3) K (integer pixel centres). c2w: (N, 4, 4) world camera-to-world poses.
         resolution: voxels per axis of the final grid (over the hull's bounding box).
         max_miss_fraction: a voxel survives being outside the masks of this fraction of the views that see it.
-        min_seen_fraction: a voxel must project into at least this fraction of the images.
+        min_seen_fraction: a voxel must project into at least this fraction of the images. Default
+            1 - max_miss_fraction: the object is in every image (the IDR convention), so lying outside a
+            view's frame counts like lying outside its mask; lower it for captures with partial views.
         progress: called with (done, total) views over all passes.
 
     Raises:
         DataError: when nothing survives (masks and cameras disagree) or the hull is unbounded.
     """
     num_views, height, width = masks.shape
+    if min_seen_fraction is None:
+        min_seen_fraction = 1.0 - max_miss_fraction
     centre = _axes_centre(c2w)
     distance = np.linalg.norm(c2w[:, :3, 3] - centre, axis=1)
     half_fov = 0.5 * np.hypot(width, height) / intrinsics[:, 0, 0]
