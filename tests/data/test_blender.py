@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.data.test_idr import _make_scene
 
 from nsr.data.blender import load_nerf_synthetic, write_transforms
 from nsr.data.errors import DataError
 from nsr.data.formats import detect_format, load_scene
-from tests.data.test_idr import _make_scene
 
 
 @pytest.fixture
@@ -78,7 +78,11 @@ def test_aabb_and_instant_ngp_scale_offset_give_the_sphere(written) -> None:
         (lambda m: m.update(frames=[]), "transforms_train.json", "no frames"),
         (lambda m: m["frames"][1].update(file_path="./train/missing"), "train/missing.png", "not found"),
         (lambda m: m["frames"][0].update(transform_matrix=[[1, 0], [0, 1]]), "transforms_train.json", "4x4"),
-        (lambda m: [f.pop(k) for f in m["frames"] for k in ("fl_x", "fl_y")], "transforms_train.json", "focal"),
+        (
+            lambda m: [f.pop(k) for f in m["frames"] for k in ("fl_x", "fl_y")],
+            "transforms_train.json",
+            "focal",
+        ),
         (lambda m: m.update(k1=0.1), "transforms_train.json", "distortion"),
         (lambda m: m.update(aabb=[[0, 0, 0], [0, 1, 1]]), "transforms_train.json", "aabb"),
     ],

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from tests.data.test_idr import _make_scene
 
 from nsr.data.colmap import (
     ColmapCamera,
@@ -27,7 +28,6 @@ from nsr.data.colmap import (
 from nsr.data.errors import DataError
 from nsr.data.formats import detect_format, load_scene
 from nsr.data.scene import SceneData
-from tests.data.test_idr import _make_scene
 
 
 def _random_model(seed: int = 0) -> ColmapModel:
@@ -113,7 +113,9 @@ def _write_capture(root: Path, scene: SceneData, binary: bool, masks: bool = Tru
     (root / "images").mkdir(parents=True)
     for i, name in enumerate(names):
         # PNG content under a .jpg name keeps the pixels exact; readers go by content.
-        Image.fromarray(np.round(scene.images[i] * 255).astype(np.uint8)).save(root / "images" / name, format="PNG")
+        Image.fromarray(np.round(scene.images[i] * 255).astype(np.uint8)).save(
+            root / "images" / name, format="PNG"
+        )
         if masks:
             (root / "masks").mkdir(exist_ok=True)
             Image.fromarray(scene.masks[i].astype(np.uint8) * 255).save(root / "masks" / f"{name}.png")
@@ -121,7 +123,9 @@ def _write_capture(root: Path, scene: SceneData, binary: bool, masks: bool = Tru
     rng = np.random.default_rng(0)
     centre, radius = scene.scale_mat[:3, 3], scene.scale_mat[0, 0]
     cloud = rng.normal(size=(300, 3))
-    cloud = centre + 0.8 * radius * cloud / np.linalg.norm(cloud, axis=1, keepdims=True) * rng.random((300, 1))
+    cloud = centre + 0.8 * radius * cloud / np.linalg.norm(cloud, axis=1, keepdims=True) * rng.random(
+        (300, 1)
+    )
     cloud[:5] = centre + 50 * radius  # far outliers, well observed
     for pid, xyz in enumerate(cloud, start=1):
         track = np.arange(1, 4 if pid % 10 else 2, dtype=np.int32)  # every 10th point: seen once
@@ -142,7 +146,9 @@ def test_capture_loads_with_world_cameras_masks_and_point_sphere(tmp_path: Path,
     np.testing.assert_allclose(world.c2w, expected, atol=1e-9)
     np.testing.assert_array_equal(world.masks, scene.masks)
     np.testing.assert_allclose(world.images, scene.images, atol=0.5 / 255 + 1e-6)
-    normalised = load_scene(tmp_path)  # auto: sphere from the sparse points, outliers and short tracks ignored
+    normalised = load_scene(
+        tmp_path
+    )  # auto: sphere from the sparse points, outliers and short tracks ignored
     centre, radius = normalised.scale_mat[:3, 3], normalised.scale_mat[0, 0]
     np.testing.assert_allclose(centre, scene.scale_mat[:3, 3], atol=0.25 * scene.scale_mat[0, 0])
     assert 0.6 * scene.scale_mat[0, 0] < radius < 1.1 * scene.scale_mat[0, 0]
@@ -174,7 +180,7 @@ def test_undistortion_maps_pinhole_pixels_to_their_distorted_positions() -> None
         col, row = k[0, 0] * distorted[0] + k[0, 2], k[1, 1] * distorted[1] + k[1, 2]
         u, v = pinhole[:2]
         # maps is sampled at integer pixels: compare at the nearest one, with the local derivative.
-        ui, vi = int(round(u)), int(round(v))
+        ui, vi = round(u), round(v)
         np.testing.assert_allclose(maps[:, vi, ui], [row, col], atol=1.5)
     identity = undistort_maps(k, np.zeros(4), 30, 40)
     np.testing.assert_allclose(identity, np.mgrid[0:30, 0:40], atol=1e-9)
@@ -239,7 +245,7 @@ def test_truncated_binary_names_the_file(tmp_path: Path) -> None:
     write_model(_random_model(), tmp_path, binary=True)
     data = (tmp_path / "images.bin").read_bytes()
     (tmp_path / "images.bin").write_bytes(data[:-5])
-    with pytest.raises(DataError, match="malformed COLMAP file.*ends early") as caught:
+    with pytest.raises(DataError, match=r"malformed COLMAP file.*ends early") as caught:
         read_model(tmp_path)
     assert caught.value.path == tmp_path / "images.bin"
 

@@ -65,7 +65,7 @@ def test_visual_hull_errors_name_the_masks() -> None:
 
 def test_sparse_sphere_ignores_outliers_and_short_tracks() -> None:
     rng = np.random.default_rng(0)
-    inliers = rng.uniform(-1, 1, size=(500, 3)) + [5, 0, 0]
+    inliers = rng.uniform(-1, 1, size=(500, 3)) + np.array([5.0, 0.0, 0.0])
     outliers = rng.normal(size=(20, 3)) * 100
     points = np.concatenate([inliers, outliers, [[1000, 0, 0]]])
     tracks = np.concatenate([np.full(520, 5), [1]])
@@ -115,13 +115,15 @@ class _Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer.requests.append(self.headers.get("Range"))
                 start = 0
                 if self.headers.get("Range"):
                     start = int(self.headers["Range"].split("=")[1].split("-")[0])
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(outer.payload) - 1}/{len(outer.payload)}")
+                    self.send_header(
+                        "Content-Range", f"bytes {start}-{len(outer.payload) - 1}/{len(outer.payload)}"
+                    )
                 else:
                     self.send_response(200)
                 body = outer.payload[start:]
@@ -157,12 +159,18 @@ def test_interrupted_download_resumes_with_a_range_request_and_verifies(tmp_path
     dest = tmp_path / "DTU.zip"
     with _Server(payload) as server:
         server.cut_after = 3000
-        with pytest.raises(DownloadError, match="run .*again to resume"):
+        with pytest.raises(DownloadError, match=r"run .*again to resume"):
             download(server.url, dest, sha256=digest, timeout=5)
         part = tmp_path / "DTU.zip.part"
         assert part.stat().st_size == 3000 and not dest.exists()
         seen = []
-        download(server.url, dest, sha256=digest, progress=lambda done, total: seen.append((done, total)), timeout=5)
+        download(
+            server.url,
+            dest,
+            sha256=digest,
+            progress=lambda done, total: seen.append((done, total)),
+            timeout=5,
+        )
         assert server.requests == [None, "bytes=3000-"]
         assert seen[-1] == (len(payload), len(payload))
     assert dest.read_bytes() == payload and not part.exists()
@@ -176,9 +184,8 @@ def test_interrupted_download_resumes_with_a_range_request_and_verifies(tmp_path
 
 
 def test_wrong_checksum_is_refused_and_the_file_deleted(tmp_path: Path) -> None:
-    with _Server(_archive()) as server:
-        with pytest.raises(DownloadError, match="sha256 mismatch"):
-            download(server.url, tmp_path / "DTU.zip", sha256="0" * 64, timeout=5)
+    with _Server(_archive()) as server, pytest.raises(DownloadError, match="sha256 mismatch"):
+        download(server.url, tmp_path / "DTU.zip", sha256="0" * 64, timeout=5)
     assert not (tmp_path / "DTU.zip").exists() and not (tmp_path / "DTU.zip.part").exists()
 
 
