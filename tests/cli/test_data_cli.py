@@ -28,7 +28,22 @@ def test_normalize_colmap_with_points_and_hull_report(tmp_path: Path, capsys) ->
         scale = npz["scale_mat_0"]
     loaded = load_scene(tmp_path)  # picks the written scale_mat up
     np.testing.assert_allclose(loaded.scale_mat, scale)
-    assert main(["data", "normalize", str(tmp_path), "--method", "points", "--min-track", "50"]) == 1
+    assert (
+        main(
+            [
+                "data",
+                "normalize",
+                str(tmp_path),
+                "--method",
+                "points",
+                "--min-track",
+                "50",
+                "--resolution",
+                "24",
+            ]
+        )
+        == 1
+    )
     assert "seen by >= 50 images" in capsys.readouterr().err
 
 

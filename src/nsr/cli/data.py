@@ -195,22 +195,6 @@ def _normalize(args: NormalizeArgs) -> int:
     t0 = time.perf_counter()
     scene = _world_scene(root, kind)
     has_masks = not bool(np.all(scene.masks))
-    hull = None
-    if method == "hull" or has_masks:
-        if method == "hull" and not has_masks:
-            raise DataError(root, "--method hull needs object masks, but every mask is all object")
-        hull = _with_bar(
-            "carving visual hull",
-            lambda bar: carve_visual_hull(
-                scene.masks,
-                scene.intrinsics,
-                scene.c2w,
-                args.resolution,
-                args.max_miss,
-                progress=bar,
-                path=root,
-            ),
-        )
     if method == "points":
         folder = find_model(root)
         model = read_model(folder)
@@ -220,7 +204,28 @@ def _normalize(args: NormalizeArgs) -> int:
             points, tracks, args.min_track, margin=args.margin, path=folder / "points3D"
         )
         print(f"sparse points: kept {kept} of {len(points)} (track >= {args.min_track}, outliers trimmed)")
-    else:
+    hull = None
+    if method == "hull" or has_masks:
+        if method == "hull" and not has_masks:
+            raise DataError(root, "--method hull needs object masks, but every mask is all object")
+        try:
+            hull = _with_bar(
+                "carving visual hull",
+                lambda bar: carve_visual_hull(
+                    scene.masks,
+                    scene.intrinsics,
+                    scene.c2w,
+                    args.resolution,
+                    args.max_miss,
+                    progress=bar,
+                    path=root,
+                ),
+            )
+        except DataError as err:
+            if method == "hull":
+                raise
+            print(f"warning: no hull report: {err}", file=sys.stderr)  # the points sphere stands
+    if method == "hull":
         sphere = hull.bounding_sphere(args.margin)
     scale_mat = sphere.scale_mat()
     inside = np.linalg.norm(scene.c2w[:, :3, 3] - sphere.centre, axis=1) <= sphere.radius
