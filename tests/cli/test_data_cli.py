@@ -103,3 +103,23 @@ def test_train_reads_a_nerf_synthetic_folder_with_format(tmp_path: Path, tiny_sc
     assert main(["train", *argv]) == 0
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert "format: " + fmt in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_synth_without_embree_gives_the_install_hint(tmp_path: Path, monkeypatch, capsys) -> None:
+    import trimesh
+
+    import nsr.accel.embree
+
+    monkeypatch.setattr(nsr.accel.embree, "has_embree", lambda: False)
+    trimesh.creation.box().export(tmp_path / "box.ply")
+    assert main(["data", "synth", "--mesh", str(tmp_path / "box.ply"), "--out", str(tmp_path / "o")]) == 1
+    assert 'pip install "nsr[synth]"' in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_synth_reports_a_bad_mesh_and_bad_pose_noise(tmp_path: Path, capsys) -> None:
+    (tmp_path / "bad.obj").write_text("this is not a mesh\n")
+    assert main(["data", "synth", "--mesh", str(tmp_path / "bad.obj"), "--out", str(tmp_path / "o")]) == 1
+    assert "bad.obj" in capsys.readouterr().err
+    assert main(["data", "synth", "--mesh", "x.obj", "--out", str(tmp_path / "o"), "--pose-noise", "2"]) == 2
+    assert "ROT_DEG,TRANS_FRAC" in capsys.readouterr().err

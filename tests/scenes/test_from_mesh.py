@@ -11,6 +11,7 @@ import trimesh
 
 from nsr.accel.embree import has_embree
 from nsr.cli.main import main
+from nsr.data.errors import DataError
 from nsr.data.formats import load_scene
 from nsr.data.idr import load_idr_scene
 from nsr.data.normalize import read_world_cameras
@@ -150,3 +151,21 @@ def test_convert_and_normalize_cli_on_a_nerf_synthetic_scene(tmp_path: Path, sph
     np.testing.assert_allclose(converted.c2w, normalised.c2w, atol=1e-6)
     np.testing.assert_array_equal(converted.masks, scene.masks)
     assert main(["data", "convert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
+
+
+def test_normalize_an_idr_folder_without_scale_mats(tmp_path: Path, sphere_mesh: Path) -> None:
+    out = tmp_path / "s"
+    main(["data", "synth", "--mesh", str(sphere_mesh), "--out", str(out), "--views", "10", "--res", "40"])
+    with np.load(out / "cameras.npz") as npz:
+        world_only = {k: npz[k] for k in npz.files if k.startswith("world_mat_")}
+    np.savez(out / "cameras.npz", **world_only)
+    with pytest.raises(DataError, match="missing key scale_mat_0") as caught:
+        load_idr_scene(out)
+    assert "nsr data normalize" in caught.value.hint
+    assert main(["data", "normalize", str(out), "--resolution", "48", "--margin", "1.0"]) == 0
+    assert (out / "cameras.npz.bak").is_file()
+    scene = load_idr_scene(out)
+    np.testing.assert_allclose(scene.scale_mat[:3, 3], [1, 5, -2], atol=0.1)
+    assert 2.0 <= scene.scale_mat[0, 0] < 2.4  # the ball's radius is 2; the hull of 10 views is a bit larger
+    with np.load(out / "cameras.npz") as npz:
+        np.testing.assert_array_equal(npz["world_mat_3"], world_only["world_mat_3"])  # kept as they were

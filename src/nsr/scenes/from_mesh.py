@@ -27,7 +27,7 @@ import json
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +80,6 @@ class SynthConfig:
     """Albedo of untextured meshes (sRGB)."""
     pose_noise: tuple[float, float, int] | None = None
     """(rot_deg, trans_frac, seed): write perturbed cameras to cameras.npz, the true ones to cameras_gt.npz."""
-    extra: dict = field(default_factory=dict)
-    """Free-form description stored in scene.json."""
 
 
 def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
