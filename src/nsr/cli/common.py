@@ -8,6 +8,7 @@ from collections.abc import Callable
 from tqdm import tqdm
 
 from nsr.config.io import ConfigError
+from nsr.data.download import DownloadError
 from nsr.data.errors import DataError
 from nsr.encodings import EncodingError
 from nsr.engine.fit_sdf import FitSDFError
@@ -23,6 +24,7 @@ USER_ERRORS = (
     TrainingError,
     MeshError,
     FitSDFError,
+    DownloadError,
     KeyError,
     FileNotFoundError,
 )

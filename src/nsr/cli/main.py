@@ -10,6 +10,7 @@ COMMANDS = {
     "train": ("nsr.cli.train", "train a model on a scene folder"),
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
     "fit-sdf": ("nsr.cli.fit_sdf", "fit an SDF to a mesh with one encoding; Chamfer, IoU, time"),
+    "data": ("nsr.cli.data", "bring your own data: normalize, convert, download (DTU), synth (from a mesh)"),
 }
 
 

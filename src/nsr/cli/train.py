@@ -12,11 +12,11 @@ import tyro
 from nsr.cli.common import friendly, train_with_progress
 from nsr.cli.kinds import apply_kind_switches
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
-from nsr.data.idr import load_idr_scene
+from nsr.data.formats import load_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
 
 PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
-ALIASES = {"--data": "--data.path", "--holdout": "--data.holdout-every"}
+ALIASES = {"--data": "--data.path", "--holdout": "--data.holdout-every", "--format": "--data.format"}
 
 
 @dataclass
@@ -75,8 +75,8 @@ def _run(argv: list[str]) -> int:
     if config.data.path is None:
         print("nsr: error: no scene given (use --data DIR)", file=sys.stderr)
         return 2
-    scene = load_idr_scene(
-        config.data.path, downscale=config.data.downscale, camera_file=config.data.camera_file
+    scene = load_scene(
+        config.data.path, config.data.format, config.data.downscale, camera_file=config.data.camera_file
     )
     trainer = Trainer(config, scene, args.out)
     train_with_progress(trainer, resume=args.resume)

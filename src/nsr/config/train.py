@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from nsr.models import IDRModelConfig
 
@@ -13,13 +14,16 @@ class DataConfig:
     """Where the scene is and how it is read."""
 
     path: Path | None = None
-    """Scene folder (IDR/DTU/NeuS layout)."""
+    """Scene folder (IDR/DTU/NeuS, NeRF-synthetic or COLMAP layout)."""
     downscale: float = 1.0
     """Divide the image size by this factor (intrinsics follow)."""
     camera_file: str | None = None
     """Camera file inside the scene folder (default: cameras.npz, then cameras_sphere.npz)."""
     holdout_every: int = 0
     """Hold out every k-th view for evaluation (0 = train on all views)."""
+    format: Literal["auto", "idr", "nerf-synthetic", "colmap"] = "auto"
+    """Scene format: `auto` detects it (transforms*.json -> nerf-synthetic, a sparse model -> colmap,
+    image/ + cameras npz -> idr); see docs/data.md."""
 
 
 @dataclass

@@ -162,7 +162,8 @@ def _read_cameras(path: Path, num_views: int) -> tuple[np.ndarray, np.ndarray, n
 def _matrix(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     """A checked float64 camera matrix: world_mat (4, 4) or (3, 4), scale_mat (4, 4) affine, invertible."""
     if key not in arrays:
-        raise DataError(path, f"missing key {key}")
+        hint = "compute it with `nsr data normalize`" if key.startswith("scale_mat_") else ""
+        raise DataError(path, f"missing key {key}", hint)
     matrix = arrays[key]
     shapes = ((4, 4), (3, 4)) if key.startswith("world_mat_") else ((4, 4),)
     if matrix.shape not in shapes:
