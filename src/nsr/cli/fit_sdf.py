@@ -71,6 +71,8 @@ class FitSDFArgs:
     """Encoding config overrides KEY=VALUE, e.g. `--encoding-arg num_levels=8 log2_table_size=17`."""
     backend: str | None = None
     """Backend of grid encodings (torch, fused, tcnn, auto); shorthand for --encoding-arg backend=..."""
+    gradient: Literal["auto", "analytic", "finite_difference"] = "auto"
+    """Gradient for the eikonal term (auto: analytic when it is on; finite differences suit `fused`)."""
     seed: int = 0
     """Seeds the network and the batches (the sample pool has --samples.seed)."""
     device: str = "auto"
@@ -121,6 +123,7 @@ def _run(args: FitSDFArgs) -> int:
         loss=args.loss,
         clamp=args.clamp,
         eikonal_weight=args.eikonal_weight,
+        gradient=args.gradient,
         seed=args.seed,
         device=args.device,
     )

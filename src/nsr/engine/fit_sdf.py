@@ -403,10 +403,20 @@ class FitSDFConfig:
     """Truth (and, for `l1`, prediction) clamped to +-clamp, normalised units."""
     eikonal_weight: float = 0.0
     """Weight of the eikonal term (|grad sdf| - 1)^2 on the batch (0 = off; costs a double backward)."""
+    gradient: Literal["auto", "analytic", "finite_difference"] = "auto"
+    """Spatial gradient for the eikonal term (SDFFieldConfig.gradient); `auto`: analytic when the
+    eikonal term is on, else finite differences (never evaluated, and it keeps first-order-only
+    fast paths such as the fused hash grid available)."""
     seed: int = 0
     """Seeds the network's initialisation and the batches."""
     device: str = "auto"
     """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1` ..."""
+
+    def resolved_gradient(self) -> Literal["analytic", "finite_difference"]:
+        """The SDF field's gradient mode (`auto` resolved, see `gradient`)."""
+        if self.gradient != "auto":
+            return self.gradient
+        return "analytic" if self.eikonal_weight > 0 else "finite_difference"
 
     def network(self) -> NetworkDefaults:
         """The network and learning rate actually used (defaults filled in)."""
@@ -465,6 +475,7 @@ def build_field(config: FitSDFConfig) -> SDFField:
         num_layers=net.num_layers,
         skip_layers=net.skip_layers,
         feature_dim=0,
+        gradient=config.resolved_gradient(),
     )
     try:
         return field_config.build()
@@ -652,7 +663,7 @@ class FitSDFResult:
     batch_size: int
     device: str
     backend: str | None
-    """The encoding's `backend` setting, for encodings that have one."""
+    """The backend the encoding ran on (`torch`, `fused`, `tcnn`), for encodings that have one."""
     gt_backend: str
     """Distance backend that computed the ground truth, or `cache`."""
     gt_seconds: float
@@ -664,6 +675,15 @@ class FitSDFResult:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def encoding_backend(model: SDFField) -> str | None:
+    """The backend the field's encoding (or its grid) actually runs, for encodings that have one."""
+    for module in model.encoding.modules():
+        backend = getattr(module, "backend", None)
+        if isinstance(backend, str):
+            return backend
+    return None
 
 
 def fit_mesh_sdf(
@@ -711,7 +731,7 @@ def fit_mesh_sdf(
         lr=net.lr,
         batch_size=fit.batch_size,
         device=str(device),
-        backend=getattr(fit.encoding, "backend", None),
+        backend=encoding_backend(outcome.field),
         gt_backend=samples.backend,
         gt_seconds=samples.seconds,
         eval_seconds=eval_seconds,
@@ -739,6 +759,7 @@ __all__ = [
     "build_field",
     "cache_path",
     "cached_samples",
+    "encoding_backend",
     "encoding_config",
     "evaluate_field",
     "field_iou",
