@@ -419,3 +419,52 @@ def test_fused_backend_trains_with_finite_differences_on_the_gpu():
     out = field.with_gradient(x, create_graph=True)
     ((out.gradient.norm(dim=-1) - 1) ** 2).mean().backward()
     assert field.encoding.table.grad.abs().sum() > 0
+
+
+def trainer_config(tiny_scene, steps, steps_per_level=2):
+    from conftest import tiny_config
+
+    c = tiny_config(tiny_scene, steps=steps)
+    c.model.sdf.encoding = HashGridConfig(
+        num_levels=4,
+        base_resolution=4,
+        finest_resolution=32,
+        log2_table_size=10,
+        start_levels=2,
+        steps_per_level=steps_per_level,
+    )  # 5^3, 9^3 vertices: dense; 17^3, 33^3: hashed
+    c.model.sdf.gradient = "finite_difference"
+    c.model.loss.tv_weight = 0.01  # samples the hashed levels: uses the random generator
+    c.val_every = 0
+    return c
+
+
+def test_trainer_trains_and_reopens_a_coarse_to_fine_hash_grid(tiny_scene, tmp_path):
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine import Trainer
+    from nsr.engine.run import open_run
+
+    config = trainer_config(tiny_scene, 2, steps_per_level=1)
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.train()
+    grid = trainer.model.sdf_field.encoding
+    assert grid.active_levels == 3 and grid.table.grad is not None  # the last step was step 1
+    reopened = open_run(tmp_path / "run", device="cpu").model.sdf_field.encoding
+    assert isinstance(reopened, HashGrid) and reopened.active_levels == 4  # the schedule at step 2
+    assert torch.equal(reopened.table, grid.table)
+
+
+@pytest.mark.slow
+def test_trainer_resumes_a_hash_grid_run_exactly(tiny_scene, tmp_path):
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine import Trainer
+
+    scene = load_idr_scene(tiny_scene)
+    straight = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "a")
+    straight.train()
+    Trainer(trainer_config(tiny_scene, 4), scene, tmp_path / "b").train()
+    second = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "b")
+    assert second.resume() and second.step == 4
+    second.train()
+    for a, b in zip(straight.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
