@@ -60,7 +60,7 @@ class FitSDFArgs:
     num_layers: int | None = None
     """SDF MLP hidden layers (default: 8 for positional/fourier, 2 for grid encodings)."""
     lr: float | None = None
-    """Adam learning rate (default: 5e-4 for positional/fourier, 1e-2 for grid encodings)."""
+    """Adam learning rate (default: 5e-4 positional/fourier, 1e-3 nffb/stylemod-nffb, 1e-2 hashgrid)."""
     loss: Literal["l1", "relative"] = "l1"
     """`l1` on values clamped to +-clamp (DeepSDF) or `relative` squared error (NFFB)."""
     clamp: float = 0.1
