@@ -98,3 +98,14 @@ def test_unknown_backend_is_an_error():
     box = trimesh.creation.box()
     with pytest.raises(ValueError, match="backend"):
         signed_distance(np.zeros((1, 3)), box.vertices, box.faces, backend="magic")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_torch_backend_on_cuda_matches_cpu():
+    mesh = holey_sphere()
+    points = np.random.default_rng(4).uniform(-1.3, 1.3, (3000, 3))
+    cpu = signed_distance(points, mesh.vertices, mesh.faces, backend="torch", device="cpu")
+    gpu = signed_distance(points, mesh.vertices, mesh.faces, backend="torch", device="cuda")
+    np.testing.assert_allclose(gpu.distance, cpu.distance, atol=1e-9)
+    np.testing.assert_allclose(gpu.winding, cpu.winding, atol=1e-9)
