@@ -45,7 +45,7 @@ class FitSDFArgs:
     points of its bounding box; `seconds` is the training time alone.
     """
 
-    mesh: Annotated[Path, tyro.conf.Positional]
+    mesh: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="MESH")]
     """Triangle mesh (OBJ, PLY, STL, OFF, GLB ...); need not be watertight."""
     encoding: str = "positional"
     """Encoding of the points: positional, fourier, hashgrid, nffb, stylemod-nffb (those installed)."""
