@@ -76,6 +76,18 @@ def test_every_level_and_layer_is_used(cls):
     assert all(p.grad.abs().sum() > 0 for p in enc.grid.parameters())
 
 
+def test_coarse_to_fine_levels_follow_the_schedule():
+    enc = NFFBConfig(**SMALL, start_levels=1, steps_per_level=10).build(3)
+    _randomise_grid(enc)
+    x = _points(16)
+    enc.set_step(0)
+    assert enc.grid.level_features(x)[:, 1:].abs().sum() == 0
+    early = enc(x)
+    enc.set_step(20)
+    assert enc.grid.active_levels == 3
+    assert not torch.allclose(enc(x), early)
+
+
 def test_siren_initialisation():
     enc = NFFBConfig(**{**SMALL, "hidden_dim": 64}, w0=30.0).build(3)
     assert enc.first.weight.abs().max() <= 1 / 3 and enc.first.weight.abs().max() > 0.3
