@@ -265,12 +265,8 @@ def test_finite_difference_gradient_matches_autograd_on_a_smooth_field(taps):
     assert not b.gradient.requires_grad
 
 
-def test_finite_difference_gradient_on_a_hash_grid_needs_first_order_only():
-    enc = HashGridConfig(num_levels=3, base_resolution=4, finest_resolution=16, log2_table_size=8)
-    # (Geometric init zeroes the first layer's grid columns, so the table gets no gradient at step 0.)
-    field = sdf_config(enc, gradient="finite_difference", geometric_init=False).build()
-    assert field.finite_difference_step() == pytest.approx(1 / 16)
-    # Forbid any double backward through the grid: the FD gradient must still train the table.
+def first_order_only(grid: HashGrid) -> None:
+    """Make the grid's lookup once-differentiable, as the fused kernel is (a double backward raises)."""
     from nsr.encodings.hashgrid import hashgrid_torch
 
     class FirstOrderOnly(torch.autograd.Function):
@@ -278,8 +274,8 @@ def test_finite_difference_gradient_on_a_hash_grid_needs_first_order_only():
         def forward(ctx, x, table):
             with torch.enable_grad():
                 x_, t_ = x.detach().requires_grad_(), table.detach().requires_grad_()
-                out = hashgrid_torch(x_, t_, field.encoding._res, field.encoding._offsets,
-                                     field.encoding._dense, 255, 1.0)  # fmt: skip
+                args = (grid._res, grid._offsets, grid._dense, grid.table_size - 1, grid.config.bound)
+                out = hashgrid_torch(x_, t_, *args)
             ctx.save_for_backward(x_, t_, out)
             return out.detach()
 
@@ -287,9 +283,19 @@ def test_finite_difference_gradient_on_a_hash_grid_needs_first_order_only():
         @torch.autograd.function.once_differentiable
         def backward(ctx, grad):
             x_, t_, out = ctx.saved_tensors
-            return torch.autograd.grad(out, (x_, t_), grad)
+            return torch.autograd.grad(
+                out, (x_, t_), grad, retain_graph=True
+            )  # may run twice, as a kernel can
 
-    field.encoding.level_features = lambda x: FirstOrderOnly.apply(x, field.encoding.table)
+    grid.level_features = lambda x: FirstOrderOnly.apply(x, grid.table)
+
+
+def test_finite_difference_gradient_on_a_hash_grid_needs_first_order_only():
+    enc = HashGridConfig(num_levels=3, base_resolution=4, finest_resolution=16, log2_table_size=8)
+    # (Geometric init zeroes the first layer's grid columns, so the table gets no gradient at step 0.)
+    field = sdf_config(enc, gradient="finite_difference", geometric_init=False).build()
+    assert field.finite_difference_step() == pytest.approx(1 / 16)
+    first_order_only(field.encoding)  # the FD gradient must still train the table
     x = torch.rand(32, 3) * 1.6 - 0.8
     out = field.with_gradient(x, create_graph=True)
     ((out.gradient.norm(dim=-1) - 1) ** 2).mean().backward()
@@ -315,6 +321,7 @@ def test_idr_model_trains_a_hash_grid_with_finite_differences_and_tv():
     with torch.no_grad():  # as after a few steps: the first layer reads the grid features
         v = model.sdf_field.layers[0].parametrizations.weight.original1
         v[:, 3:] = 0.01 * torch.randn_like(v[:, 3:])
+    first_order_only(grid)  # the IDR path must not need a double backward through the grid in FD mode
     n = 64
     o = torch.tensor([0.0, 0.0, -3.0]).expand(n, 3)
     d = torch.nn.functional.normalize(
@@ -419,3 +426,52 @@ def test_fused_backend_trains_with_finite_differences_on_the_gpu():
     out = field.with_gradient(x, create_graph=True)
     ((out.gradient.norm(dim=-1) - 1) ** 2).mean().backward()
     assert field.encoding.table.grad.abs().sum() > 0
+
+
+def trainer_config(tiny_scene, steps, steps_per_level=2):
+    from conftest import tiny_config
+
+    c = tiny_config(tiny_scene, steps=steps)
+    c.model.sdf.encoding = HashGridConfig(
+        num_levels=4,
+        base_resolution=4,
+        finest_resolution=32,
+        log2_table_size=10,
+        start_levels=2,
+        steps_per_level=steps_per_level,
+    )  # 5^3, 9^3 vertices: dense; 17^3, 33^3: hashed
+    c.model.sdf.gradient = "finite_difference"
+    c.model.loss.tv_weight = 0.01  # samples the hashed levels: uses the random generator
+    c.val_every = 0
+    return c
+
+
+def test_trainer_trains_and_reopens_a_coarse_to_fine_hash_grid(tiny_scene, tmp_path):
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine import Trainer
+    from nsr.engine.run import open_run
+
+    config = trainer_config(tiny_scene, 2, steps_per_level=1)
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.train()
+    grid = trainer.model.sdf_field.encoding
+    assert grid.active_levels == 3 and grid.table.grad is not None  # the last step was step 1
+    reopened = open_run(tmp_path / "run", device="cpu").model.sdf_field.encoding
+    assert isinstance(reopened, HashGrid) and reopened.active_levels == 4  # the schedule at step 2
+    assert torch.equal(reopened.table, grid.table)
+
+
+@pytest.mark.slow
+def test_trainer_resumes_a_hash_grid_run_exactly(tiny_scene, tmp_path):
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine import Trainer
+
+    scene = load_idr_scene(tiny_scene)
+    straight = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "a")
+    straight.train()
+    Trainer(trainer_config(tiny_scene, 4), scene, tmp_path / "b").train()
+    second = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "b")
+    assert second.resume() and second.step == 4
+    second.train()
+    for a, b in zip(straight.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)

@@ -76,6 +76,18 @@ def test_every_level_and_layer_is_used(cls):
     assert all(p.grad.abs().sum() > 0 for p in enc.grid.parameters())
 
 
+def test_coarse_to_fine_levels_follow_the_schedule():
+    enc = NFFBConfig(**SMALL, start_levels=1, steps_per_level=10).build(3)
+    _randomise_grid(enc)
+    x = _points(16)
+    enc.set_step(0)
+    assert enc.grid.level_features(x)[:, 1:].abs().sum() == 0
+    early = enc(x)
+    enc.set_step(20)
+    assert enc.grid.active_levels == 3
+    assert not torch.allclose(enc(x), early)
+
+
 def test_siren_initialisation():
     enc = NFFBConfig(**{**SMALL, "hidden_dim": 64}, w0=30.0).build(3)
     assert enc.first.weight.abs().max() <= 1 / 3 and enc.first.weight.abs().max() > 0.3
@@ -225,3 +237,29 @@ def test_modulation_matches_stylegan2_weights():
         enc.styles[0].weight.zero_()
         enc.styles[0].bias.fill_(2.5)
     assert torch.allclose(enc._trunk_layer(0, h, emb), torch.sin(enc.config.w0 * layer(h)), atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cls", KINDS)
+def test_fused_grid_matches_the_torch_grid_on_the_gpu(cls):
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    config = {**SMALL, "num_levels": 4, "log2_table_size": 14, "finest_resolution": 256}
+    reference = cls(**config, backend="torch").build(3).cuda()
+    _randomise_grid(reference, scale=0.1)
+    fused = cls(**config, backend="fused").build(3).cuda()
+    fused.load_state_dict(reference.state_dict())
+    x = (torch.rand(20_000, 3, device="cuda") * 2 - 1).requires_grad_(True)
+    outputs, grads = [], []
+    for enc in (reference, fused):
+        y = enc(x)
+        (dx,) = torch.autograd.grad(y.square().sum(), x, retain_graph=True)
+        enc.zero_grad()
+        y.square().sum().backward()
+        outputs.append(y)
+        grads.append((dx, [p.grad.clone() for p in enc.parameters()]))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-4)
+    assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-3, atol=1e-3)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-3)

@@ -62,7 +62,7 @@ def _corner_row(c0, c1, c2, R1, is_dense, hash_mask, p1, p2, D: tl.constexpr):
 def _hashgrid_fwd(
     x_ptr, table_ptr, out_ptr, res_ptr, off_ptr, dense_ptr, primes_ptr,
     N, L, hash_mask, bound, inv_2bound,
-    D: tl.constexpr, F: tl.constexpr, SMOOTH: tl.constexpr, BLOCK: tl.constexpr,
+    D: tl.constexpr, NC: tl.constexpr, F: tl.constexpr, SMOOTH: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     level = tl.program_id(1)
@@ -85,7 +85,7 @@ def _hashgrid_fwd(
         c2 = c0 * 0
         s2 = s0 * 0.0
     acc = tl.zeros([BLOCK, F], dtype=tl.float32)
-    for corner in tl.static_range(2**D):
+    for corner in tl.static_range(NC):
         b0 = corner & 1
         b1 = (corner >> 1) & 1
         b2 = (corner >> 2) & 1
@@ -103,7 +103,7 @@ def _hashgrid_fwd(
 def _hashgrid_bwd(
     x_ptr, table_ptr, gout_ptr, gtable_ptr, gx_ptr, res_ptr, off_ptr, dense_ptr, primes_ptr,
     N, L, hash_mask, bound, inv_2bound,
-    D: tl.constexpr, F: tl.constexpr, SMOOTH: tl.constexpr,
+    D: tl.constexpr, NC: tl.constexpr, F: tl.constexpr, SMOOTH: tl.constexpr,
     NEED_TABLE: tl.constexpr, NEED_X: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -134,7 +134,7 @@ def _hashgrid_bwd(
     gx0 = tl.zeros([BLOCK], dtype=tl.float32)
     gx1 = tl.zeros([BLOCK], dtype=tl.float32)
     gx2 = tl.zeros([BLOCK], dtype=tl.float32)
-    for corner in tl.static_range(2**D):
+    for corner in tl.static_range(NC):
         b0 = corner & 1
         b1 = (corner >> 1) & 1
         b2 = (corner >> 2) & 1
@@ -176,7 +176,7 @@ class _HashGridFunction(torch.autograd.Function):
             _hashgrid_fwd[(triton.cdiv(n, block), num_active)](
                 x, table, out, resolutions, offsets, dense, primes,
                 n, levels, hash_mask, float(bound), 0.5 / float(bound),
-                D=d, F=features, SMOOTH=bool(smoothstep), BLOCK=block,
+                D=d, NC=2**d, F=features, SMOOTH=bool(smoothstep), BLOCK=block,
             )  # fmt: skip
         ctx.save_for_backward(x, table, resolutions, offsets, dense, primes)
         ctx.meta = (hash_mask, float(bound), bool(smoothstep), int(num_active))
@@ -200,7 +200,7 @@ class _HashGridFunction(torch.autograd.Function):
                 grad_table if need_table else table, grad_x if need_x else x,
                 resolutions, offsets, dense, primes,
                 n, levels, hash_mask, bound, 0.5 / bound,
-                D=d, F=features, SMOOTH=smoothstep, NEED_TABLE=bool(need_table), NEED_X=bool(need_x),
+                D=d, NC=2**d, F=features, SMOOTH=smoothstep, NEED_TABLE=bool(need_table), NEED_X=bool(need_x),
                 BLOCK=block,
             )  # fmt: skip
         return grad_x, grad_table, None, None, None, None, None, None, None, None

@@ -45,7 +45,7 @@ class FitSDFArgs:
     points of its bounding box; `seconds` is the training time alone.
     """
 
-    mesh: Annotated[Path, tyro.conf.Positional]
+    mesh: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="MESH")]
     """Triangle mesh (OBJ, PLY, STL, OFF, GLB ...); need not be watertight."""
     encoding: str = "positional"
     """Encoding of the points: positional, fourier, hashgrid, nffb, stylemod-nffb (those installed)."""
@@ -60,7 +60,7 @@ class FitSDFArgs:
     num_layers: int | None = None
     """SDF MLP hidden layers (default: 8 for positional/fourier, 2 for grid encodings)."""
     lr: float | None = None
-    """Adam learning rate (default: 5e-4 for positional/fourier, 1e-2 for grid encodings)."""
+    """Adam learning rate (default: 5e-4 positional/fourier, 1e-3 nffb/stylemod-nffb, 1e-2 hashgrid)."""
     loss: Literal["l1", "relative"] = "l1"
     """`l1` on values clamped to +-clamp (DeepSDF) or `relative` squared error (NFFB)."""
     clamp: float = 0.1
@@ -71,6 +71,8 @@ class FitSDFArgs:
     """Encoding config overrides KEY=VALUE, e.g. `--encoding-arg num_levels=8 log2_table_size=17`."""
     backend: str | None = None
     """Backend of grid encodings (torch, fused, tcnn, auto); shorthand for --encoding-arg backend=..."""
+    gradient: Literal["auto", "analytic", "finite_difference"] = "auto"
+    """Gradient for the eikonal term (auto: analytic when it is on; finite differences suit `fused`)."""
     seed: int = 0
     """Seeds the network and the batches (the sample pool has --samples.seed)."""
     device: str = "auto"
@@ -121,6 +123,7 @@ def _run(args: FitSDFArgs) -> int:
         loss=args.loss,
         clamp=args.clamp,
         eikonal_weight=args.eikonal_weight,
+        gradient=args.gradient,
         seed=args.seed,
         device=args.device,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 COMMANDS = {
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"nsr: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    # Library modules report choices (e.g. the backend `auto` picked) through `logging`; show them.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("nsr: %(message)s"))
+    logging.getLogger("nsr").addHandler(handler)
+    logging.getLogger("nsr").setLevel(logging.INFO)
     module = importlib.import_module(COMMANDS[name][0])
     return module.run(rest)
 

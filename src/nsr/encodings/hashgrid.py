@@ -285,7 +285,10 @@ class HashGrid(Encoding):
         n, active = x.shape[0], self.active_levels
         if self.backend == "tcnn":
             u = ((x + self.config.bound) / (2 * self.config.bound)).clamp(0.0, 1.0)
-            out = self.tcnn_grid(u).float().view(n, self.num_levels, self.features_per_level)
+            # tiny-cuda-nn lives on CUDA: CPU inputs (e.g. the SDF field's init) go there and back.
+            device = next(self.tcnn_grid.parameters()).device
+            out = self.tcnn_grid(u.float().to(device)).to(x.device, x.dtype)
+            out = out.view(n, self.num_levels, self.features_per_level)
             if active < self.num_levels:
                 mask = torch.arange(self.num_levels, device=x.device) < active
                 out = out * mask[None, :, None].to(out.dtype)

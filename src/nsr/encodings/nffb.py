@@ -47,6 +47,12 @@ class NFFBConfig:
     """SIREN frequency factor of the trunk's sine activations, sin(w0 (W h + b))."""
     include_input: bool = True
     """Put the raw input first in the output (needed for the SDF field's geometric init)."""
+    interpolation: Literal["linear", "smoothstep"] = "linear"
+    """Grid corner weights (see the hash-grid encoding)."""
+    start_levels: int = 0
+    """Coarse-to-fine: grid levels active at step 0 (0 = all); locked levels give zero features."""
+    steps_per_level: int = 0
+    """Coarse-to-fine: one more grid level is unlocked every this many steps."""
     backend: Literal["torch", "fused", "tcnn", "auto"] = "auto"
     """Hash-grid implementation (see the hash-grid encoding); the trunk is plain PyTorch."""
 
@@ -62,8 +68,11 @@ class NFFBConfig:
             base_resolution=self.base_resolution,
             finest_resolution=self.finest_resolution,
             bound=self.bound,
+            interpolation=self.interpolation,
             include_input=False,
             backend=self.backend,
+            start_levels=self.start_levels,
+            steps_per_level=self.steps_per_level,
         )
 
 
