@@ -118,6 +118,7 @@ def parity(device: str, n: int) -> list[dict]:
             {
                 "config": f"D={d} F={f} L={levels} T=2^{log2t} N={lo}..{hi} {'smoothstep' if smooth else 'linear'}",
                 "dense_levels": sum(g.dense_levels),
+                "finest_resolution": hi,
                 "fwd_max_abs": (out - ref).abs().max().item(),
                 "dx_max_abs": (gx - gx_ref).abs().max().item(),
                 "dx_max_rel": ((gx - gx_ref).abs().max() / gx_ref.abs().max().clamp_min(1e-30)).item(),
@@ -236,7 +237,11 @@ def main() -> int:
                 f"| {r['config']} | {r['dense_levels']} | {r['fwd_max_abs']:.2e} | {r['dx_max_abs']:.2e}, "
                 f"{r['dx_max_rel']:.2e} | {r['dtable_max_abs']:.2e}; {r['dtable_max']:.2e} |"
             )
-            bad = r["fwd_max_abs"] > 1e-5 or r["dx_max_rel"] > 1e-4 or r["dtable_max_abs"] > 1e-3
+            # Table entries are U(-1, 1) here, so a cell's slope reaches ~2 per cell: float32 rounding of
+            # the position u * N_max (about N_max * 2^-24 cells) moves the forward value by up to
+            # ~4 N_max 2^-24 between two correct implementations; allow 4x that.
+            fwd_tol = 16 * r["finest_resolution"] * 2.0**-24
+            bad = r["fwd_max_abs"] > fwd_tol or r["dx_max_rel"] > 1e-4 or r["dtable_max_abs"] > 1e-3
             failed |= bad
         print("\nparity:", "FAILED" if failed else "ok", "\n")
     else:

@@ -197,7 +197,7 @@ def nffb() -> TrainConfig:
         out_features=16,
         backend="torch",
     )
-    return _fast(_filter_bank(NFFBConfig, "torch"), views, encoding_lr=1e-3)
+    return _fast(_filter_bank(NFFBConfig, "torch"), views)
 
 
 def stylemod_nffb() -> TrainConfig:
@@ -211,7 +211,7 @@ def stylemod_nffb() -> TrainConfig:
         out_features=16,
         backend="torch",
     )
-    return _fast(_filter_bank(StyleModNFFBConfig, "torch"), views, encoding_lr=1e-3)
+    return _fast(_filter_bank(StyleModNFFBConfig, "torch"), views)
 
 
 def nffb_fused() -> TrainConfig:
@@ -221,7 +221,6 @@ def nffb_fused() -> TrainConfig:
         _filter_bank(NFFBConfig, "auto"),
         PositionalEncodingConfig(num_frequencies=4),
         gradient="finite_difference",
-        encoding_lr=1e-3,
     )
 
 

@@ -33,7 +33,7 @@ class OptimConfig:
     lr: float = 1e-4
     """Learning rate of the networks' parameters."""
     encoding_lr: float = 0.0
-    """Learning rate of the encodings' own parameters (grid tables, filter banks); 0 = `lr`."""
+    """Learning rate of grid tables (hash-grid entries, also inside filter banks); 0 = `lr`."""
     lr_milestones: tuple[int, ...] = (100000, 150000)
     """Steps at which the learning rate is multiplied by `lr_factor`."""
     lr_factor: float = 0.5

@@ -98,17 +98,16 @@ class IDRModel(nn.Module):
         self._graphs: dict[tuple, GraphedTrace] = {}
 
     def param_groups(self, lr: float, encoding_lr: float = 0.0) -> list[dict]:
-        """Optimiser parameter groups: the encodings' own parameters (grid tables, filter banks) at
-        `encoding_lr` (0 = `lr`), everything else at `lr`. Empty groups are left out."""
-        encodings = [self.sdf_field.encoding]
-        if self.appearance.view_encoding is not None:
-            encodings.append(self.appearance.view_encoding)
-        enc_ids = {id(p) for e in encodings for p in e.parameters()}
-        enc = [p for p in self.parameters() if id(p) in enc_ids]
-        rest = [p for p in self.parameters() if id(p) not in enc_ids]
+        """Optimiser parameter groups: grid tables (parameters named `table`, e.g. hash-grid entries) at
+        `encoding_lr` (0 = `lr`), everything else (MLPs, filter-bank trunks and filters) at `lr`.
+        Grid entries are each touched by few points per step and need a larger step size than weights
+        shared by every point (instant-ngp). Empty groups are left out."""
+        tables = [p for name, p in self.named_parameters() if name.rsplit(".", 1)[-1] == "table"]
+        table_ids = {id(p) for p in tables}
+        rest = [p for p in self.parameters() if id(p) not in table_ids]
         groups = [{"name": "networks", "params": rest, "lr": lr}]
-        if enc:
-            groups.append({"name": "encodings", "params": enc, "lr": encoding_lr or lr})
+        if tables:
+            groups.append({"name": "encodings", "params": tables, "lr": encoding_lr or lr})
         return groups
 
     def set_step(self, step: int) -> None:
