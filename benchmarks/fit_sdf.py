@@ -12,8 +12,11 @@ machine without libigl, carry a cache computed elsewhere (same mesh files, same 
 let the exact torch backend compute it (fine on a GPU). Extra arguments after `--` go to every
 `nsr fit-sdf` call (e.g. `-- --batch-size 8192 --eikonal-weight 0.1`).
 
-Outputs in OUT: results.json (a list of fit-sdf reports, one per mesh x encoding, with `error` set
-for fits that failed), results.md (the table), logs/<mesh>-<encoding>.log (each run's stderr).
+Outputs in OUT: results.json (the fit-sdf reports, one per mesh x encoding, with `error` set for
+fits that failed), results.md (the table), logs/<mesh>-<encoding>.log (each run's stderr). A later
+call with the same OUT adds its rows (replacing reruns), so meshes can be run one call at a time:
+
+    for m in bunny armadillo spot; do python benchmarks/fit_sdf.py --out OUT --meshes $m ...; done
 """
 
 from __future__ import annotations
@@ -178,10 +181,25 @@ def main() -> int:
         f"{args.max_seconds:g} s of training per fit, marching cubes at {args.resolution}^3, "
         f"{args.eval_samples} Chamfer samples per mesh; total {time.time() - started:.0f} s."
     )
-    (args.out / "results.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
-    (args.out / "results.md").write_text(markdown(rows, header))
-    print(markdown(rows, header))
+    headers, rows = merge_previous(args.out / "results.json", header, rows)
+    text = markdown(rows, "\n\n".join(headers))
+    (args.out / "results.json").write_text(json.dumps({"headers": headers, "rows": rows}, indent=1))
+    (args.out / "results.md").write_text(text)
+    print(text)
     return 0
+
+
+def merge_previous(path: Path, header: str, rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """Add this call's rows to those already in OUT/results.json (a rerun of a mesh x encoding
+    replaces its row), so one mesh per call (e.g. under a per-command time limit) builds one table."""
+    if not path.is_file():
+        return [header], rows
+    previous = json.loads(path.read_text())
+    fresh = {(row["name"], row["encoding"]) for row in rows}
+    kept = [row for row in previous.get("rows", []) if (row["name"], row["encoding"]) not in fresh]
+    order = {name: i for i, name in enumerate(MESHES)}
+    merged = sorted(kept + rows, key=lambda row: order.get(row["name"], len(order)))
+    return [*previous.get("headers", []), header], merged
 
 
 if __name__ == "__main__":

@@ -52,3 +52,13 @@ def tiny_config(scene: Path, steps: int = 4):
     config.model.tracer.num_samples = 16
     config.model.tracer.mask_samples = 8
     return config
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: tiny tensors on a shared 2-core machine are faster that way
+    (two threads contending with other processes spin and stall). Restores the thread count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

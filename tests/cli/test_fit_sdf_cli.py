@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 import trimesh
 
 from nsr.cli.fit_sdf import format_table
@@ -18,20 +17,14 @@ SMALL = [
 ]  # fmt: skip
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 @pytest.fixture
 def sphere_file(tmp_path):
     path = tmp_path / "sphere.obj"
     trimesh.creation.icosphere(subdivisions=2, radius=0.5).export(path)
     return path
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_json_report_and_cache(sphere_file, tmp_path, capsys):

@@ -26,13 +26,7 @@ from nsr.engine.fit_sdf import (
 TINY = SDFSamplesConfig(num_surface=1000, num_near=2000, num_uniform=1000, num_iou=3000)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

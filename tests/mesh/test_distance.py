@@ -8,14 +8,7 @@ import trimesh
 from nsr.accel.libigl import has_libigl
 from nsr.mesh.distance import point_triangle_squared_distance, signed_distance
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def box_sdf(points: np.ndarray, half: float) -> np.ndarray:
