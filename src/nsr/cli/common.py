@@ -12,8 +12,20 @@ from nsr.data.errors import DataError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
+from nsr.metrics.dtu import DTUDataError
+from nsr.metrics.lpips import LPIPSWeightsError
 
-USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
+USER_ERRORS = (
+    DataError,
+    ConfigError,
+    RunError,
+    TrainingError,
+    MeshError,
+    DTUDataError,
+    LPIPSWeightsError,
+    KeyError,
+    FileNotFoundError,
+)
 
 
 def friendly(fn: Callable[[], int]) -> int:

@@ -9,6 +9,10 @@ COMMANDS = {
     "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
     "train": ("nsr.cli.train", "train a model on a scene folder"),
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+    "eval": ("nsr.cli.eval", "measure a run: image metrics on held-out views, geometry, DTU protocol"),
+    "render": ("nsr.cli.render", "render novel views of a run along an orbit or spline (PNG, GIF, MP4)"),
+    "transfer": ("nsr.cli.transfer", "render one run's geometry with another run's appearance network"),
+    "report": ("nsr.cli.report", "write a self-contained HTML report of a run"),
 }
 
 
