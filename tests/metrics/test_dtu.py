@@ -25,7 +25,9 @@ def _write_dtu(root, scan, gt_points, obs_mask, bbox, res, plane):
     (root / "Points" / "stl").mkdir(parents=True)
     (root / "ObsMask").mkdir()
     trimesh.PointCloud(gt_points).export(root / "Points" / "stl" / f"stl{scan:03d}_total.ply")
-    scipy.io.savemat(root / "ObsMask" / f"ObsMask{scan}_10.mat", {"ObsMask": obs_mask, "BB": bbox, "Res": res})
+    scipy.io.savemat(
+        root / "ObsMask" / f"ObsMask{scan}_10.mat", {"ObsMask": obs_mask, "BB": bbox, "Res": res}
+    )
     scipy.io.savemat(root / "ObsMask" / f"Plane{scan}.mat", {"P": np.asarray(plane, float).reshape(4, 1)})
 
 

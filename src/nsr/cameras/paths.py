@@ -12,7 +12,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     forward = forward / np.linalg.norm(forward)
     right = np.cross(forward, up)
     if np.linalg.norm(right) < 1e-9:  # looking along `up`: pick any perpendicular
-        right = np.cross(forward, np.array([1.0, 0.0, 0.0]) if abs(forward[0]) < 0.9 else np.array([0, 1.0, 0]))
+        right = np.cross(
+            forward, np.array([1.0, 0.0, 0.0]) if abs(forward[0]) < 0.9 else np.array([0, 1.0, 0])
+        )
     right = right / np.linalg.norm(right)
     down = np.cross(forward, right)
     c2w = np.eye(4)
@@ -77,7 +79,10 @@ def spline_path(c2w: np.ndarray, frames: int) -> np.ndarray:
         i, t = int(np.floor(s)) % n, s - np.floor(s)
         p0, p1, p2, p3 = keys[(i - 1) % n], keys[i], keys[(i + 1) % n], keys[(i + 2) % n]
         eye = 0.5 * (
-            2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3
+            2 * p1
+            + (p2 - p0) * t
+            + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
+            + (3 * p1 - p0 - 3 * p2 + p3) * t**3
         )
         poses.append(look_at(eye, centre, up))
     return np.stack(poses)

@@ -150,11 +150,11 @@ def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
     from nsr.metrics.lpips import load_lpips
 
     views = select_views(ctx.run, args.split)
+    scene = ctx.scene()
     device = next(ctx.run.model.parameters()).device
     lpips_model, status = load_lpips(args.lpips_weights, device)
     if lpips_model is None:
         print(status.message, file=sys.stderr)
-    scene = ctx.scene()
     progress = CountProgress(f"rendering {args.split} views")
     try:
         rows = evaluate_images(ctx.run.model, scene, views, device, lpips_model, ctx.out, progress)
@@ -181,7 +181,12 @@ def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
     if isinstance(gt, trimesh.Trimesh) and len(gt.faces) == 0:
         gt = trimesh.PointCloud(gt.vertices)
     metrics = mesh_metrics(
-        ctx.mesh(), gt, num_samples=args.num_samples, threshold=args.threshold, seed=args.seed, keep=ctx.culling()
+        ctx.mesh(),
+        gt,
+        num_samples=args.num_samples,
+        threshold=args.threshold,
+        seed=args.seed,
+        keep=ctx.culling(),
     )
     metrics["cull"] = args.cull if args.cull == "none" else f"masks (dilation {args.cull_dilation} px)"
     write_json(metrics, ctx.out / "geometry.json")
@@ -204,7 +209,11 @@ def _section_dtu(args: EvalArgs, ctx: Context) -> dict | None:
     return metrics
 
 
-SECTIONS: list[Callable[[EvalArgs, Context], dict | None]] = [_section_images, _section_geometry, _section_dtu]
+SECTIONS: list[Callable[[EvalArgs, Context], dict | None]] = [
+    _section_images,
+    _section_geometry,
+    _section_dtu,
+]
 
 
 def run(argv: list[str]) -> int:

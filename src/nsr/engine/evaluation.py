@@ -94,7 +94,9 @@ def select_views(run: Run, split: str) -> list[int]:
     """`test` (held-out), `train` or `all` views of a run."""
     if split == "test":
         if not run.test_views:
-            raise RunError(f"{run.path}: the run holds out no view (trained without --holdout); use --split train|all")
+            raise RunError(
+                f"{run.path}: the run holds out no view (trained without --holdout); use --split train|all"
+            )
         return list(run.test_views)
     if split == "train":
         return list(run.train_views)
@@ -221,7 +223,11 @@ def plot_views(rows: list[ViewMetrics], path: Path, title: str = "") -> Path:
         high = float(finite.max()) if len(finite) else 1.0
         high = high * 1.1 if high > 0 else 1.0
         x0, y0, y1 = margin, top + 20, top + panel_h - 24
-        draw.text((8, top + 2), f"{label}  mean {np.nanmean(finite) if len(finite) else float('nan'):.4g}", fill="black")
+        draw.text(
+            (8, top + 2),
+            f"{label}  mean {np.nanmean(finite) if len(finite) else float('nan'):.4g}",
+            fill="black",
+        )
         draw.line([(x0, y1), (width - 10, y1)], fill="black")
         draw.line([(x0, y0), (x0, y1)], fill="black")
         draw.text((4, y0 - 4), f"{high:.3g}", fill="gray")

@@ -49,7 +49,9 @@ class CameraPath:
     width: int
 
 
-def camera_path(scene: SceneData, views: list[int], kind: str, frames: int, downscale: float = 1.0) -> CameraPath:
+def camera_path(
+    scene: SceneData, views: list[int], kind: str, frames: int, downscale: float = 1.0
+) -> CameraPath:
     """An `orbit` or `spline` path around / through the cameras of `views`, intrinsics of the first view."""
     if frames < 1:
         raise ValueError(f"--frames must be positive, got {frames}")
@@ -86,7 +88,10 @@ def render_path(
 def has_mp4_encoder() -> bool:
     """Whether imageio with the imageio-ffmpeg plugin is installed (a probe: never raises)."""
     try:
-        return importlib.util.find_spec("imageio") is not None and importlib.util.find_spec("imageio_ffmpeg") is not None
+        return (
+            importlib.util.find_spec("imageio") is not None
+            and importlib.util.find_spec("imageio_ffmpeg") is not None
+        )
     except (ImportError, ValueError):
         return False
 

@@ -253,7 +253,9 @@ def save_error_clouds(result: DTUResult, folder: str | Path, scan: int) -> tuple
     for path, pts, col in zip(
         paths, (result.data_points, result.gt_points), (result.data_colors, result.gt_colors)
     ):
-        cloud = trimesh.PointCloud(pts, colors=np.concatenate([col, np.full((len(col), 1), 255, np.uint8)], 1))
+        cloud = trimesh.PointCloud(
+            pts, colors=np.concatenate([col, np.full((len(col), 1), 255, np.uint8)], 1)
+        )
         data = cloud.export(file_type="ply")
         atomic_write(path, lambda f, data=data: f.write(data))
     return paths

@@ -216,11 +216,16 @@ class MaskCulling:
             disk = xx**2 + yy**2 <= r * r
             masks = np.stack([binary_dilation(m, structure=disk) for m in masks])
         self.masks = masks
-        self.to_camera_frame = np.eye(4) if to_camera_frame is None else np.asarray(to_camera_frame, np.float64)
+        self.to_camera_frame = (
+            np.eye(4) if to_camera_frame is None else np.asarray(to_camera_frame, np.float64)
+        )
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """(M, 3) -> (M,) bool keep."""
-        p = np.asarray(points, dtype=np.float64) @ self.to_camera_frame[:3, :3].T + self.to_camera_frame[:3, 3]
+        p = (
+            np.asarray(points, dtype=np.float64) @ self.to_camera_frame[:3, :3].T
+            + self.to_camera_frame[:3, 3]
+        )
         height, width = self.masks.shape[1:]
         keep = np.ones(len(p), dtype=bool)
         seen = np.zeros(len(p), dtype=bool)

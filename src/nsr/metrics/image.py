@@ -140,7 +140,9 @@ def ssim(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None) -> f
         return float(values[pad:-pad, pad:-pad].mean())
     mask_array = _as_numpy(mask)
     if mask_array.shape != values.shape or mask_array.dtype != np.bool_:
-        raise ValueError(f"mask must be bool shaped {values.shape}, got {mask_array.dtype} {mask_array.shape}")
+        raise ValueError(
+            f"mask must be bool shaped {values.shape}, got {mask_array.dtype} {mask_array.shape}"
+        )
     if not mask_array.any():
         raise ValueError("mask selects no pixel: the masked SSIM is undefined")
     return float(values[mask_array].mean())

@@ -151,7 +151,9 @@ def load_lpips(
         model = LPIPS()
         model.load_weights(backbone, linear)
     except (OSError, RuntimeError, LPIPSWeightsError, EOFError) as err:
-        status = LPIPSStatus(False, f"LPIPS unavailable: cannot load {status.backbone_path}: {err}", status.backbone_path)
+        status = LPIPSStatus(
+            False, f"LPIPS unavailable: cannot load {status.backbone_path}: {err}", status.backbone_path
+        )
         return None, status
     return model.to(device), status
 
