@@ -101,7 +101,7 @@ def test_eval_needs_the_scene_or_data(run_folder, tiny_scene, tmp_path, capsys):
     assert code == 1 and "--data" in stderr and len(stderr.strip().splitlines()) == 1
     gt = tiny_scene / "gt_mesh.ply"
     argv = [moved, "--device", "cpu", "--data", tiny_scene, "--gt-mesh", gt, "--mesh", gt, "--cull", "masks"]
-    code, stdout, stderr = call("eval", [*argv, "--num-samples", "2000", "--out", tmp_path / "e"], capsys)
+    code, _, stderr = call("eval", [*argv, "--num-samples", "2000", "--out", tmp_path / "e"], capsys)
     assert code == 0, stderr  # the masks of the scene given with --data were used
     assert 0 < json.loads((tmp_path / "e" / "geometry.json").read_text())["num_gt_points"] < 2000
     code, _, stderr = call("eval", [moved, "--dtu-gt", tmp_path, "--scan", "24", "--mesh", "x.ply"], capsys)

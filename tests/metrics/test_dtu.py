@@ -102,5 +102,5 @@ def test_dtu_protocol_known_answers(tmp_path):
 
 
 def test_missing_dtu_file_is_named(tmp_path):
-    with pytest.raises(DTUDataError, match="stl024_total.ply"):
+    with pytest.raises(DTUDataError, match=r"stl024_total\.ply"):
         load_dtu_ground_truth(tmp_path, 24)

@@ -104,9 +104,10 @@ def write_frames(frames: list[np.ndarray], out_dir: Path, fps: int = 15) -> list
     out_dir = Path(out_dir)
     images = [Image.fromarray((np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8)) for f in frames]
     for i, image in enumerate(images):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        atomic_write(out_dir / f"frame_{i:04d}.png", lambda f, data=buffer.getvalue(): f.write(data))
+        png = io.BytesIO()
+        image.save(png, format="PNG")
+        data = png.getvalue()
+        atomic_write(out_dir / f"frame_{i:04d}.png", lambda f, data=data: f.write(data))
     buffer = io.BytesIO()
     images[0].save(
         buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
