@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-CURVES = ("train/loss", "train/psnr", "train/rgb", "train/eikonal", "train/mask", "train/hit_ratio", "train/lr")
+CURVES = (
+    "train/loss",
+    "train/psnr",
+    "train/rgb",
+    "train/eikonal",
+    "train/mask",
+    "train/hit_ratio",
+    "train/lr",
+)
 """TensorBoard scalars drawn, when present."""
 
 
@@ -49,7 +57,10 @@ def read_scalars(tensorboard_dir: Path, tags=CURVES) -> dict[str, tuple[np.ndarr
     for tag in tags:
         if tag in available:
             events = acc.Scalars(tag)
-            curves[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events], dtype=float))
+            curves[tag] = (
+                np.array([e.step for e in events]),
+                np.array([e.value for e in events], dtype=float),
+            )
     return curves
 
 
@@ -71,7 +82,9 @@ def decimate(mesh: trimesh.Trimesh, max_faces: int) -> trimesh.Trimesh:
         cell *= 1.3
     # sums of positions per cluster -> centroids; keep the original face orientation
     counts = np.bincount(inverse)
-    centroids = np.stack([np.bincount(inverse, weights=mesh.vertices[:, i]) for i in range(3)], 1) / counts[:, None]
+    centroids = (
+        np.stack([np.bincount(inverse, weights=mesh.vertices[:, i]) for i in range(3)], 1) / counts[:, None]
+    )
     new_faces = inverse[mesh.faces][ok]
     _, unique = np.unique(np.sort(new_faces, axis=1), axis=0, return_index=True)
     del first
@@ -138,7 +151,9 @@ def _view_table(caption: str, rows: list[dict]) -> str:
         cells = []
         for v in r.values():
             try:
-                cells.append(f"{float(v):.4f}" if v not in ("", None) and "." in str(v) else html.escape(str(v)))
+                cells.append(
+                    f"{float(v):.4f}" if v not in ("", None) and "." in str(v) else html.escape(str(v))
+                )
             except ValueError:
                 cells.append(html.escape(str(v)))
         body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -156,7 +171,12 @@ def _mesh_payload(mesh: trimesh.Trimesh) -> dict:
     def b64(a: np.ndarray) -> str:
         return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
 
-    return {"positions": b64(positions), "normals": b64(normals), "indices": b64(faces), "count": int(faces.size)}
+    return {
+        "positions": b64(positions),
+        "normals": b64(normals),
+        "indices": b64(faces),
+        "count": int(faces.size),
+    }
 
 
 VIEWER_JS = r"""
@@ -298,9 +318,16 @@ def collect_run(run_dir: Path, max_images: int = 8) -> ReportInputs:
                 inputs.view_rows.append((f"per view ({latest.name})", list(csv.DictReader(f))))
         for png in sorted((latest / "renders").glob("view_*.png"))[:max_images]:
             inputs.images.append((f"{png.stem}: render | ground truth | error", png.read_bytes()))
-    validation = sorted((run_dir / "validation").glob("step_*.png")) if (run_dir / "validation").is_dir() else []
+    validation = (
+        sorted((run_dir / "validation").glob("step_*.png")) if (run_dir / "validation").is_dir() else []
+    )
     if validation:
-        inputs.images.append((f"validation {validation[-1].stem}: colour | normals | ground truth", validation[-1].read_bytes()))
+        inputs.images.append(
+            (
+                f"validation {validation[-1].stem}: colour | normals | ground truth",
+                validation[-1].read_bytes(),
+            )
+        )
     return inputs
 
 
