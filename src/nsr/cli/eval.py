@@ -2,7 +2,7 @@
 
 Sections, run in order, each adding keys to one flat result:
 
-- images (default unless a geometry reference is given, or with `--images`): render the views of the
+- images (default unless a geometry reference is given, or with `--images on`): render the views of the
   split, PSNR / SSIM / LPIPS (conventions in nsr.engine.evaluation and docs/evaluation.md);
 - geometry (`--gt-mesh PATH`): mesh (extracted, or `--mesh PATH`) to GT mesh or point cloud;
 - dtu (`--dtu-gt DIR --scan N`): the DTU surface protocol against the official evaluation data.
@@ -61,8 +61,8 @@ class EvalArgs:
     """Scene folder, when the one recorded in the run folder does not exist on this machine."""
     out: Path | None = None
     """Output folder (default RUN/eval/step_XXXXXXX)."""
-    images: bool | None = None
-    """Image metrics; default: on unless --gt-mesh or --dtu-gt is given."""
+    images: Literal["auto", "on", "off"] = "auto"
+    """Image metrics: `auto` = on unless --gt-mesh or --dtu-gt is given."""
     lpips_weights: Path | None = None
     """AlexNet checkpoint for LPIPS (default: the torch hub cache, alexnet-owt-7be5be79.pth)."""
     gt_mesh: Path | None = None
@@ -144,7 +144,10 @@ def _load_mesh(path: Path) -> trimesh.Trimesh:
 
 
 def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
-    wanted = args.images if args.images is not None else (args.gt_mesh is None and args.dtu_gt is None)
+    if args.images == "auto":
+        wanted = args.gt_mesh is None and args.dtu_gt is None
+    else:
+        wanted = args.images == "on"
     if not wanted:
         return None
     from nsr.metrics.lpips import load_lpips
