@@ -196,3 +196,37 @@ def test_eval_dtu_section_end_to_end(run_folder, tiny_scene, tmp_path, capsys):
     diagonal = float(np.linalg.norm(hi - lo))
     assert result["dtu_accuracy"] < 0.01 * diagonal and result["dtu_completeness"] < 0.01 * diagonal
     assert (tmp_path / "e" / "vis_024_d2s.ply").is_file() and (tmp_path / "e" / "vis_024_s2d.ply").is_file()
+
+
+@pytest.mark.slow
+def test_transfer_between_trained_runs_of_two_textures(tiny_scene, tmp_path, capsys):
+    """Two short trainings: A on the tiny scene, B on the same views with red and blue swapped (another
+    texture). Transferred frames must take B's colours and A's silhouette."""
+    from PIL import Image
+
+    from nsr.engine.novel_views import camera_path, render_path, transfer_model
+    from nsr.engine.run import open_run
+
+    scene_b = tmp_path / "scene_b"
+    shutil.copytree(tiny_scene, scene_b)
+    for png in (scene_b / "image").glob("*.png"):
+        rgb = np.asarray(Image.open(png).convert("RGB"))
+        Image.fromarray(np.ascontiguousarray(rgb[..., ::-1])).save(png)
+    runs = []
+    for name, scene in (("a", tiny_scene), ("b", scene_b)):
+        config = tiny_config(scene, steps=300)
+        config.val_every = 0
+        config.tensorboard = False
+        trainer = Trainer(config, load_idr_scene(scene), tmp_path / name)
+        trainer.train()
+        runs.append(open_run(tmp_path / name, device="cpu"))
+    run_a, run_b = runs
+    path = camera_path(load_idr_scene(tiny_scene), run_a.train_views, "orbit", 3)
+    fa, ha = render_path(run_a.model, path)
+    fb, hb = render_path(run_b.model, path)
+    ft, ht = render_path(transfer_model(run_a, run_b), path)
+    for a, b, t, mask_a, mask_t in zip(fa, fb, ft, ha, ht):
+        assert np.array_equal(mask_a, mask_t)  # the surface is A's
+        both = mask_a & hb
+        mean_a, mean_b, mean_t = a[both].mean(0), b[both].mean(0), t[both].mean(0)
+        assert np.linalg.norm(mean_t - mean_b) < 0.5 * np.linalg.norm(mean_t - mean_a)

@@ -143,6 +143,8 @@ def evaluate_images(
     background = model.config.background
     background = np.asarray(background, dtype=np.float64)
     rows = []
+    if progress is not None:
+        progress(0, len(views))
     for done, index in enumerate(views):
         out = render_view(model, scene, index, device)
         h, w = scene.height, scene.width

@@ -76,6 +76,8 @@ def render_path(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Render every camera of a path -> (frames as (H, W, 3) float [0, 1], hit masks (H, W) bool)."""
     frames, hits = [], []
+    if progress is not None:
+        progress(0, len(path.poses))
     for i, pose in enumerate(path.poses):
         out = render_camera(model, path.intrinsics, pose, path.height, path.width)
         frames.append(out.rgb.reshape(path.height, path.width, 3).cpu().numpy().clip(0, 1))
