@@ -10,7 +10,7 @@ import tyro
 
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.evaluation import load_run_scene, select_views
-from nsr.engine.novel_views import camera_path, has_mp4_encoder, render_path, write_frames
+from nsr.engine.novel_views import camera_path, render_to_folder
 from nsr.engine.run import open_run
 
 
@@ -51,14 +51,11 @@ def _run(args: RenderArgs) -> int:
     run_ = open_run(args.run, args.checkpoint, args.device)
     scene = load_run_scene(run_, args.data)
     path = camera_path(scene, select_views(run_, "train"), args.path, args.frames, args.downscale)
+    out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
     progress = CountProgress(f"rendering {args.path}")
     try:
-        frames, _ = render_path(run_.model, path, progress)
+        _, line = render_to_folder(run_.model, path, out, args.fps, progress)
     finally:
         progress.close()
-    out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
-    written = write_frames(frames, out, args.fps)
-    names = ", ".join(p.name for p in written)
-    extra = "" if has_mp4_encoder() else " (no MP4: pip install imageio-ffmpeg)"
-    print(f"wrote {len(frames)} frames of {path.width}x{path.height} to {out}: {names}{extra}")
+    print(f"wrote {line}")
     return 0

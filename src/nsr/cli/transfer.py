@@ -10,7 +10,7 @@ import tyro
 
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.evaluation import load_run_scene, select_views
-from nsr.engine.novel_views import camera_path, has_mp4_encoder, render_path, transfer_model, write_frames
+from nsr.engine.novel_views import camera_path, render_to_folder, transfer_model
 from nsr.engine.run import open_run
 
 
@@ -60,13 +60,8 @@ def _run(args: TransferArgs) -> int:
     path = camera_path(scene, select_views(run_a, "train"), args.path, args.frames, args.downscale)
     progress = CountProgress("rendering transfer")
     try:
-        frames, _ = render_path(model, path, progress)
+        _, line = render_to_folder(model, path, args.out, args.fps, progress)
     finally:
         progress.close()
-    written = write_frames(frames, args.out, args.fps)
-    extra = "" if has_mp4_encoder() else " (no MP4: pip install imageio-ffmpeg)"
-    print(
-        f"geometry of {args.geometry}, appearance of {args.appearance}: {len(frames)} frames in {args.out}: "
-        f"{', '.join(p.name for p in written)}{extra}"
-    )
+    print(f"geometry of {args.geometry}, appearance of {args.appearance}: {line}")
     return 0

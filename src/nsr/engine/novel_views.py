@@ -10,31 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nsr.atomic import atomic_write
-from nsr.cameras import pixel_grid, pixel_rays
 from nsr.cameras.paths import orbit_path, spline_path
 from nsr.cameras.rays import scale_intrinsics
 from nsr.data.scene import SceneData
 from nsr.engine.run import Run, RunError
-from nsr.models import IDRModel, RenderOutput
-
-
-def render_camera(
-    model: IDRModel, intrinsics: np.ndarray, c2w: np.ndarray, height: int, width: int, chunk: int = 16384
-) -> RenderOutput:
-    """Render one (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs."""
-    device = next(model.parameters()).device
-    k = torch.as_tensor(intrinsics, dtype=torch.float32, device=device)
-    pose = torch.as_tensor(c2w, dtype=torch.float32, device=device)
-    origins, dirs = pixel_rays(k, pose, pixel_grid(height, width, device))
-    was_training = model.training
-    model.eval()
-    try:
-        return model.render(origins, dirs, chunk)
-    finally:
-        model.train(was_training)
+from nsr.engine.trainer import render_camera
+from nsr.models import IDRModel
 
 
 @dataclass
@@ -75,11 +58,12 @@ def render_path(
     model: IDRModel, path: CameraPath, progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Render every camera of a path -> (frames as (H, W, 3) float [0, 1], hit masks (H, W) bool)."""
+    device = next(model.parameters()).device
     frames, hits = [], []
     if progress is not None:
         progress(0, len(path.poses))
     for i, pose in enumerate(path.poses):
-        out = render_camera(model, path.intrinsics, pose, path.height, path.width)
+        out = render_camera(model, path.intrinsics, pose, path.height, path.width, device)
         frames.append(out.rgb.reshape(path.height, path.width, 3).cpu().numpy().clip(0, 1))
         hits.append(out.hit.reshape(path.height, path.width).cpu().numpy())
         if progress is not None:
@@ -96,6 +80,22 @@ def has_mp4_encoder() -> bool:
         )
     except (ImportError, ValueError):
         return False
+
+
+def render_to_folder(
+    model: IDRModel,
+    path: CameraPath,
+    out_dir: Path,
+    fps: int = 15,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Path], str]:
+    """Render a path and write its frames and videos (`write_frames`) -> (videos written, summary line)."""
+    frames, _ = render_path(model, path, progress)
+    written = write_frames(frames, out_dir, fps)
+    line = f"{len(frames)} frames of {path.width}x{path.height} in {out_dir}: {', '.join(p.name for p in written)}"
+    if not has_mp4_encoder():
+        line += " (no MP4: pip install imageio-ffmpeg)"
+    return written, line
 
 
 def write_frames(frames: list[np.ndarray], out_dir: Path, fps: int = 15) -> list[Path]:
