@@ -99,3 +99,35 @@ def test_empty_prediction_is_a_clear_error(unit_sphere: trimesh.Trimesh) -> None
     empty = trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64))
     with pytest.raises(ValueError, match="predicted mesh has no faces"):
         mesh_metrics(empty, unit_sphere)
+
+
+def test_mask_culling_keeps_points_seen_inside_the_masks():
+    from nsr.metrics.geometry import MaskCulling
+
+    k = np.array([[10.0, 0, 10], [0, 10.0, 10], [0, 0, 1]])
+    c2w = np.eye(4)  # camera at the origin looking along +z
+    mask = np.zeros((21, 21), bool)
+    mask[5:16, 5:16] = True  # |x/z|, |y/z| <= 0.5 in view
+    cull = MaskCulling(k[None], c2w[None], mask[None])
+    pts = np.array([[0, 0, 2.0], [1.4, 0, 2.0], [3.0, 0, 2.0], [0, 0, -2.0]])
+    # inside the mask; inside the image but outside the mask; outside the image (unseen); behind
+    assert cull(pts).tolist() == [True, False, False, False]
+    dilated = MaskCulling(k[None], c2w[None], mask[None], dilation=5)
+    assert dilated(pts).tolist() == [True, True, False, False]
+    # world-unit points mapped into the cameras' frame first
+    scale = np.diag([2.0, 2.0, 2.0, 1.0])
+    world = MaskCulling(k[None], c2w[None], mask[None], to_camera_frame=np.linalg.inv(scale))
+    assert world(pts * 2).tolist() == [True, False, False, False]
+
+
+def test_point_cloud_ground_truth_and_culled_metrics():
+    sphere = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    shifted = sphere.copy()
+    shifted.apply_translation([0.05, 0, 0])
+    cloud = sample_surface(sphere, 50_000, seed=3)[0]
+    m = mesh_metrics(shifted, cloud, num_samples=50_000)
+    assert m["normal_consistency"] is None
+    assert 0.02 < m["chamfer"] < 0.05
+    half = mesh_metrics(shifted, sphere, num_samples=20_000, keep=lambda p: p[:, 2] > 0)
+    assert half["num_pred_points"] < 12_000 and half["num_gt_points"] < 12_000
+    assert half["normal_consistency"] > 0.9

@@ -15,6 +15,8 @@ from nsr.engine.fit_sdf import FitSDFError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
+from nsr.metrics.dtu import DTUDataError
+from nsr.metrics.lpips import LPIPSWeightsError
 
 USER_ERRORS = (
     DataError,
@@ -25,6 +27,8 @@ USER_ERRORS = (
     MeshError,
     FitSDFError,
     DownloadError,
+    DTUDataError,
+    LPIPSWeightsError,
     KeyError,
     FileNotFoundError,
 )

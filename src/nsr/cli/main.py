@@ -12,6 +12,10 @@ COMMANDS = {
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
     "fit-sdf": ("nsr.cli.fit_sdf", "fit an SDF to a mesh with one encoding; Chamfer, IoU, time"),
     "data": ("nsr.cli.data", "bring your own data: normalize, convert, download (DTU), synth (from a mesh)"),
+    "eval": ("nsr.cli.eval", "measure a run: image metrics on held-out views, geometry, DTU protocol"),
+    "render": ("nsr.cli.render", "render novel views of a run along an orbit or spline (PNG, GIF, MP4)"),
+    "transfer": ("nsr.cli.transfer", "render one run's geometry with another run's appearance network"),
+    "report": ("nsr.cli.report", "write a self-contained HTML report of a run"),
 }
 
 

@@ -82,10 +82,25 @@ class RayBatcher:
 
 def render_view(model: IDRModel, scene: SceneData, index: int, device: torch.device, chunk: int = 16384):
     """Render one view of a scene at full resolution -> RenderOutput with (H*W, ...) tensors."""
-    k = torch.from_numpy(scene.intrinsics[index]).float().to(device)
-    c2w = torch.from_numpy(scene.c2w[index]).float().to(device)
-    uv = pixel_grid(scene.height, scene.width, device)
-    origins, dirs = pixel_rays(k, c2w, uv)
+    return render_camera(
+        model, scene.intrinsics[index], scene.c2w[index], scene.height, scene.width, device, chunk
+    )
+
+
+def render_camera(
+    model: IDRModel,
+    intrinsics: np.ndarray,
+    c2w: np.ndarray,
+    height: int,
+    width: int,
+    device: torch.device,
+    chunk: int = 16384,
+) -> RenderOutput:
+    """Render any (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs, in eval
+    mode (the model's previous mode is restored)."""
+    k = torch.as_tensor(intrinsics, dtype=torch.float32, device=device)
+    pose = torch.as_tensor(c2w, dtype=torch.float32, device=device)
+    origins, dirs = pixel_rays(k, pose, pixel_grid(height, width, device))
     was_training = model.training
     model.eval()
     try:

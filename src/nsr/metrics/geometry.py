@@ -24,6 +24,8 @@ fixed-density point cloud, observation masks and outlier cut-offs).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
@@ -67,40 +69,84 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, seed: SeedLike = 0) -> tuple[n
     return points, normals
 
 
+PointFilter = Callable[[np.ndarray], np.ndarray]
+"""(M, 3) points -> (M,) bool, True = keep (e.g. `MaskCulling`)."""
+
+
 def mesh_metrics(
     pred: trimesh.Trimesh,
-    gt: trimesh.Trimesh,
+    gt: trimesh.Trimesh | trimesh.PointCloud | np.ndarray,
     num_samples: int = 200_000,
     threshold: float | None = None,
     seed: int = 0,
+    keep: PointFilter | None = None,
 ) -> dict[str, float]:
-    """Sampled, symmetric distances between a predicted and a ground-truth mesh (module docstring).
+    """Sampled, symmetric distances between a predicted mesh and a ground-truth mesh or point cloud.
 
     Args:
         pred: the reconstructed mesh.
-        gt: the reference mesh, in the same units and frame.
+        gt: the reference mesh, or a point cloud ((M, 3) array or trimesh.PointCloud, used as is, no
+            normals: `normal_consistency` is then None), in the same units and frame.
         num_samples: samples drawn on each mesh.
         threshold: distance for precision / recall / fscore; default 0.5% of the GT bbox diagonal.
         seed: seeds both samplings (independent streams); same seed, same numbers.
+        keep: optional culling applied to the samples of both sides (e.g. to the region seen by the
+            cameras, `MaskCulling`); the bbox diagonal stays that of the whole GT.
 
     Returns:
         Plain floats: accuracy, completeness, chamfer, precision, recall, fscore, threshold,
-        normal_consistency, accuracy_rel, completeness_rel, chamfer_rel, bbox_diagonal, num_samples.
+        normal_consistency, accuracy_rel, completeness_rel, chamfer_rel, bbox_diagonal, num_samples
+        (and num_pred_points / num_gt_points actually compared).
     """
-    if len(gt.faces) == 0:
-        raise ValueError("the ground-truth mesh has no faces")
     if len(pred.faces) == 0:
         raise ValueError("the predicted mesh has no faces (was extraction empty?)")
-    bounds = np.asarray(gt.bounds, dtype=np.float64)
+    pred_seed, gt_seed = np.random.SeedSequence(seed).spawn(2)
+    pred_points, pred_normals = sample_surface(pred, num_samples, pred_seed)
+    if isinstance(gt, trimesh.Trimesh):
+        if len(gt.faces) == 0:
+            raise ValueError("the ground-truth mesh has no faces")
+        bounds = np.asarray(gt.bounds, dtype=np.float64)
+        gt_points, gt_normals = sample_surface(gt, num_samples, gt_seed)
+    else:
+        gt_points = np.asarray(gt.vertices if isinstance(gt, trimesh.PointCloud) else gt, dtype=np.float64)
+        if gt_points.ndim != 2 or gt_points.shape[1] != 3 or len(gt_points) == 0:
+            raise ValueError(f"the ground-truth point cloud must be (M, 3) with M > 0, got {gt_points.shape}")
+        bounds = np.stack([gt_points.min(0), gt_points.max(0)])
+        gt_normals = None
     diagonal = float(np.linalg.norm(bounds[1] - bounds[0]))
+    if keep is not None:
+        kp, kg = keep(pred_points), keep(gt_points)
+        pred_points, pred_normals = pred_points[kp], pred_normals[kp]
+        gt_points = gt_points[kg]
+        gt_normals = gt_normals[kg] if gt_normals is not None else None
+        if len(pred_points) == 0 or len(gt_points) == 0:
+            raise ValueError(
+                f"culling left {len(pred_points)} predicted and {len(gt_points)} ground-truth points: "
+                "are both in the cameras' view (same frame and units)?"
+            )
+    result = point_metrics(pred_points, gt_points, pred_normals, gt_normals, threshold, diagonal)
+    result["num_samples"] = float(num_samples)
+    return result
+
+
+def point_metrics(
+    pred_points: np.ndarray,
+    gt_points: np.ndarray,
+    pred_normals: np.ndarray | None = None,
+    gt_normals: np.ndarray | None = None,
+    threshold: float | None = None,
+    diagonal: float | None = None,
+) -> dict[str, float]:
+    """The metrics of `mesh_metrics` between two point sets (M, 3) and (K, 3) (normals optional).
+
+    `diagonal` (default: of the GT points' bbox) scales the `_rel` keys; `threshold` defaults to 0.5% of it.
+    """
+    if diagonal is None:
+        diagonal = float(np.linalg.norm(gt_points.max(0) - gt_points.min(0)))
     if threshold is None:
         threshold = 0.005 * diagonal
     if not threshold > 0:
         raise ValueError(f"threshold must be positive, got {threshold}")
-
-    pred_seed, gt_seed = np.random.SeedSequence(seed).spawn(2)
-    pred_points, pred_normals = sample_surface(pred, num_samples, pred_seed)
-    gt_points, gt_normals = sample_surface(gt, num_samples, gt_seed)
     to_gt, gt_index = cKDTree(gt_points).query(pred_points, workers=-1)
     to_pred, pred_index = cKDTree(pred_points).query(gt_points, workers=-1)
 
@@ -110,9 +156,11 @@ def mesh_metrics(
     precision = float(np.mean(to_gt < threshold))
     recall = float(np.mean(to_pred < threshold))
     fscore = 2.0 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    cos_pred = np.abs(np.sum(pred_normals * gt_normals[gt_index], axis=1))
-    cos_gt = np.abs(np.sum(gt_normals * pred_normals[pred_index], axis=1))
-    normal_consistency = 0.5 * float(np.mean(cos_pred) + np.mean(cos_gt))
+    normal_consistency = None
+    if pred_normals is not None and gt_normals is not None:
+        cos_pred = np.abs(np.sum(pred_normals * gt_normals[gt_index], axis=1))
+        cos_gt = np.abs(np.sum(gt_normals * pred_normals[pred_index], axis=1))
+        normal_consistency = 0.5 * float(np.mean(cos_pred) + np.mean(cos_gt))
 
     return {
         "accuracy": accuracy,
@@ -126,6 +174,72 @@ def mesh_metrics(
         "accuracy_rel": accuracy / diagonal,
         "completeness_rel": completeness / diagonal,
         "chamfer_rel": chamfer / diagonal,
+        "threshold_rel": float(threshold) / diagonal,
         "bbox_diagonal": diagonal,
-        "num_samples": float(num_samples),
+        "num_pred_points": float(len(pred_points)),
+        "num_gt_points": float(len(gt_points)),
     }
+
+
+class MaskCulling:
+    """Keep points seen inside the object masks: the region the cameras observed.
+
+    A point is kept when, in every view where it projects inside the image (and lies in front of the
+    camera), it falls inside that view's mask dilated by `dilation` pixels; a point no camera sees is
+    dropped. This is the mask culling of MonoSDF / 2DGS DTU scripts (there: disk-shaped dilation of 12
+    pixels on full-resolution DTU), applied here to both the predicted and the GT samples.
+
+    Args:
+        intrinsics: (N, 3, 3) K (pixel centres at integer coordinates).
+        c2w: (N, 4, 4) camera-to-world in the frame the cameras live in (NSR: the normalised frame).
+        masks: (N, H, W) bool object masks.
+        to_camera_frame: (4, 4) applied to the points first (e.g. inv(scale_mat) for world-unit points).
+        dilation: disk radius in pixels of the mask dilation (0 = none).
+    """
+
+    def __init__(
+        self,
+        intrinsics: np.ndarray,
+        c2w: np.ndarray,
+        masks: np.ndarray,
+        to_camera_frame: np.ndarray | None = None,
+        dilation: int = 0,
+    ) -> None:
+        from scipy.ndimage import binary_dilation
+
+        self.intrinsics = np.asarray(intrinsics, dtype=np.float64)
+        self.w2c = np.linalg.inv(np.asarray(c2w, dtype=np.float64))
+        masks = np.asarray(masks, dtype=bool)
+        if dilation > 0:
+            r = int(dilation)
+            yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+            disk = xx**2 + yy**2 <= r * r
+            masks = np.stack([binary_dilation(m, structure=disk) for m in masks])
+        self.masks = masks
+        self.to_camera_frame = (
+            np.eye(4) if to_camera_frame is None else np.asarray(to_camera_frame, np.float64)
+        )
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """(M, 3) -> (M,) bool keep."""
+        p = (
+            np.asarray(points, dtype=np.float64) @ self.to_camera_frame[:3, :3].T
+            + self.to_camera_frame[:3, 3]
+        )
+        height, width = self.masks.shape[1:]
+        keep = np.ones(len(p), dtype=bool)
+        seen = np.zeros(len(p), dtype=bool)
+        for k, w2c, mask in zip(self.intrinsics, self.w2c, self.masks):
+            cam = p @ w2c[:3, :3].T + w2c[:3, 3]
+            z = cam[:, 2]
+            front = z > 1e-9
+            pix = cam @ k.T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                col = np.rint(pix[:, 0] / z)
+                row = np.rint(pix[:, 1] / z)
+            inside = front & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+            idx = np.nonzero(inside)[0]
+            in_mask = mask[row[idx].astype(np.int64), col[idx].astype(np.int64)]
+            keep[idx[~in_mask]] = False
+            seen[idx] = True
+        return keep & seen

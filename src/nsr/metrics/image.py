@@ -83,3 +83,66 @@ def _colours(value: ArrayLike, name: str) -> np.ndarray:
             "divide 8-bit images by 255 and clip predictions to [0, 1]"
         )
     return array
+
+
+SSIM_SIGMA = 1.5
+"""Standard deviation (pixels) of the SSIM Gaussian window (Wang et al. 2004; skimage `gaussian_weights`)."""
+SSIM_TRUNCATE = 3.5
+"""The window is cut at 3.5 sigma: radius 5, an 11x11 window (skimage's choice)."""
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+"""The stabilising constants of SSIM, times the data range (1 for [0, 1] colours)."""
+
+
+def ssim_map(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
+    """Per-pixel SSIM of two (H, W, C) [0, 1] images, averaged over channels -> (H, W) float64.
+
+    Conventions of `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=-1)`: Gaussian window sigma 1.5 truncated at
+    3.5 sigma (11x11), reflect padding, population covariances, C1 = (0.01)^2, C2 = (0.03)^2. The
+    5-pixel border (half the window) is unreliable; `ssim` leaves it out as skimage does.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x = _colours(pred, "pred")
+    y = _colours(target, "target")
+    if x.shape != y.shape or x.ndim != 3:
+        raise ValueError(f"SSIM needs two (H, W, C) images of one shape, got {x.shape} and {y.shape}")
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    maps = []
+    for c in range(x.shape[-1]):
+        a, b = x[..., c], y[..., c]
+
+        def blur(v: np.ndarray) -> np.ndarray:
+            return gaussian_filter(v, sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
+
+        mu_a, mu_b = blur(a), blur(b)
+        var_a = blur(a * a) - mu_a * mu_a
+        var_b = blur(b * b) - mu_b * mu_b
+        cov = blur(a * b) - mu_a * mu_b
+        numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+        denominator = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+        maps.append(numerator / denominator)
+    return np.mean(maps, axis=0)
+
+
+def ssim(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None) -> float:
+    """Mean SSIM of two (H, W, C) [0, 1] images (conventions in `ssim_map`).
+
+    Without a mask: the mean over the image minus its 5-pixel border, equal to skimage's
+    `structural_similarity` with the arguments listed in `ssim_map`. With a (H, W) bool mask: the mean of
+    the SSIM map over the masked pixels (windows still see their neighbourhood, background included).
+    """
+    values = ssim_map(pred, target)
+    if mask is None:
+        pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+        if min(values.shape) <= 2 * pad:
+            raise ValueError(f"SSIM needs images larger than {2 * pad + 1} pixels, got {values.shape}")
+        return float(values[pad:-pad, pad:-pad].mean())
+    mask_array = _as_numpy(mask)
+    if mask_array.shape != values.shape or mask_array.dtype != np.bool_:
+        raise ValueError(
+            f"mask must be bool shaped {values.shape}, got {mask_array.dtype} {mask_array.shape}"
+        )
+    if not mask_array.any():
+        raise ValueError("mask selects no pixel: the masked SSIM is undefined")
+    return float(values[mask_array].mean())

@@ -1,0 +1,277 @@
+"""`nsr eval RUN [--checkpoint latest|STEP] [--split test|train|all] [--json]`: measure a run.
+
+Sections, run in order, each adding keys to one flat result:
+
+- images (default unless a geometry reference is given, or with `--images on`): render the views of the
+  split, PSNR / SSIM / LPIPS (conventions in nsr.engine.evaluation and docs/evaluation.md);
+- geometry (`--gt-mesh PATH`): mesh (extracted, or `--mesh PATH`) to GT mesh or point cloud;
+- dtu (`--dtu-gt DIR --scan N`): the DTU surface protocol against the official evaluation data.
+
+Outputs go to RUN/eval/step_XXXXXXX/ (or `--out`): views.csv, summary.json, metrics.png, renders/,
+geometry.json, dtu.json and the DTU error clouds. `--json` prints the result as JSON on stdout.
+
+To add a section (e.g. camera accuracy for runs with trainable cameras): add its flags to `EvalArgs`,
+write `_section_x(args, ctx) -> dict | None` and append it to `SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import trimesh
+import tyro
+
+from nsr.cli.common import CountProgress, friendly
+from nsr.engine.evaluate import extract_world_mesh
+from nsr.engine.evaluation import (
+    IMAGE_CONVENTIONS,
+    evaluate_images,
+    load_run_scene,
+    plot_views,
+    select_views,
+    summarise,
+    write_json,
+    write_views_csv,
+)
+from nsr.engine.run import Run, RunError, open_run
+from nsr.mesh.extract import save_mesh
+from nsr.metrics.geometry import MaskCulling, mesh_metrics
+
+
+@dataclass
+class EvalArgs:
+    """Evaluate a run folder (any checkpoint, on any machine): image metrics on held-out views, geometry
+    against a GT mesh, the DTU protocol."""
+
+    run: Annotated[Path, tyro.conf.Positional]
+    """Run folder written by `nsr train`."""
+    checkpoint: str = "latest"
+    """`latest`, a step number, or a checkpoint file name."""
+    split: Literal["test", "train", "all"] = "test"
+    """Views to render: held-out (`test`), training, or all."""
+    json: bool = False
+    """Print the result as one JSON object on stdout (progress goes to stderr)."""
+    data: Path | None = None
+    """Scene folder, when the one recorded in the run folder does not exist on this machine."""
+    out: Path | None = None
+    """Output folder (default RUN/eval/step_XXXXXXX)."""
+    images: Literal["auto", "on", "off"] = "auto"
+    """Image metrics: `auto` = on unless --gt-mesh or --dtu-gt is given."""
+    lpips_weights: Path | None = None
+    """AlexNet checkpoint for LPIPS (default: the torch hub cache, alexnet-owt-7be5be79.pth)."""
+    gt_mesh: Path | None = None
+    """Ground-truth mesh or point cloud (PLY/OBJ...) in world units, for the geometry metrics."""
+    mesh: Path | None = None
+    """Evaluate this mesh (world units) instead of extracting one from the checkpoint."""
+    resolution: int = 512
+    """Marching-cubes resolution when the mesh is extracted."""
+    num_samples: int = 200_000
+    """Samples per mesh for the geometry metrics."""
+    threshold: float | None = None
+    """F-score distance in world units (default 0.5% of the GT bbox diagonal)."""
+    cull: Literal["none", "masks"] = "none"
+    """Cull geometry samples to the region seen inside the (dilated) masks of all views (needs the scene)."""
+    cull_dilation: int = 0
+    """Mask dilation in pixels for --cull masks."""
+    dtu_gt: Path | None = None
+    """Official DTU evaluation data folder (Points/stl, ObsMask); needs --scan."""
+    scan: int | None = None
+    """DTU scan number, e.g. 24."""
+    dtu_density: float = 0.2
+    """DTU sampling / thinning distance in mm."""
+    seed: int = 0
+    """Seed of the samplings."""
+    device: str = "auto"
+    """Where to render and evaluate the SDF."""
+
+
+@dataclass
+class Context:
+    """What the sections share: the run, its scene (loaded on demand), its mesh (extracted once)."""
+
+    args: EvalArgs
+    run: Run
+    out: Path
+    _scene: object = None
+    _mesh: trimesh.Trimesh | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def scene(self):
+        if self._scene is None:
+            self._scene = load_run_scene(self.run, self.args.data)
+        return self._scene
+
+    def mesh(self) -> trimesh.Trimesh:
+        if self._mesh is None:
+            if self.args.mesh is not None:
+                self._mesh = _load_mesh(self.args.mesh)
+            else:
+                progress = CountProgress("marching cubes")
+                try:
+                    self._mesh = extract_world_mesh(
+                        self.run.model, self.run.scale_mat, self.args.resolution, progress=progress
+                    )
+                finally:
+                    progress.close()
+                save_mesh(self._mesh, self.out / f"mesh_{self.run.step:07d}.ply")
+        return self._mesh
+
+    def culling(self) -> MaskCulling | None:
+        if self.args.cull == "none":
+            return None
+        scene = self.scene()
+        return MaskCulling(
+            scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), self.args.cull_dilation
+        )
+
+
+def _load_mesh(path: Path) -> trimesh.Trimesh:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: mesh not found")
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except ValueError as err:
+        raise RunError(f"{path}: not a readable mesh ({err})") from None
+    if len(mesh.faces) == 0:
+        raise RunError(f"{path}: the mesh has no faces")
+    return mesh
+
+
+def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
+    if args.images == "auto":
+        wanted = args.gt_mesh is None and args.dtu_gt is None
+    else:
+        wanted = args.images == "on"
+    if not wanted:
+        return None
+    from nsr.metrics.lpips import load_lpips
+
+    views = select_views(ctx.run, args.split)
+    scene = ctx.scene()
+    device = next(ctx.run.model.parameters()).device
+    lpips_model, status = load_lpips(args.lpips_weights, device)
+    if lpips_model is None:
+        print(status.message, file=sys.stderr)
+    progress = CountProgress(f"rendering {args.split} views")
+    try:
+        rows = evaluate_images(ctx.run.model, scene, views, device, lpips_model, ctx.out, progress)
+    finally:
+        progress.close()
+    summary = summarise(rows)
+    summary["split"] = args.split
+    summary["lpips_status"] = status.message
+    write_views_csv(rows, ctx.out / "views.csv")
+    plot_views(rows, ctx.out / "metrics.png", f"{ctx.run.path.name} step {ctx.run.step} ({args.split} views)")
+    return summary
+
+
+def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
+    if args.gt_mesh is None:
+        return None
+    if not args.gt_mesh.is_file():
+        raise FileNotFoundError(f"{args.gt_mesh}: ground-truth mesh not found")
+    gt = trimesh.load(args.gt_mesh, process=False)
+    if isinstance(gt, trimesh.Scene):
+        gt = gt.to_geometry() if hasattr(gt, "to_geometry") else gt.dump(concatenate=True)
+    if not isinstance(gt, trimesh.Trimesh | trimesh.PointCloud) or len(gt.vertices) == 0:
+        raise RunError(f"{args.gt_mesh}: not a mesh or point cloud")
+    if isinstance(gt, trimesh.Trimesh) and len(gt.faces) == 0:
+        gt = trimesh.PointCloud(gt.vertices)
+    metrics = mesh_metrics(
+        ctx.mesh(),
+        gt,
+        num_samples=args.num_samples,
+        threshold=args.threshold,
+        seed=args.seed,
+        keep=ctx.culling(),
+    )
+    metrics["cull"] = args.cull if args.cull == "none" else f"masks (dilation {args.cull_dilation} px)"
+    write_json(metrics, ctx.out / "geometry.json")
+    return metrics
+
+
+def _section_dtu(args: EvalArgs, ctx: Context) -> dict | None:
+    if args.dtu_gt is None:
+        return None
+    if args.scan is None:
+        raise RunError("--dtu-gt needs --scan N (the DTU scan number)")
+    from nsr.metrics.dtu import evaluate_dtu_mesh, load_dtu_ground_truth, save_error_clouds
+
+    gt = load_dtu_ground_truth(args.dtu_gt, args.scan)
+    result = evaluate_dtu_mesh(ctx.mesh(), gt, density=args.dtu_density, seed=args.seed, keep=ctx.culling())
+    d2s, s2d = save_error_clouds(result, ctx.out, args.scan)
+    metrics = result.as_dict()
+    metrics.update({"dtu_scan": args.scan, "dtu_error_clouds": [str(d2s), str(s2d)]})
+    write_json(metrics, ctx.out / "dtu.json")
+    return metrics
+
+
+SECTIONS: list[Callable[[EvalArgs, Context], dict | None]] = [
+    _section_images,
+    _section_geometry,
+    _section_dtu,
+]
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(EvalArgs, args=argv, prog="nsr eval")
+    return friendly(lambda: _run(args))
+
+
+def _run(args: EvalArgs) -> int:
+    stdout = sys.stdout
+    if args.json:
+        sys.stdout = sys.stderr  # everything but the final JSON goes to stderr
+    try:
+        run_ = open_run(args.run, args.checkpoint, args.device)
+        out = args.out or args.run / "eval" / f"step_{run_.step:07d}"
+        ctx = Context(args=args, run=run_, out=out)
+        result: dict = {"run": str(args.run), "step": run_.step, "checkpoint": args.checkpoint}
+        for section in SECTIONS:
+            part = section(args, ctx)
+            if part is not None:
+                result.update(part)
+        if "psnr" in result:
+            result["conventions"] = IMAGE_CONVENTIONS
+        summary_path = out / "summary.json"
+        previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        write_json({**previous, **result}, summary_path)  # sections from earlier calls are kept
+    finally:
+        sys.stdout = stdout
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_human(result, out)
+    return 0
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _print_human(result: dict, out: Path) -> None:
+    if "psnr" in result:
+        print(
+            f"{result['num_views']} {result['split']} views: PSNR {_fmt(result['psnr'], '.2f')} dB "
+            f"(mask {_fmt(result['psnr_mask'], '.2f')}), SSIM {_fmt(result['ssim'], '.4f')} "
+            f"(mask {_fmt(result['ssim_mask'], '.4f')}), LPIPS {_fmt(result['lpips'], '.4f')}"
+        )
+    if "chamfer" in result:
+        nc = result["normal_consistency"]
+        print(
+            f"geometry: chamfer {result['chamfer']:.5g} ({100 * result['chamfer_rel']:.3f}% of the GT diagonal), "
+            f"accuracy {result['accuracy']:.5g}, completeness {result['completeness']:.5g}, "
+            f"F-score {result['fscore']:.4f} at {result['threshold']:.4g}, normal consistency {_fmt(nc, '.4f')}"
+        )
+    if "dtu_overall" in result:
+        print(
+            f"DTU scan {result['dtu_scan']}: accuracy {result['dtu_accuracy']:.3f} mm, completeness "
+            f"{result['dtu_completeness']:.3f} mm, overall {result['dtu_overall']:.3f} mm"
+        )
+    print(f"wrote {out}/summary.json")

@@ -1,0 +1,61 @@
+"""`nsr render RUN --path orbit|spline [--frames N] [--out DIR]`: novel views along a smooth path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from nsr.cli.common import CountProgress, friendly
+from nsr.engine.evaluation import load_run_scene, select_views
+from nsr.engine.novel_views import camera_path, render_to_folder
+from nsr.engine.run import open_run
+
+
+@dataclass
+class RenderArgs:
+    """Render novel views of a trained run along an orbit around, or a spline through, its training cameras.
+
+    Writes DIR/frame_XXXX.png, DIR/video.gif and, when imageio-ffmpeg is installed, DIR/video.mp4.
+    """
+
+    run: Annotated[Path, tyro.conf.Positional]
+    """Run folder written by `nsr train`."""
+    path: Literal["orbit", "spline"] = "orbit"
+    """`orbit`: circle around the cameras' focus point and mean up axis; `spline`: closed spline through the
+    training cameras (ordered by azimuth)."""
+    frames: int = 60
+    """Number of frames."""
+    out: Path | None = None
+    """Output folder (default RUN/render_<path>_<step>)."""
+    checkpoint: str = "latest"
+    """`latest`, a step number, or a checkpoint file name."""
+    downscale: float = 1.0
+    """Render at the training resolution divided by this (faster previews)."""
+    fps: int = 15
+    """Frames per second of the GIF / MP4."""
+    data: Path | None = None
+    """Scene folder (for the cameras), when the recorded one does not exist on this machine."""
+    device: str = "auto"
+    """Where to render."""
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(RenderArgs, args=argv, prog="nsr render")
+    return friendly(lambda: _run(args))
+
+
+def _run(args: RenderArgs) -> int:
+    run_ = open_run(args.run, args.checkpoint, args.device)
+    scene = load_run_scene(run_, args.data)
+    path = camera_path(scene, select_views(run_, "train"), args.path, args.frames, args.downscale)
+    out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
+    progress = CountProgress(f"rendering {args.path}")
+    try:
+        _, line = render_to_folder(run_.model, path, out, args.fps, progress)
+    finally:
+        progress.close()
+    print(f"wrote {line}")
+    return 0

@@ -1,0 +1,67 @@
+"""`nsr transfer --geometry RUN_A --appearance RUN_B --out DIR`: A's geometry with B's appearance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from nsr.cli.common import CountProgress, friendly
+from nsr.engine.evaluation import load_run_scene, select_views
+from nsr.engine.novel_views import camera_path, render_to_folder, transfer_model
+from nsr.engine.run import open_run
+
+
+@dataclass
+class TransferArgs:
+    """Appearance transfer (the disentanglement demo): render run A's surface (SDF, normals, geometry
+    features) with run B's appearance network, along a camera path of A's scene.
+
+    B's network receives A's feature vectors, which it was not trained on (as in IDR and the original
+    system); both runs need the same geometry-feature width.
+    """
+
+    geometry: Path
+    """Run folder whose SDF field gives the surface (A)."""
+    appearance: Path
+    """Run folder whose appearance network gives the colours (B)."""
+    out: Path
+    """Output folder: frame_XXXX.png, video.gif (and video.mp4 when an encoder is installed)."""
+    path: Literal["orbit", "spline"] = "orbit"
+    """Camera path around / through A's training cameras."""
+    frames: int = 30
+    """Number of frames."""
+    checkpoint_geometry: str = "latest"
+    """Checkpoint of A."""
+    checkpoint_appearance: str = "latest"
+    """Checkpoint of B."""
+    downscale: float = 1.0
+    """Render at A's training resolution divided by this."""
+    fps: int = 15
+    """Frames per second of the GIF / MP4."""
+    data: Path | None = None
+    """A's scene folder (for the cameras), when the recorded one does not exist on this machine."""
+    device: str = "auto"
+    """Where to render."""
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(TransferArgs, args=argv, prog="nsr transfer")
+    return friendly(lambda: _run(args))
+
+
+def _run(args: TransferArgs) -> int:
+    run_a = open_run(args.geometry, args.checkpoint_geometry, args.device)
+    run_b = open_run(args.appearance, args.checkpoint_appearance, args.device)
+    model = transfer_model(run_a, run_b)
+    scene = load_run_scene(run_a, args.data)
+    path = camera_path(scene, select_views(run_a, "train"), args.path, args.frames, args.downscale)
+    progress = CountProgress("rendering transfer")
+    try:
+        _, line = render_to_folder(model, path, args.out, args.fps, progress)
+    finally:
+        progress.close()
+    print(f"geometry of {args.geometry}, appearance of {args.appearance}: {line}")
+    return 0

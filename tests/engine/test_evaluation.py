@@ -1,0 +1,232 @@
+"""nsr eval / render / transfer on run folders made without training (models set up by hand)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from nsr.data.idr import load_idr_scene
+from nsr.engine.trainer import Trainer
+
+
+def make_run(
+    scene_dir: Path, run_dir: Path, radius: float = 0.6, colour: tuple = (0.5, 0.5, 0.5), feature_dim=8
+):
+    """A run folder whose model is a sphere SDF of `radius` with a constant colour (no training)."""
+    config = tiny_config(scene_dir)
+    config.model.sdf.init_radius = radius
+    config.model.sdf.feature_dim = feature_dim
+    trainer = Trainer(config, load_idr_scene(scene_dir), run_dir)
+    last = trainer.model.appearance.layers[-1]
+    with torch.no_grad():
+        last.parametrizations.weight.original0.zero_()  # weight norm g = 0: the colour is the bias alone
+        last.bias.copy_(torch.logit(torch.tensor(colour)))
+    trainer.prepare_run_dir()
+    trainer.save_checkpoint()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_folder(tiny_scene, tmp_path_factory):
+    return make_run(tiny_scene, tmp_path_factory.mktemp("runs") / "a", colour=(0.2, 0.3, 0.9))
+
+
+def call(module, argv, capsys):
+    import importlib
+
+    code = importlib.import_module(f"nsr.cli.{module}").run([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_images_on_held_out_views(run_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))  # no LPIPS weights
+    out = tmp_path / "eval"
+    code, stdout, stderr = call("eval", [run_folder, "--device", "cpu", "--out", out, "--json"], capsys)
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    split = json.loads((run_folder / "split.json").read_text())
+    assert result["views"] == split["test"] and result["num_views"] == len(split["test"])
+    assert result["lpips"] is None and "LPIPS unavailable" in stderr
+    assert np.isfinite(result["psnr"]) and 0 < result["ssim"] <= 1
+    rows = (out / "views.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("view,name,psnr,psnr_mask,ssim,ssim_mask,lpips") and len(rows) == 1 + len(
+        split["test"]
+    )
+    assert (out / "metrics.png").is_file() and (out / "summary.json").is_file()
+    from PIL import Image
+
+    row = np.asarray(Image.open(out / "renders" / f"view_{split['test'][0]:03d}.png"))
+    assert row.shape == (32, 96, 3)  # render | ground truth | error map
+    # The model's constant colour is what the render shows where it hits.
+    render = row[:, :32].reshape(-1, 3)
+    hit = np.any(render != 0, axis=1)
+    assert hit.any() and np.allclose(render[hit].mean(0), np.array([0.2, 0.3, 0.9]) * 255, atol=2)
+    # PSNR agrees with a direct computation on the saved ground truth
+    gt = row[:, 32:64].astype(float) / 255
+    mse = np.mean((row[:, :32].astype(float) / 255 - gt) ** 2)
+    first = next(r for r in rows[1:] if r.startswith(f"{split['test'][0]},"))
+    assert float(first.split(",")[2]) == pytest.approx(-10 * np.log10(mse), abs=0.05)
+
+
+def test_eval_geometry_json_keys(run_folder, tiny_scene, tmp_path, capsys):
+    argv = [run_folder, "--gt-mesh", tiny_scene / "gt_mesh.ply", "--json", "--device", "cpu"]
+    argv += ["--resolution", "32", "--num-samples", "4000", "--out", tmp_path]
+    code, stdout, stderr = call("eval", argv, capsys)
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    for key in ("chamfer", "accuracy", "completeness", "fscore", "normal_consistency"):
+        assert np.isfinite(result[key]) and np.isfinite(result.get(f"{key}_rel", 0.0))
+    assert result["chamfer_rel"] == pytest.approx(result["chamfer"] / result["bbox_diagonal"])
+    assert "psnr" not in result  # images only when asked, once a geometry reference is given
+    culled = call("eval", [*argv, "--mesh", tmp_path / "mesh_0000000.ply", "--cull", "masks"], capsys)
+    assert json.loads(culled[1])["num_gt_points"] < 4000
+
+
+def test_eval_needs_the_scene_or_data(run_folder, tiny_scene, tmp_path, capsys):
+    moved = tmp_path / "copied_run"
+    shutil.copytree(run_folder, moved)
+    info = json.loads((moved / "scene.json").read_text())
+    info["root"] = str(tmp_path / "elsewhere" / "scene")
+    (moved / "scene.json").write_text(json.dumps(info))
+    cfg = (moved / "config.yaml").read_text().replace(str(tiny_scene), str(tmp_path / "elsewhere" / "scene"))
+    (moved / "config.yaml").write_text(cfg)
+    code, _, stderr = call("eval", [moved, "--device", "cpu"], capsys)
+    assert code == 1 and "--data" in stderr and len(stderr.strip().splitlines()) == 1
+    gt = tiny_scene / "gt_mesh.ply"
+    argv = [moved, "--device", "cpu", "--data", tiny_scene, "--gt-mesh", gt, "--mesh", gt, "--cull", "masks"]
+    code, _, stderr = call("eval", [*argv, "--num-samples", "2000", "--out", tmp_path / "e"], capsys)
+    assert code == 0, stderr  # the masks of the scene given with --data were used
+    assert 0 < json.loads((tmp_path / "e" / "geometry.json").read_text())["num_gt_points"] < 2000
+    code, _, stderr = call("eval", [moved, "--dtu-gt", tmp_path, "--scan", "24", "--mesh", "x.ply"], capsys)
+    assert code == 1 and "stl024_total.ply" in stderr
+
+
+def test_render_orbit_writes_frames_and_gif(run_folder, tmp_path, capsys):
+    code, stdout, stderr = call(
+        "render",
+        [run_folder, "--frames", "3", "--downscale", "4", "--out", tmp_path, "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0, stderr
+    assert sorted(p.name for p in tmp_path.glob("frame_*.png")) == [f"frame_{i:04d}.png" for i in range(3)]
+    from PIL import Image
+
+    gif = Image.open(tmp_path / "video.gif")
+    assert gif.n_frames == 3 and gif.size == (8, 8)
+    assert "video.gif" in stdout
+
+
+def test_transfer_takes_colours_from_b_and_silhouettes_from_a(tiny_scene, tmp_path, capsys):
+    from nsr.engine.novel_views import camera_path, render_path, transfer_model
+    from nsr.engine.run import open_run
+
+    a = make_run(tiny_scene, tmp_path / "a", radius=0.6, colour=(0.1, 0.2, 0.9))  # big blue sphere
+    b = make_run(tiny_scene, tmp_path / "b", radius=0.3, colour=(0.9, 0.3, 0.1))  # small orange sphere
+    out = tmp_path / "transfer"
+    argv = [
+        "--geometry",
+        a,
+        "--appearance",
+        b,
+        "--out",
+        out,
+        "--frames",
+        "2",
+        "--downscale",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    code, _, stderr = call("transfer", argv, capsys)
+    assert code == 0, stderr
+    run_a, run_b = open_run(a, device="cpu"), open_run(b, device="cpu")
+    path = camera_path(load_idr_scene(tiny_scene), run_a.train_views, "orbit", 2, 2.0)
+    (fa,), (ha,) = (x[:1] for x in render_path(run_a.model, path))
+    (fb,), _ = (x[:1] for x in render_path(run_b.model, path))
+    (ft,), (ht,) = (x[:1] for x in render_path(transfer_model(run_a, run_b), path))
+    iou = (ha & ht).sum() / (ha | ht).sum()
+    assert iou > 0.99  # A's silhouette
+    mean_t, mean_a, mean_b = ft[ht].mean(0), fa[ha].mean(0), fb[fb.sum(-1) > 0].mean(0)
+    assert np.linalg.norm(mean_t - mean_b) < 0.05 < np.linalg.norm(mean_t - mean_a)  # B's colours
+    from PIL import Image
+
+    saved = np.asarray(Image.open(out / "frame_0000.png")).astype(float) / 255
+    assert np.abs(saved - ft).max() < 1 / 255 + 1e-6
+
+
+def test_transfer_refuses_incompatible_runs(tiny_scene, tmp_path, capsys):
+    a = make_run(tiny_scene, tmp_path / "a", feature_dim=8)
+    b = make_run(tiny_scene, tmp_path / "b", feature_dim=4)
+    code, _, stderr = call(
+        "transfer", ["--geometry", a, "--appearance", b, "--out", tmp_path / "o", "--device", "cpu"], capsys
+    )
+    assert code == 1 and "feature" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_eval_dtu_section_end_to_end(run_folder, tiny_scene, tmp_path, capsys):
+    """The DTU files written in the official formats from the scene's own GT mesh: the mesh scores ~0."""
+    import scipy.io
+    import trimesh
+
+    from nsr.metrics.geometry import sample_surface
+
+    gt_mesh = trimesh.load(tiny_scene / "gt_mesh.ply")
+    points = sample_surface(gt_mesh, 100_000, seed=1)[0]
+    lo, hi = points.min(0), points.max(0)
+    res = float((hi - lo).max() / 20)
+    shape = tuple(int(n) for n in np.ceil((hi - lo) / res) + 1)
+    root = tmp_path / "dtu"
+    (root / "Points" / "stl").mkdir(parents=True)
+    (root / "ObsMask").mkdir()
+    trimesh.PointCloud(points).export(root / "Points" / "stl" / "stl024_total.ply")
+    obs = {"ObsMask": np.ones(shape, bool), "BB": np.stack([lo, hi]), "Res": res}
+    scipy.io.savemat(root / "ObsMask" / "ObsMask24_10.mat", obs)
+    scipy.io.savemat(root / "ObsMask" / "Plane24.mat", {"P": np.array([0, 0, 0, 1.0])})  # all above
+    argv = [run_folder, "--dtu-gt", root, "--scan", "24", "--mesh", tiny_scene / "gt_mesh.ply", "--json"]
+    code, stdout, stderr = call("eval", [*argv, "--dtu-density", "0.04", "--out", tmp_path / "e"], capsys)
+    assert code == 0, stderr
+    result = json.loads(stdout)
+    diagonal = float(np.linalg.norm(hi - lo))
+    assert result["dtu_accuracy"] < 0.01 * diagonal and result["dtu_completeness"] < 0.01 * diagonal
+    assert (tmp_path / "e" / "vis_024_d2s.ply").is_file() and (tmp_path / "e" / "vis_024_s2d.ply").is_file()
+
+
+@pytest.mark.slow
+def test_transfer_between_trained_runs_of_two_textures(tiny_scene, tmp_path, capsys):
+    """Two short trainings: A on the tiny scene, B on the same views with red and blue swapped (another
+    texture). Transferred frames must take B's colours and A's silhouette."""
+    from PIL import Image
+
+    from nsr.engine.novel_views import camera_path, render_path, transfer_model
+    from nsr.engine.run import open_run
+
+    scene_b = tmp_path / "scene_b"
+    shutil.copytree(tiny_scene, scene_b)
+    for png in (scene_b / "image").glob("*.png"):
+        rgb = np.asarray(Image.open(png).convert("RGB"))
+        Image.fromarray(np.ascontiguousarray(rgb[..., ::-1])).save(png)
+    runs = []
+    for name, scene in (("a", tiny_scene), ("b", scene_b)):
+        config = tiny_config(scene, steps=300)
+        config.val_every = 0
+        config.tensorboard = False
+        trainer = Trainer(config, load_idr_scene(scene), tmp_path / name)
+        trainer.train()
+        runs.append(open_run(tmp_path / name, device="cpu"))
+    run_a, run_b = runs
+    path = camera_path(load_idr_scene(tiny_scene), run_a.train_views, "orbit", 3)
+    fa, ha = render_path(run_a.model, path)
+    fb, hb = render_path(run_b.model, path)
+    ft, ht = render_path(transfer_model(run_a, run_b), path)
+    for a, b, t, mask_a, mask_t in zip(fa, fb, ft, ha, ht):
+        assert np.array_equal(mask_a, mask_t)  # the surface is A's
+        both = mask_a & hb
+        mean_a, mean_b, mean_t = a[both].mean(0), b[both].mean(0), t[both].mean(0)
+        assert np.linalg.norm(mean_t - mean_b) < 0.5 * np.linalg.norm(mean_t - mean_a)
