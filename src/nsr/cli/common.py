@@ -7,13 +7,23 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+from nsr.cameras.refine import CameraConfigError
 from nsr.config.io import ConfigError
 from nsr.data.errors import DataError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
 from nsr.mesh.extract import MeshError
 
-USER_ERRORS = (DataError, ConfigError, RunError, TrainingError, MeshError, KeyError, FileNotFoundError)
+USER_ERRORS = (
+    DataError,
+    ConfigError,
+    RunError,
+    TrainingError,
+    MeshError,
+    KeyError,
+    FileNotFoundError,
+    CameraConfigError,
+)
 
 
 def friendly(fn: Callable[[], int]) -> int:

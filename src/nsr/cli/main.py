@@ -9,6 +9,10 @@ COMMANDS = {
     "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
     "train": ("nsr.cli.train", "train a model on a scene folder"),
     "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+    "eval-cameras": (
+        "nsr.cli.eval_cameras",
+        "pose errors of a run's cameras vs the ground truth; aligned mesh",
+    ),
 }
 
 

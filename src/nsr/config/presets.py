@@ -91,6 +91,30 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+CAMERA_SUFFIX = "-cams"
+"""Every preset NAME has a variant NAME-cams that also optimises the cameras (see `with_trained_cameras`)."""
+
+
+def with_trained_cameras(preset: Preset) -> Preset:
+    """The preset with `cameras.trainable` on (camera learning rate, warm-up: CameraRefineConfig defaults).
+
+    Camera-learning-rate milestones follow the preset's model milestones, so the poses settle as the
+    surface does. Start poses come from `--cameras.init-file` or `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
+    """
+
+    def make() -> TrainConfig:
+        config = preset.make()
+        config.cameras.trainable = True
+        config.cameras.lr_milestones = tuple(config.optim.lr_milestones)
+        config.cameras.lr_factor = config.optim.lr_factor
+        return config
+
+    return Preset(preset.name + CAMERA_SUFFIX, preset.description + "; trains the cameras too", make)
+
+
+PRESETS.update({p.name + CAMERA_SUFFIX: with_trained_cameras(p) for p in list(PRESETS.values())})
+
+
 def get_preset(name: str) -> TrainConfig:
     """A fresh TrainConfig of the named preset."""
     if name not in PRESETS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nsr.cameras.refine import CameraRefineConfig
 from nsr.models import IDRModelConfig
 
 
@@ -43,6 +44,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: IDRModelConfig = field(default_factory=IDRModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    cameras: CameraRefineConfig = field(default_factory=CameraRefineConfig)
+    """Initial poses (ground truth, a noisy camera file or synthetic noise) and their refinement."""
     steps: int = 200000
     """Number of optimisation steps."""
     rays_per_batch: int = 2048
