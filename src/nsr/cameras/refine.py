@@ -41,8 +41,8 @@ class CameraRefineConfig:
 
     trainable: bool = False
     """Optimise one pose correction per camera together with the surface."""
-    lr: float = 1e-3
-    """Adam learning rate of the pose corrections (radians and normalised-frame units per step)."""
+    lr: float = 1e-4
+    """Adam learning rate of the pose corrections (radians and normalised-frame units per step; IDR: 1e-4)."""
     lr_milestones: tuple[int, ...] = ()
     """Steps at which the camera learning rate is multiplied by `lr_factor`."""
     lr_factor: float = 0.5

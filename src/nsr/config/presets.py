@@ -96,15 +96,20 @@ CAMERA_SUFFIX = "-cams"
 
 
 def with_trained_cameras(preset: Preset) -> Preset:
-    """The preset with `cameras.trainable` on (camera learning rate, warm-up: CameraRefineConfig defaults).
+    """The preset with `cameras.trainable` on.
 
-    Camera-learning-rate milestones follow the preset's model milestones, so the poses settle as the
-    surface does. Start poses come from `--cameras.init-file` or `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
+    The cameras learn at the model's learning rate (IDR's choice) with the same milestones, so the poses
+    settle as the surface does, and stay frozen for the first fifth of the run, while the surface forms
+    from the initial sphere (cameras fitted to a blob drift). Start poses come from
+    `--cameras.init-file FILE` or `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
     """
 
     def make() -> TrainConfig:
         config = preset.make()
         config.cameras.trainable = True
+        config.cameras.lr = config.optim.lr
+        config.cameras.warmup = "frozen"
+        config.cameras.warmup_steps = config.steps // 5
         config.cameras.lr_milestones = tuple(config.optim.lr_milestones)
         config.cameras.lr_factor = config.optim.lr_factor
         return config
