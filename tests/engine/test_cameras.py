@@ -88,3 +88,15 @@ def test_initial_poses_from_a_camera_file(tiny_scene, tmp_path):
     config.cameras.init_file = "missing.npz"
     with pytest.raises(DataError, match=r"missing\.npz: camera file not found"):
         Trainer(config, scene, tmp_path / "run2")
+
+
+def test_frozen_warmup_keeps_cameras_and_adam_untouched(tiny_scene, tmp_path):
+    config = cams_config(tiny_scene)
+    config.cameras.warmup, config.cameras.warmup_steps = "frozen", 2
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.train_step()
+    assert trainer.cameras.correction.grad is None and trainer.cameras.correction.abs().sum() == 0
+    assert not trainer.camera_optimizer.state  # no moments fed while frozen
+    trainer.train_step()
+    trainer.train_step()
+    assert trainer.cameras.correction.abs().sum() > 0

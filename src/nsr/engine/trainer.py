@@ -228,7 +228,13 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         self.model.set_step(self.step)
-        poses = self.cameras(self._train_view_ids) if self.cameras is not None else None
+        # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
+        # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
+        cameras_move = self.cameras is not None and cfg.cameras.lr_factor_at(self.step) > 0
+        poses = None
+        if self.cameras is not None:
+            with torch.set_grad_enabled(cameras_move):
+                poses = self.cameras(self._train_view_ids)
         _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(origins, dirs, rgb, mask)
         if not torch.isfinite(losses.total):
@@ -246,7 +252,7 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         if self.camera_optimizer is not None:
-            self.camera_optimizer.step()
+            self.camera_optimizer.step()  # no gradient while frozen: Adam leaves the cameras and its moments alone
             self.camera_scheduler.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
