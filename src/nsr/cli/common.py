@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+from nsr.cameras.refine import CameraConfigError
 from nsr.config.io import ConfigError
 from nsr.data.download import DownloadError
 from nsr.data.errors import DataError
@@ -31,6 +32,7 @@ USER_ERRORS = (
     LPIPSWeightsError,
     KeyError,
     FileNotFoundError,
+    CameraConfigError,
 )
 
 

@@ -16,6 +16,10 @@ COMMANDS = {
     "render": ("nsr.cli.render", "render novel views of a run along an orbit or spline (PNG, GIF, MP4)"),
     "transfer": ("nsr.cli.transfer", "render one run's geometry with another run's appearance network"),
     "report": ("nsr.cli.report", "write a self-contained HTML report of a run"),
+    "eval-cameras": (
+        "nsr.cli.eval_cameras",
+        "pose errors of a run's cameras vs the ground truth; aligned mesh",
+    ),
 }
 
 

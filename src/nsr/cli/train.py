@@ -16,7 +16,13 @@ from nsr.data.formats import load_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
 
 PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
-ALIASES = {"--data": "--data.path", "--holdout": "--data.holdout-every", "--format": "--data.format"}
+ALIASES = {
+    "--data": "--data.path",
+    "--holdout": "--data.holdout-every",
+    "--pose-noise": "--cameras.pose-noise",
+    "--camera-init": "--cameras.init-file",
+    "--format": "--data.format",
+}
 
 
 @dataclass
@@ -24,7 +30,10 @@ class TrainArgs:
     """Train an IDR model on a scene folder (IDR/DTU/NeuS layout).
 
     Every field of the preset can be overridden, e.g. `--steps 5000 --model.sdf.hidden-dim 256`.
-    `--data DIR` is short for `--data.path DIR`, `--holdout K` for `--data.holdout-every K`.
+    `--data DIR` is short for `--data.path DIR`, `--holdout K` for `--data.holdout-every K`,
+    `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]` for `--cameras.pose-noise` (perturbed ground-truth start poses)
+    and `--camera-init FILE` for `--cameras.init-file` (e.g. cameras_linear_init.npz). Presets NAME-cams
+    also optimise the cameras (docs/cameras.md).
     `--model.sdf.encoding KIND` (or `--model.appearance.view-encoding KIND`) switches an encoding to
     another kind with its defaults (positional, fourier, sh, hashgrid, nffb, stylemod-nffb); the options
     listed below are those of the preset's kinds, and `--model.sdf.encoding KIND --help` lists the new ones.
@@ -72,6 +81,7 @@ def _run(argv: list[str]) -> int:
     elif saved.is_file() and (args.out / "checkpoints" / "latest.pt").is_file():
         print(f"nsr: error: {args.out} already holds a run; use --resume to continue it", file=sys.stderr)
         return 1
+    config.cameras.validate()
     if config.data.path is None:
         print("nsr: error: no scene given (use --data DIR)", file=sys.stderr)
         return 2

@@ -244,6 +244,35 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+CAMERA_SUFFIX = "-cams"
+"""Every preset NAME has a variant NAME-cams that also optimises the cameras (see `with_trained_cameras`)."""
+
+
+def with_trained_cameras(preset: Preset) -> Preset:
+    """The preset with `cameras.trainable` on.
+
+    The cameras learn at the model's learning rate (IDR's choice) with the same milestones, so the poses
+    settle as the surface does, and stay frozen for the first fifth of the run, while the surface forms
+    from the initial sphere (cameras fitted to a blob drift). Start poses come from
+    `--cameras.init-file FILE` or `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
+    """
+
+    def make() -> TrainConfig:
+        config = preset.make()
+        config.cameras.trainable = True
+        config.cameras.lr = config.optim.lr
+        config.cameras.warmup = "frozen"
+        config.cameras.warmup_steps = config.steps // 5
+        config.cameras.lr_milestones = tuple(config.optim.lr_milestones)
+        config.cameras.lr_factor = config.optim.lr_factor
+        return config
+
+    return Preset(preset.name + CAMERA_SUFFIX, preset.description + "; trains the cameras too", make)
+
+
+PRESETS.update({p.name + CAMERA_SUFFIX: with_trained_cameras(p) for p in list(PRESETS.values())})
+
+
 def get_preset(name: str) -> TrainConfig:
     """A fresh TrainConfig of the named preset."""
     if name not in PRESETS:

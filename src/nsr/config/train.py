@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from nsr.cameras.refine import CameraRefineConfig
 from nsr.models import IDRModelConfig
 
 
@@ -49,6 +50,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: IDRModelConfig = field(default_factory=IDRModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    cameras: CameraRefineConfig = field(default_factory=CameraRefineConfig)
+    """Initial poses (ground truth, a noisy camera file or synthetic noise) and their refinement."""
     steps: int = 200000
     """Number of optimisation steps."""
     rays_per_batch: int = 2048

@@ -68,6 +68,21 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
     )
 
 
+def load_cameras(path: str | Path, num_views: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a camera file alone (cameras.npz layout, e.g. DTU's `cameras_linear_init.npz`).
+
+    Returns:
+        intrinsics (N, 3, 3), c2w (N, 4, 4) in that file's normalised frame, and its scale_mat (4, 4).
+
+    Raises:
+        DataError: naming the file, for a missing, unreadable or inconsistent file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "camera file not found")
+    return _read_cameras(path, num_views)
+
+
 def write_idr_scene(scene: SceneData, root: str | Path, camera_file: str = "cameras.npz") -> None:
     """Write a scene as an IDR folder that `load_idr_scene` reads back (up to 8-bit quantisation).
 

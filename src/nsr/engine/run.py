@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nsr.cameras.refine import CameraRefinement
 from nsr.config.io import load_yaml
 from nsr.config.train import TrainConfig
 from nsr.engine.checkpoint import load_checkpoint
@@ -32,6 +33,8 @@ class Run:
     """(4, 4) normalised frame -> world units."""
     train_views: list[int]
     test_views: list[int]
+    cameras: CameraRefinement | None = None
+    """The refined cameras of a run trained with `cameras.trainable` (None for fixed cameras)."""
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
@@ -64,6 +67,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
     model.load_state_dict(state["model"])
     model.set_step(state["step"])
     model.eval()
+    cameras = CameraRefinement.from_state_dict(state["cameras"]) if "cameras" in state else None
     scene_info = json.loads((run_dir / "scene.json").read_text())
     split = json.loads((run_dir / "split.json").read_text())
     return Run(
@@ -74,6 +78,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
         scale_mat=np.asarray(scene_info["scale_mat"], dtype=np.float64),
         train_views=split["train"],
         test_views=split["test"],
+        cameras=cameras,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -16,6 +17,7 @@ from nsr.cameras import pixel_grid, pixel_rays
 from nsr.config.io import save_yaml
 from nsr.config.train import TrainConfig
 from nsr.data.scene import SceneData
+from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from nsr.models import IDRModel, RenderOutput, mask_alpha
 
@@ -71,12 +73,17 @@ class RayBatcher:
         self.c2w = torch.from_numpy(scene.c2w).float().to(device)
         self.uv = pixel_grid(scene.height, scene.width, device)
 
-    def sample(self, num_rays: int):
-        """Returns (view indices, origins, directions, rgb, mask) of `num_rays` random rays."""
+    def sample(self, num_rays: int, poses: torch.Tensor | None = None):
+        """Returns (view indices, origins, directions, rgb, mask) of `num_rays` random rays.
+
+        `poses`: optional (n_views, 4, 4) camera-to-world transforms used instead of the scene's (e.g.
+        refined cameras; rays then carry their gradients).
+        """
         n_views, n_pix = self.masks.shape
         view = torch.randint(n_views, (num_rays,), generator=self.generator).to(self.device)
         pix = torch.randint(n_pix, (num_rays,), generator=self.generator).to(self.device)
-        origins, dirs = pixel_rays(self.intrinsics[view], self.c2w[view], self.uv[pix])
+        c2w = self.c2w if poses is None else poses
+        origins, dirs = pixel_rays(self.intrinsics[view], c2w[view], self.uv[pix])
         return view, origins, dirs, self.images[view, pix], self.masks[view, pix]
 
 
@@ -124,7 +131,11 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.on_step = on_step
         self.train_views, self.test_views = split_views(scene.num_views, config.data.holdout_every)
+        self.gt_scene = scene
+        """The scene as read, with its own (ground-truth) cameras."""
+        scene = initial_scene(scene, config.cameras)
         self.scene = scene
+        """The scene training sees: its cameras are the initial poses (noisy file or noise, if any)."""
         self.train_scene = scene.subset(self.train_views)
 
         _seed_everything(config.seed)
@@ -136,6 +147,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(config.optim.lr_milestones), gamma=config.optim.lr_factor
         )
+        self.cameras = config.cameras.build(scene.c2w).to(self.device) if config.cameras.trainable else None
+        self.camera_optimizer = self.camera_scheduler = None
+        if self.cameras is not None:
+            self.camera_optimizer = torch.optim.Adam([self.cameras.correction], lr=config.cameras.lr)
+            self.camera_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.camera_optimizer, config.cameras.lr_factor_at
+            )
+            self._train_view_ids = torch.tensor(self.train_views, dtype=torch.long, device=self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.batcher = RayBatcher(self.train_scene, self.device, self.generator)
         self.step = 0
@@ -161,6 +180,8 @@ class Trainer:
             "scale_mat": self.scene.scale_mat.tolist(),
         }
         (self.run_dir / "scene.json").write_text(json.dumps(scene_info, indent=1))
+        if uses_camera_init(self.config.cameras):
+            save_run_cameras(self.run_dir, self.gt_scene, self.scene)
 
     @property
     def writer(self):
@@ -172,7 +193,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        return {
+        state = {
             "step": self.step,
             "seconds": self.seconds,
             "model": self.model.state_dict(),
@@ -181,6 +202,11 @@ class Trainer:
             "rng": rng_state(),
             "sampler_rng": self.generator.get_state(),
         }
+        if self.cameras is not None:
+            state["cameras"] = self.cameras.state_dict()
+            state["camera_optimizer"] = self.camera_optimizer.state_dict()
+            state["camera_scheduler"] = self.camera_scheduler.state_dict()
+        return state
 
     def save_checkpoint(self, name: str | None = None) -> Path:
         payload = self.state_dict()
@@ -199,6 +225,12 @@ class Trainer:
         self.seconds = state["seconds"]
         set_rng_state(state["rng"])
         self.generator.set_state(state["sampler_rng"])
+        if self.cameras is not None:
+            if "cameras" not in state:
+                raise TrainingError(f"{path}: checkpoint of a run without trainable cameras")
+            self.cameras.load_state_dict(state["cameras"])
+            self.camera_optimizer.load_state_dict(state["camera_optimizer"])
+            self.camera_scheduler.load_state_dict(state["camera_scheduler"])
 
     def resume(self) -> bool:
         """Continue from `checkpoints/latest.pt` if there is one; returns whether it did."""
@@ -214,7 +246,14 @@ class Trainer:
         start = time.perf_counter()
         self.model.train()
         self.model.set_step(self.step)
-        _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch)
+        # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
+        # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
+        cameras_move = self.cameras is not None and cfg.cameras.lr_factor_at(self.step) > 0
+        poses = None
+        if self.cameras is not None:
+            with torch.set_grad_enabled(cameras_move):
+                poses = self.cameras(self._train_view_ids)
+        _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(origins, dirs, rgb, mask)
         if not torch.isfinite(losses.total):
             raise TrainingError(
@@ -223,11 +262,16 @@ class Trainer:
                 "try a lower learning rate or resume from an earlier checkpoint"
             )
         self.optimizer.zero_grad(set_to_none=True)
+        if self.camera_optimizer is not None:
+            self.camera_optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.camera_optimizer is not None:
+            self.camera_optimizer.step()  # no gradient while frozen: Adam leaves the cameras and its moments alone
+            self.camera_scheduler.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - start
@@ -270,6 +314,12 @@ class Trainer:
         if self._writer is not None:
             self._writer.flush()
 
+    def current_scene(self) -> SceneData:
+        """The training scene with the current (refined) cameras; held-out views keep their initial poses."""
+        if self.cameras is None:
+            return self.scene
+        return dataclasses.replace(self.scene, c2w=self.cameras.poses())
+
     def _log(self, m: StepMetrics) -> None:
         w = self.writer
         for key in ("loss", "rgb", "eikonal", "mask", "psnr", "hit_ratio", "lr", "alpha"):
@@ -281,8 +331,9 @@ class Trainer:
         from PIL import Image
 
         index = self.test_views[0] if self.test_views else 0
-        out = render_view(self.model, self.scene, index, self.device)
-        image = validation_image(out, self.scene, index)
+        scene = self.current_scene()
+        out = render_view(self.model, scene, index, self.device)
+        image = validation_image(out, scene, index)
         path = self.run_dir / "validation" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)

@@ -159,6 +159,11 @@ class IDRModel(nn.Module):
         r = self.config.tracer.bounding_radius
         uniform = torch.empty(n_uniform, 3, device=origins.device).uniform_(-r, r)
         mask_points = trace.min_points[o_idx]
+        if origins.requires_grad or directions.requires_grad:
+            # Trainable cameras: recompute the minimal-SDF points on the differentiable rays (same values),
+            # so the mask loss also moves the cameras.
+            t_min = ((mask_points - origins[o_idx].detach()) * directions[o_idx].detach()).sum(-1)
+            mask_points = origins[o_idx] + directions[o_idx] * t_min[:, None]
         points = torch.cat([x_surf, mask_points, uniform])
         out = self.sdf_field.with_gradient(points, create_graph=True)
         ns, no = s_idx.numel(), o_idx.numel()

@@ -1,0 +1,150 @@
+"""`nsr eval-cameras RUN [--gt-cameras FILE] [--mesh FILE | --resolution R]`: how well were the poses recovered?
+
+Aligns the run's initial and final cameras to the ground truth with a robust similarity (RANSAC +
+Umeyama on the camera centres), reports rotation errors (degrees) and camera-centre errors (normalised
+units, world units via the ground truth's scale_mat, and relative to the camera's distance to the scene
+centre), mean and median, before and after training. Writes RUN/eval_cameras.json and the mesh mapped
+into the ground truth's world frame (RUN/mesh_aligned_<step>.ply). See docs/cameras.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import trimesh
+import tyro
+
+from nsr.atomic import atomic_write
+from nsr.cli.common import CountProgress, friendly
+from nsr.data.errors import DataError
+from nsr.data.idr import load_cameras
+from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
+from nsr.engine.evaluate import extract_world_mesh
+from nsr.engine.run import Run, RunError, open_run
+from nsr.mesh.extract import save_mesh, transform_mesh
+from nsr.metrics.geometry import mesh_metrics
+
+
+@dataclass
+class EvalCamerasArgs:
+    """Compare a run's cameras (before and after training) with the ground truth and export the aligned mesh."""
+
+    run: Annotated[Path, tyro.conf.Positional]
+    """Run folder written by `nsr train`."""
+    gt_cameras: Path | None = None
+    """Ground-truth camera file (cameras.npz layout); default: RUN/cameras_gt.npz kept by training."""
+    checkpoint: str = "latest"
+    """`latest`, a step number, or a checkpoint file name."""
+    views: Literal["train", "all"] = "train"
+    """Cameras compared: the training views (held-out cameras are never refined) or all views."""
+    inlier_threshold: float = 0.05
+    """RANSAC inlier distance, as a fraction of the RMS spread of the ground-truth camera centres."""
+    mesh: Path | None = None
+    """Align this existing mesh (in the run's world units, e.g. from `nsr mesh RUN`) instead of extracting one."""
+    resolution: int = 256
+    """Marching-cubes resolution of the extracted mesh (when --mesh is not given)."""
+    no_mesh: bool = False
+    """Skip the aligned mesh."""
+    gt_mesh: Path | None = None
+    """Ground-truth mesh in the ground truth's world frame: also report Chamfer / F-score of the aligned mesh."""
+    out: Path | None = None
+    """JSON report (default: RUN/eval_cameras.json)."""
+    device: str = "auto"
+    """Where to evaluate the SDF."""
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(EvalCamerasArgs, args=argv, prog="nsr eval-cameras")
+    return friendly(lambda: _run(args))
+
+
+def run_poses(run_: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, 4) initial and final camera-to-world transforms of a run, in the model's frame."""
+    if run_.cameras is not None:
+        return run_.cameras.initial_c2w.cpu().numpy(), run_.cameras.poses()
+    init_file = run_.path / INIT_CAMERAS
+    if not init_file.is_file():
+        raise RunError(
+            f"{run_.path}: trained with the scene's own fixed cameras (no {INIT_CAMERAS}); "
+            "train with --pose-noise, --cameras.init-file or a -cams preset to evaluate cameras"
+        )
+    num_views = len(run_.train_views) + len(run_.test_views)
+    _, c2w, _ = load_cameras(init_file, num_views)
+    return c2w, c2w  # fixed (noisy) cameras: they never moved
+
+
+def evaluate_run_cameras(
+    run_: Run, gt_cameras: Path | None = None, views: str = "train", inlier_threshold: float = 0.05
+) -> CameraEvaluation:
+    """The library side of the command: errors of a run's cameras against the ground truth."""
+    initial, final = run_poses(run_)
+    gt_path = gt_cameras or run_.path / GT_CAMERAS
+    if not gt_path.is_file():
+        raise DataError(gt_path, "ground-truth camera file not found", "pass --gt-cameras FILE")
+    _, gt_c2w, gt_scale = load_cameras(gt_path, len(initial))
+    selected = run_.train_views if views == "train" else list(range(len(initial)))
+    return evaluate_cameras(initial, final, gt_c2w, gt_scale, selected, inlier_threshold)
+
+
+def _table(summary: dict) -> str:
+    rows = [
+        ("rotation error (deg)", "rotation_deg", 1.0, ".3f"),
+        ("centre error (normalised)", "centre", 1.0, ".5f"),
+        ("centre error (world units)", "centre_world", 1.0, ".5g"),
+        ("centre error (% of distance)", "centre_rel", 100.0, ".3f"),
+    ]
+    lines = [f"{'':30} {'before mean':>12} {'median':>10} {'after mean':>12} {'median':>10}"]
+    for label, key, factor, fmt in rows:
+        b, a = summary["before"], summary["after"]
+        values = [b[f"{key}_mean"], b[f"{key}_median"], a[f"{key}_mean"], a[f"{key}_median"]]
+        lines.append(
+            f"{label:30} " + " ".join(f"{factor * v:>{w}{fmt}}" for v, w in zip(values, (12, 10, 12, 10)))
+        )
+    after = summary["after"]
+    lines.append(f"{after['num_cameras']} cameras, {after['num_inliers']} inliers of the alignment")
+    return "\n".join(lines)
+
+
+def _run(args: EvalCamerasArgs) -> int:
+    run_ = open_run(args.run, args.checkpoint, args.device)
+    evaluation = evaluate_run_cameras(run_, args.gt_cameras, args.views, args.inlier_threshold)
+    summary = evaluation.summary()
+    summary["step"] = run_.step
+    summary["gt_cameras"] = str(args.gt_cameras or run_.path / GT_CAMERAS)
+    print(_table(summary))
+
+    if not args.no_mesh:
+        to_gt_world = evaluation.model_to_gt_world()
+        if args.mesh is not None:
+            if not args.mesh.is_file():
+                raise DataError(args.mesh, "mesh file not found")
+            mesh = trimesh.load(args.mesh, force="mesh")
+            # The given mesh is in the run's world units: back to the model frame, then into the GT world.
+            mesh = transform_mesh(mesh, to_gt_world @ np.linalg.inv(run_.scale_mat))
+        else:
+            progress = CountProgress("marching cubes")
+            try:
+                mesh = extract_world_mesh(run_.model, to_gt_world, args.resolution, progress=progress)
+            finally:
+                progress.close()
+        mesh_path = save_mesh(mesh, args.run / f"mesh_aligned_{run_.step:07d}.ply")
+        summary["mesh_aligned"] = str(mesh_path)
+        print(f"aligned mesh (ground truth's world frame): {mesh_path}")
+        if args.gt_mesh is not None:
+            if not args.gt_mesh.is_file():
+                raise DataError(args.gt_mesh, "mesh file not found")
+            metrics = mesh_metrics(mesh, trimesh.load(args.gt_mesh, force="mesh"))
+            summary["mesh_metrics"] = metrics
+            print(
+                f"chamfer {metrics['chamfer']:.5g} = {100 * metrics['chamfer_rel']:.3f}% of the GT diagonal"
+            )
+
+    out = args.out or args.run / "eval_cameras.json"
+    text = json.dumps(summary, indent=1)
+    atomic_write(out, lambda file: file.write(text.encode()))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from nsr.cameras.refine import axis_angle_matrix
+from nsr.metrics.poses import Similarity, pose_errors, robust_similarity, rotation_errors_deg, umeyama
+from nsr.scenes import default_cameras
+
+
+def _known_similarity() -> Similarity:
+    axis = np.array([1.0, -2.0, 0.5])
+    return Similarity(1.7, axis_angle_matrix(axis / np.linalg.norm(axis), 0.9), np.array([0.3, -1.2, 2.0]))
+
+
+def test_umeyama_recovers_a_known_similarity_exactly():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(10, 3))
+    truth = _known_similarity()
+    sim = umeyama(source, truth.apply(source))
+    assert sim.scale == pytest.approx(truth.scale, rel=1e-12)
+    np.testing.assert_allclose(sim.rotation, truth.rotation, atol=1e-12)
+    np.testing.assert_allclose(sim.translation, truth.translation, atol=1e-12)
+    np.testing.assert_allclose(
+        sim.matrix() @ np.append(source[0], 1.0), np.append(truth.apply(source[:1])[0], 1)
+    )
+
+
+def test_robust_alignment_ignores_an_outlier():
+    _, c2w = default_cameras(16, 32)
+    truth = _known_similarity()
+    # Estimated cameras = the ground truth seen in another frame (inverse similarity), one camera far off.
+    inverse = Similarity(
+        1.0 / truth.scale, truth.rotation.T, -truth.rotation.T @ truth.translation / truth.scale
+    )
+    estimated = inverse.apply_c2w(c2w)
+    estimated[5, :3, 3] += np.array([1.5, -0.7, 0.9])
+    sim, inliers = robust_similarity(estimated[:, :3, 3], c2w[:, :3, 3])
+    assert inliers.sum() == 15 and not inliers[5]
+    assert sim.scale == pytest.approx(truth.scale, rel=1e-10)
+    np.testing.assert_allclose(sim.rotation, truth.rotation, atol=1e-10)
+    np.testing.assert_allclose(sim.translation, truth.translation, atol=1e-10)
+    # A plain least-squares fit is pulled off by the outlier.
+    assert abs(umeyama(estimated[:, :3, 3], c2w[:, :3, 3]).scale - truth.scale) > 1e-3
+
+    errors = pose_errors(estimated, c2w)
+    keep = np.arange(16) != 5
+    np.testing.assert_allclose(errors.rotation_deg[keep], 0.0, atol=1e-6)
+    np.testing.assert_allclose(errors.centre[keep], 0.0, atol=1e-10)
+    assert errors.centre[5] > 0.5 and errors.rotation_deg[5] < 1e-6
+    summary = errors.summary(world_scale=2.5)
+    assert summary["num_inliers"] == 15 and summary["num_cameras"] == 16
+    assert summary["centre_world_mean"] == pytest.approx(2.5 * summary["centre_mean"])
+    assert summary["centre_median"] < 1e-10 < summary["centre_mean"]
+
+
+def test_rotation_error_is_the_geodesic_angle():
+    axis = np.array([0.0, 0.6, 0.8])
+    for degrees in (1e-4, 0.5, 3.0, 90.0, 179.0):
+        r = axis_angle_matrix(axis, np.radians(degrees))
+        assert rotation_errors_deg(r[None], np.eye(3)[None])[0] == pytest.approx(degrees, rel=1e-9)
+
+
+def test_pose_errors_need_matching_counts():
+    _, c2w = default_cameras(4, 32)
+    with pytest.raises(ValueError, match="3 estimated cameras for 4"):
+        pose_errors(c2w[:3], c2w)
