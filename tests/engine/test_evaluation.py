@@ -225,8 +225,8 @@ def test_transfer_between_trained_runs_of_two_textures(tiny_scene, tmp_path, cap
     fa, ha = render_path(run_a.model, path)
     fb, hb = render_path(run_b.model, path)
     ft, ht = render_path(transfer_model(run_a, run_b), path)
-    for a, b, t, mask_a, mask_t in zip(fa, fb, ft, ha, ht):
+    for a, b, t, mask_a, mask_b, mask_t in zip(fa, fb, ft, ha, hb, ht):
         assert np.array_equal(mask_a, mask_t)  # the surface is A's
-        both = mask_a & hb
+        both = mask_a & mask_b
         mean_a, mean_b, mean_t = a[both].mean(0), b[both].mean(0), t[both].mean(0)
         assert np.linalg.norm(mean_t - mean_b) < 0.5 * np.linalg.norm(mean_t - mean_a)
