@@ -7,7 +7,9 @@
 # stanford_bunny,armadillo}, dtu_scan24_half) and .whl/ carried:
 #   bash benchmarks/gpu_all.sh OUT [SHORT_S=120] [LONG_S=300]
 # With 4 GPUs the four lanes run side by side, one process per GPU at a time (so budgets stay honest);
-# with fewer GPUs the lanes share them in turn. Each lane writes its results into OUT as it goes.
+# with fewer GPUs the lanes run one after the other. Each lane writes its results into OUT as it goes
+# (8 files at most: presets_short.json, presets_long.json, gpu_tests.log, bench_hashgrid.md, cameras.md,
+# dtu_table.md, fit_sdf.json, machine.txt).
 set -uo pipefail
 OUT=${1:?usage: gpu_all.sh OUT [SHORT_S] [LONG_S]}; SHORT=${2:-120}; LONG=${3:-300}
 mkdir -p "$OUT"
@@ -24,14 +26,13 @@ date -u >>"$OUT/machine.txt"
 
 lane_a() {  # presets at the short budget, one call each so that each result lands in OUT at once
   for preset in fourier stylemod-nffb nffb; do
-    CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/compare_presets.py --presets $preset \
-      --gpus 0 --out $W/short_$preset -- "${SPOT[@]}" --budgets "$SHORT" >>$W/a.log 2>&1
-    cp $W/short_$preset/results.json "$OUT/short_$preset.json"
+    python3 benchmarks/compare_presets.py --presets $preset --gpus $(gpu 0) --out $W/short_$preset -- "${SPOT[@]}" --budgets "$SHORT" >>$W/a.log 2>&1
+    python3 -c "import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))" \
+      $W/short_*/results.json >"$OUT/presets_short.json"
   done
 }
 lane_b() {  # a preset at both budgets, then the GPU tests and the kernel benchmark
-  CUDA_VISIBLE_DEVICES=$(gpu 1) python3 benchmarks/compare_presets.py --presets nffb-fused \
-    --gpus 0 --out $W/presets_long -- "${SPOT[@]}" --budgets "$SHORT" "$LONG" >$W/b.log 2>&1
+  python3 benchmarks/compare_presets.py --presets nffb-fused --gpus $(gpu 1) --out $W/presets_long -- "${SPOT[@]}" --budgets "$SHORT" "$LONG" >$W/b.log 2>&1
   cp $W/presets_long/results.json "$OUT/presets_long.json"
   CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
     >"$OUT/gpu_tests.log" 2>&1
@@ -52,8 +53,8 @@ lane_d() {  # DTU held-out image metrics, then fit-sdf on the reference meshes
   for m in bunny armadillo spot; do
     CUDA_VISIBLE_DEVICES=$(gpu 3) timeout 150 python3 benchmarks/fit_sdf.py --out $W/fit_sdf --meshes $m \
       --device cuda --max-seconds 6 --data .data/meshes >>$W/fit.log 2>&1
+    cp $W/fit_sdf/results.json "$OUT/fit_sdf.json" 2>/dev/null
   done
-  cp $W/fit_sdf/results.md "$OUT/fit_sdf.md" 2>/dev/null; cp $W/fit_sdf/results.json "$OUT/fit_sdf.json" 2>/dev/null
 }
 if [ "$NGPU" -ge 4 ]; then
   lane_a & lane_b & lane_c & lane_d & wait
