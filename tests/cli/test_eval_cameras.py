@@ -56,6 +56,11 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
     mesh = trimesh.load(report["mesh_aligned"])
     assert len(mesh.faces) > 0 and "chamfer" in report["mesh_metrics"]
 
+    # The same through `nsr eval RUN --cameras`, as one JSON object on stdout.
+    result = nsr("eval", run, "--cameras", "--no-mesh", "--device", "cpu", "--json")
+    as_json = json.loads(result.stdout)
+    assert as_json["after"]["rotation_deg_mean"] == report["after"]["rotation_deg_mean"]
+
     fixed = tmp_path / "fixed"
     nsr("train", "--data", tiny_scene, "--out", fixed, "--preset", "demo", "--steps", "1", *SMALL)
     result = nsr("eval-cameras", fixed, "--no-mesh", check=False)

@@ -220,6 +220,10 @@ SECTIONS: list[Callable[[EvalArgs, Context], dict | None]] = [
 
 
 def run(argv: list[str]) -> int:
+    if "--cameras" in argv:  # camera accuracy: its own options (nsr eval RUN --cameras --help)
+        from nsr.cli import eval_cameras
+
+        return eval_cameras.run([a for a in argv if a != "--cameras"], prog="nsr eval RUN --cameras")
     args = tyro.cli(EvalArgs, args=argv, prog="nsr eval")
     return friendly(lambda: _run(args))
 

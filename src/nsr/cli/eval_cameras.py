@@ -1,4 +1,5 @@
-"""`nsr eval-cameras RUN [--gt-cameras FILE] [--mesh FILE | --resolution R]`: how well were the poses recovered?
+"""`nsr eval RUN --cameras [--gt-cameras FILE] [--mesh FILE | --resolution R] [--json]` (also spelled
+`nsr eval-cameras RUN ...`): how well were the poses recovered?
 
 Aligns the run's initial and final cameras to the ground truth with a robust similarity (RANSAC +
 Umeyama on the camera centres), reports rotation errors (degrees) and camera-centre errors (normalised
@@ -10,6 +11,7 @@ into the ground truth's world frame (RUN/mesh_aligned_<step>.ply). See docs/came
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -53,12 +55,14 @@ class EvalCamerasArgs:
     """Ground-truth mesh in the ground truth's world frame: also report Chamfer / F-score of the aligned mesh."""
     out: Path | None = None
     """JSON report (default: RUN/eval_cameras.json)."""
+    json: bool = False
+    """Print the report as one JSON object on stdout (everything else goes to stderr)."""
     device: str = "auto"
     """Where to evaluate the SDF."""
 
 
-def run(argv: list[str]) -> int:
-    args = tyro.cli(EvalCamerasArgs, args=argv, prog="nsr eval-cameras")
+def run(argv: list[str], prog: str = "nsr eval-cameras") -> int:
+    args = tyro.cli(EvalCamerasArgs, args=argv, prog=prog)
     return friendly(lambda: _run(args))
 
 
@@ -110,6 +114,19 @@ def _table(summary: dict) -> str:
 
 
 def _run(args: EvalCamerasArgs) -> int:
+    stdout = sys.stdout
+    if args.json:
+        sys.stdout = sys.stderr
+    try:
+        summary = _evaluate(args)
+    finally:
+        sys.stdout = stdout
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args: EvalCamerasArgs) -> dict:
     run_ = open_run(args.run, args.checkpoint, args.device)
     evaluation = evaluate_run_cameras(run_, args.gt_cameras, args.views, args.inlier_threshold)
     summary = evaluation.summary()
@@ -147,4 +164,4 @@ def _run(args: EvalCamerasArgs) -> int:
     text = json.dumps(summary, indent=1)
     atomic_write(out, lambda file: file.write(text.encode()))
     print(f"wrote {out}")
-    return 0
+    return summary
