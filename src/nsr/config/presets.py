@@ -193,9 +193,9 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
     )
 
 
-def nffb() -> TrainConfig:
-    """Neural Fourier Filter Bank for points and view directions (PyTorch backend, analytic eikonal)."""
-    views = NFFBConfig(
+def _view_filter_bank(config_cls: type) -> NFFBConfig:
+    """A small filter bank on view directions (4 dense levels, 4 to 32 cells), as the original used."""
+    return config_cls(
         num_levels=4,
         log2_table_size=12,
         base_resolution=4,
@@ -204,21 +204,18 @@ def nffb() -> TrainConfig:
         out_features=16,
         backend="torch",
     )
-    return _fast(_filter_bank(NFFBConfig, "torch"), views, encoding_lr=FILTER_BANK_TABLE_LR)
+
+
+def nffb() -> TrainConfig:
+    """Neural Fourier Filter Bank for points and view directions (PyTorch backend, analytic eikonal)."""
+    points, views = _filter_bank(NFFBConfig, "torch"), _view_filter_bank(NFFBConfig)
+    return _fast(points, views, encoding_lr=FILTER_BANK_TABLE_LR)
 
 
 def stylemod_nffb() -> TrainConfig:
     """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points and views."""
-    views = StyleModNFFBConfig(
-        num_levels=4,
-        log2_table_size=12,
-        base_resolution=4,
-        finest_resolution=32,
-        hidden_dim=32,
-        out_features=16,
-        backend="torch",
-    )
-    return _fast(_filter_bank(StyleModNFFBConfig, "torch"), views, encoding_lr=FILTER_BANK_TABLE_LR)
+    points, views = _filter_bank(StyleModNFFBConfig, "torch"), _view_filter_bank(StyleModNFFBConfig)
+    return _fast(points, views, encoding_lr=FILTER_BANK_TABLE_LR)
 
 
 def nffb_fused() -> TrainConfig:

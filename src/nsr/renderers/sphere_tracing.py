@@ -184,8 +184,12 @@ class SphereTracer:
         unfinished = active[0] & (t[0] < t[1])
         return t[0], t[1], unfinished
 
-    def _sample_and_refine(self, sdf_fn, origins, directions, t_lo, t_hi, object_mask):
-        """Uniform samples in [t_lo, t_hi]; the first sign change is refined by the secant method."""
+    def _sample_and_refine(self, sdf_fn, origins, directions, t_lo, t_hi, object_mask, static=False):
+        """Uniform samples in [t_lo, t_hi]; the first sign change is refined by the secant method.
+
+        `static`: the secant runs on every ray (fixed shapes) and is kept where it applies; otherwise
+        only the rays that need it are refined.
+        """
         cfg = self.config
         n, s = origins.shape[0], cfg.num_samples
         steps = torch.linspace(0, 1, s, device=origins.device)
@@ -203,11 +207,17 @@ class SphereTracer:
         refine = crossing & (first_neg > 0)
         if object_mask is not None:
             refine = refine & object_mask
-        if refine.any():
+        lo_i = (first_neg - 1).clamp_min(0)
+        if static:
+            refined = self._secant(
+                sdf_fn, origins, directions, z[rows, lo_i], z[rows, first_neg],
+                values[rows, lo_i], values[rows, first_neg],
+            )  # fmt: skip
+            depth = torch.where(refine, refined, depth)
+        elif refine.any():
             r = refine.nonzero().squeeze(1)
-            lo_i = first_neg[r] - 1
-            z_lo, z_hi = z[r, lo_i], z[r, first_neg[r]]
-            f_lo, f_hi = values[r, lo_i], values[r, first_neg[r]]
+            z_lo, z_hi = z[r, lo_i[r]], z[r, first_neg[r]]
+            f_lo, f_hi = values[r, lo_i[r]], values[r, first_neg[r]]
             depth[r] = self._secant(sdf_fn, origins[r], directions[r], z_lo, z_hi, f_lo, f_hi)
         # A crossing at the very first sample means the ray starts inside: the surface is at t_lo.
         at_start = crossing & (first_neg == 0)
@@ -270,8 +280,8 @@ class SphereTracer:
         hit = in_sphere & (t_start < t_end)
 
         # Dense sampling + secant for the unfinished rays (computed for all, kept for those).
-        s_depth, s_hit, s_min = self._sample_and_refine_static(
-            sdf_fn, origins, directions, t_start, t_end, object_mask
+        s_depth, s_hit, s_min = self._sample_and_refine(
+            sdf_fn, origins, directions, t_start, t_end, object_mask, static=True
         )
         depth = torch.where(unfinished, s_depth, t_start)
         hit = torch.where(unfinished, s_hit, hit)
@@ -285,38 +295,6 @@ class SphereTracer:
         searched = self._min_sdf_points(sdf_fn, origins, directions, lo, far)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
-
-    def _sample_and_refine_static(self, sdf_fn, origins, directions, t_lo, t_hi, object_mask):
-        """`_sample_and_refine` with the secant run on every ray and its result kept where it applies."""
-        cfg = self.config
-        n, s = origins.shape[0], cfg.num_samples
-        steps = torch.linspace(0, 1, s, device=origins.device)
-        z = t_lo[:, None] + (t_hi - t_lo)[:, None] * steps[None]
-        points = origins[:, None] + directions[:, None] * z[..., None]
-        values = _eval(sdf_fn, points.reshape(-1, 3), cfg.chunk_size).reshape(n, s)
-        ramp = torch.arange(s, 0, -1, device=origins.device, dtype=values.dtype)
-        first_neg = torch.argmax((values < 0).to(values.dtype) * ramp, dim=1)
-        rows = torch.arange(n, device=origins.device)
-        crossing = values[rows, first_neg] < 0
-        min_idx = values.argmin(dim=1)
-        min_points = points[rows, min_idx]
-        depth = z[rows, min_idx]
-        refine = crossing & (first_neg > 0)
-        if object_mask is not None:
-            refine = refine & object_mask
-        lo_i = (first_neg - 1).clamp_min(0)
-        refined = self._secant(
-            sdf_fn,
-            origins,
-            directions,
-            z[rows, lo_i],
-            z[rows, first_neg],
-            values[rows, lo_i],
-            values[rows, first_neg],
-        )
-        depth = torch.where(refine, refined, depth)
-        depth = torch.where(crossing & (first_neg == 0), z[:, 0], depth)
-        return depth, crossing, min_points
 
 
 class GraphedTrace:
