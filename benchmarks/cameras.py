@@ -20,6 +20,7 @@ from pathlib import Path
 import trimesh
 
 from nsr.config import get_preset
+from nsr.config.presets import set_camera_schedule
 from nsr.data.idr import load_idr_scene
 from nsr.engine.cameras import world_scale
 from nsr.engine.evaluate import extract_world_mesh
@@ -40,7 +41,15 @@ def main() -> None:
     parser.add_argument(
         "--cam-lr", type=float, default=None, help="camera learning rate (default: the -cams preset's)"
     )
-    parser.add_argument("--warmup-steps", type=int, default=500, help="steps with frozen cameras")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=None, help="steps with frozen cameras (default: the preset's)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="train this many steps (the -cams schedule is in fractions of it; --budget still caps the time)",
+    )
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--holdout", type=int, default=8)
     parser.add_argument("--downscale", type=float, default=1.0)
@@ -60,7 +69,13 @@ def main() -> None:
         config.data.holdout_every = args.holdout
         config.data.downscale = args.downscale
         config.max_seconds = args.budget
-        config.steps = 10**9
+        if args.steps is None:
+            # Time-budgeted: the step-fraction camera schedule never reaches its milestones.
+            config.steps = 10**9
+        else:
+            config.steps = args.steps
+            if mode == "cams":
+                set_camera_schedule(config)
         config.val_every = 0
         config.tensorboard = False
         config.checkpoint_every = 10**9
@@ -68,8 +83,9 @@ def main() -> None:
             config.model.background = tuple(args.background)
         if mode == "cams":
             config.cameras.pose_noise = args.noise
-            config.cameras.warmup = "frozen"
-            config.cameras.warmup_steps = args.warmup_steps
+            if args.warmup_steps is not None or args.steps is None:
+                config.cameras.warmup = "frozen"
+                config.cameras.warmup_steps = 500 if args.warmup_steps is None else args.warmup_steps
             if args.cam_lr is not None:
                 config.cameras.lr = args.cam_lr
         run_dir = args.out / mode

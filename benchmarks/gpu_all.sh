@@ -41,9 +41,9 @@ lane_b() {  # a preset at both budgets, then the GPU tests and the kernel benchm
 }
 lane_c() {  # trainable cameras: Spot 3 deg / 3% (fixed vs trained), then DTU 2 deg / 2% (trained)
   CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
-    --noise 3,0.03,0 --budget 150 --out $W/cams_spot >$W/c.log 2>&1
+    --noise 3,0.03,0 --steps 7000 --budget 200 --out $W/cams_spot >$W/c.log 2>&1
   CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
-    --noise 2,0.02,0 --budget 120 --skip-fixed --out $W/cams_dtu >>$W/c.log 2>&1
+    --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --out $W/cams_dtu >>$W/c.log 2>&1
   cp $W/c.log "$OUT/cameras.md"
 }
 lane_d() {  # DTU held-out image metrics, then fit-sdf on the reference meshes

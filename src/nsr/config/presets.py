@@ -253,6 +253,16 @@ CAMERA_SUFFIX = "-cams"
 """Every preset NAME has a variant NAME-cams that also optimises the cameras (see `with_trained_cameras`)."""
 
 
+def set_camera_schedule(config: TrainConfig) -> TrainConfig:
+    """The `-cams` camera schedule for `config.steps` steps: frozen for the first 15%, then x0.3 at 50% and
+    75% (call again after changing `steps`)."""
+    config.cameras.warmup = "frozen"
+    config.cameras.warmup_steps = int(0.15 * config.steps)
+    config.cameras.lr_milestones = (config.steps // 2, 3 * config.steps // 4)
+    config.cameras.lr_factor = 0.3
+    return config
+
+
 def with_trained_cameras(preset: Preset) -> Preset:
     """The preset with `cameras.trainable` on.
 
@@ -269,11 +279,7 @@ def with_trained_cameras(preset: Preset) -> Preset:
         config = preset.make()
         config.cameras.trainable = True
         config.cameras.lr = 6 * config.optim.lr
-        config.cameras.warmup = "frozen"
-        config.cameras.warmup_steps = int(0.15 * config.steps)
-        config.cameras.lr_milestones = (config.steps // 2, 3 * config.steps // 4)
-        config.cameras.lr_factor = 0.3
-        return config
+        return set_camera_schedule(config)
 
     return Preset(preset.name + CAMERA_SUFFIX, preset.description + "; trains the cameras too", make)
 
