@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from tqdm import tqdm
 
@@ -99,3 +100,15 @@ class CountProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextmanager
+def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """Send prints to stderr inside the block (so that `--json` output alone reaches stdout)."""
+    stdout = sys.stdout
+    if enabled:
+        sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = stdout

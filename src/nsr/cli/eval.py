@@ -27,7 +27,7 @@ import numpy as np
 import trimesh
 import tyro
 
-from nsr.cli.common import CountProgress, friendly
+from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.engine.evaluate import extract_world_mesh
 from nsr.engine.evaluation import (
     IMAGE_CONVENTIONS,
@@ -229,10 +229,7 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: EvalArgs) -> int:
-    stdout = sys.stdout
-    if args.json:
-        sys.stdout = sys.stderr  # everything but the final JSON goes to stderr
-    try:
+    with stdout_to_stderr(args.json):  # with --json, everything but the final JSON goes to stderr
         run_ = open_run(args.run, args.checkpoint, args.device)
         out = args.out or args.run / "eval" / f"step_{run_.step:07d}"
         ctx = Context(args=args, run=run_, out=out)
@@ -246,8 +243,6 @@ def _run(args: EvalArgs) -> int:
         summary_path = out / "summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         write_json({**previous, **result}, summary_path)  # sections from earlier calls are kept
-    finally:
-        sys.stdout = stdout
     if args.json:
         print(json.dumps(result, indent=2))
     else:

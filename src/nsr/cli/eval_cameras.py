@@ -11,7 +11,6 @@ into the ground truth's world frame (RUN/mesh_aligned_<step>.ply). See docs/came
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -21,7 +20,7 @@ import trimesh
 import tyro
 
 from nsr.atomic import atomic_write
-from nsr.cli.common import CountProgress, friendly
+from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.errors import DataError
 from nsr.data.idr import load_cameras
 from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
@@ -114,13 +113,8 @@ def _table(summary: dict) -> str:
 
 
 def _run(args: EvalCamerasArgs) -> int:
-    stdout = sys.stdout
-    if args.json:
-        sys.stdout = sys.stderr
-    try:
+    with stdout_to_stderr(args.json):
         summary = _evaluate(args)
-    finally:
-        sys.stdout = stdout
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0
