@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-_PRIMES = (1, 2654435761, 805459861)
+from nsr.accel.hashing import primes_on
 
 
 @triton.jit
@@ -206,9 +206,6 @@ class _HashGridFunction(torch.autograd.Function):
         return grad_x, grad_table, None, None, None, None, None, None, None, None
 
 
-_PRIMES_CACHE: dict[torch.device, torch.Tensor] = {}
-
-
 def hashgrid_fused(
     x: torch.Tensor,
     table: torch.Tensor,
@@ -232,9 +229,7 @@ def hashgrid_fused(
         raise ValueError(f"fused hash grid needs a float32 table, got {table.dtype}")
     levels = resolutions.shape[0]
     num_active = levels if num_active is None else int(num_active)
-    primes = _PRIMES_CACHE.get(x.device)
-    if primes is None:
-        primes = _PRIMES_CACHE[x.device] = torch.tensor(_PRIMES, dtype=torch.int64, device=x.device)
+    primes = primes_on(x.device)
     return _HashGridFunction.apply(
         x.float().contiguous(),
         table.contiguous(),

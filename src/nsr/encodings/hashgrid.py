@@ -28,12 +28,10 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nsr.accel.hashing import PRIMES, primes_on
 from nsr.encodings.base import Encoding, EncodingError
 
 logger = logging.getLogger(__name__)
-
-PRIMES = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
-"""instant-ngp's spatial-hash primes, one per input dimension (the first is 1 for coherence)."""
 
 
 @dataclass
@@ -135,24 +133,13 @@ def hashgrid_torch(
     # broadcasting (corner index b0 + 2 b1 + 4 b2), never materialising (N, M, 2^D, D) coordinates.
     coords = torch.stack([cell, cell + 1], -1)
     strides = (resolutions[:, None] + 1) ** torch.arange(d, device=x.device)  # (M, D)
-    primes = _primes(x.device)[:d]
+    primes = primes_on(x.device)[:d]
     index_dense = _combine(coords * strides[None, :, :, None], torch.add)
     index_hash = _combine(coords * primes[None, None, :, None], torch.bitwise_xor) & hash_mask
     index = torch.where(dense[None, :, None], index_dense, index_hash) + offsets[None, :, None]  # (N, M, C)
     weights = _combine(torch.stack([1 - s, s], -1), torch.mul)  # (N, M, C)
     features = table[index]  # (N, M, C, F)
     return (weights[..., None] * features).sum(2)
-
-
-_PRIMES_ON: dict[torch.device, torch.Tensor] = {}
-
-
-def _primes(device: torch.device) -> torch.Tensor:
-    """The primes as an int64 tensor on `device`, made once per device: a host-to-device copy inside a
-    CUDA-graph capture is not allowed, and the traced SDF is captured after warm-up calls."""
-    if device not in _PRIMES_ON:
-        _PRIMES_ON[device] = torch.tensor(PRIMES, dtype=torch.long, device=device)
-    return _PRIMES_ON[device]
 
 
 def _combine(per_axis: torch.Tensor, op) -> torch.Tensor:
@@ -355,7 +342,7 @@ class HashGrid(Encoding):
 
     def _hash_rows(self, corners: torch.Tensor, level: int) -> torch.Tensor:
         """(K, D) integer vertices of a hashed level -> (K,) table rows."""
-        primes = _primes(corners.device)[: self.in_dim]
+        primes = primes_on(corners.device)[: self.in_dim]
         hashed = corners * primes
         index = hashed[:, 0]
         for axis in range(1, self.in_dim):
