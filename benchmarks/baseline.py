@@ -7,11 +7,16 @@ plus iterations/s, rays/s and peak GPU memory. One JSON line per budget goes to 
 
     python benchmarks/baseline.py --scene .data/synthetic_spot_mitsuba --gt-mesh .data/meshes/spot_cow/cow.obj \
         --preset positional --budgets 120 300 600 --out .data/bench/spot --background 1 1 1
+
+`--set model.sdf.encoding.base_sigma=1.0` overrides one config field (repeatable). A budget longer than
+one sitting can be split: `--pause-at 520` trains to 520 s of training time, writes the checkpoint and
+exits without evaluating; the same command with `--resume` (and without `--pause-at`) continues from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -41,9 +46,20 @@ def main() -> None:
     parser.add_argument("--downscale", type=float, default=1.0)
     parser.add_argument("--background", type=float, nargs=3, default=None)
     parser.add_argument("--eval-only", action="store_true", help="evaluate the snapshots of an earlier run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field"
+    )
+    parser.add_argument(
+        "--pause-at", type=float, default=0.0, help="stop at this training time, no evaluation"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/run/checkpoints/latest.pt")
     args = parser.parse_args()
 
     config = get_preset(args.preset)
+    config.seed = args.seed
+    for item in args.set:
+        set_field(config, item)
     config.data.path = args.scene
     config.data.holdout_every = args.holdout
     config.data.downscale = args.downscale
@@ -52,7 +68,7 @@ def main() -> None:
     config.steps = 10**9
     config.val_every = 0
     config.tensorboard = False
-    config.checkpoint_every = 10**9
+    config.checkpoint_every = 1000 if args.pause_at or args.resume else 10**9
     if args.background is not None:
         config.model.background = tuple(args.background)
     scene = load_idr_scene(args.scene, downscale=args.downscale)
@@ -61,12 +77,19 @@ def main() -> None:
     device = trainer.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if args.resume and not trainer.resume():
+        raise SystemExit(f"--resume: no checkpoint in {trainer.checkpoint_dir}")
     if not args.eval_only:
         wall = time.perf_counter()
+        if args.pause_at:
+            trainer.config.max_seconds = min(args.pause_at, config.max_seconds)
         trainer.train()
         print(
             f"trained {trainer.step} steps, {trainer.seconds:.1f} s training, {time.perf_counter() - wall:.1f} s wall"
         )
+        if args.pause_at:
+            print(f"paused at {trainer.seconds:.1f} s of training; continue with --resume")
+            return
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     gt = trimesh.load(args.gt_mesh, force="mesh") if args.gt_mesh else None
 
@@ -76,6 +99,8 @@ def main() -> None:
         row = {
             "scene": str(args.scene.name),
             "preset": args.preset,
+            "overrides": args.set,
+            "seed": args.seed,
             "budget_s": budget,
             "steps": trainer.step,
             "train_seconds": round(trainer.seconds, 2),
@@ -100,6 +125,29 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         results.append(row)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def set_field(config, item: str) -> None:
+    """Apply one `dotted.key=value` override; the value is parsed as the field's current type."""
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    *parents, name = key.split(".")
+    target = config
+    for part in parents:
+        target = getattr(target, part)
+    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
+        raise SystemExit(f"--set {item!r}: {type(target).__name__} has no field {name!r}")
+    current = getattr(target, name)
+    if isinstance(current, bool):
+        value = text.lower() in ("1", "true", "yes")
+    elif isinstance(current, tuple):
+        value = tuple(type(current[0])(v) for v in text.split(",")) if current else tuple(text.split(","))
+    elif current is None:
+        value = text
+    else:
+        value = type(current)(text)
+    setattr(target, name, value)
 
 
 if __name__ == "__main__":

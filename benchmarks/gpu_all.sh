@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Everything NSR measures on a GPU, in one call: install the carried wheels, check (GPU tests, kernel parity),
-# time (hash-grid kernel vs the torch reference and the bandwidth floor) and measure quality (every preset on
-# Spot, fit-sdf on the reference meshes, the DTU image-metric table, trainable cameras on Spot and DTU).
+# Everything NSR measures on a GPU: install the carried wheels, check (GPU tests, kernel parity), time
+# (hash-grid kernel vs the torch reference and the bandwidth floor) and measure quality (presets on Spot,
+# fit-sdf on the reference meshes, the DTU image-metric table, trainable cameras on Spot and DTU).
 #
 # On the device machine, from the repo root, with .data/ (synthetic_spot_mitsuba, meshes/{spot_cow,
 # stanford_bunny,armadillo}, dtu_scan24_half) and .whl/ carried:
-#   bash benchmarks/gpu_all.sh OUT [SHORT_S=120] [LONG_S=300]
-# With 4 GPUs the four lanes run side by side, one process per GPU at a time (so budgets stay honest);
-# with fewer GPUs the lanes run one after the other. Each lane writes its results into OUT as it goes
-# (8 files at most: presets_short.json, presets_long.json, gpu_tests.log, bench_hashgrid.md, cameras.md,
-# dtu_table.md, fit_sdf.json, machine.txt).
+#   bash benchmarks/gpu_all.sh OUT [SHORT_S=120] [LONG_S=300]   # everything that fits one 10-minute call
+#   bash benchmarks/gpu_all.sh OUT ten-start                     # call 1 of the 10-minute budget ...
+#   bash benchmarks/gpu_all.sh OUT ten-finish                    # ... call 2, on the same (warm) machine
+# With 4 GPUs the lanes run side by side, one training process per GPU at a time (so budgets stay honest);
+# with fewer GPUs they run one after the other. Each lane writes its results into OUT as it goes (8 files
+# at most per call).
+#
+# The 10-minute budget does not fit one call of the device tool (10 minutes per command, loading and
+# evaluation included), so `ten-start` trains the TEN_PRESETS to PAUSE_S seconds of training time and
+# checkpoints them under runs/gpu-ten/ (git-ignored, kept on a warm machine), and `ten-finish` resumes
+# them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
+# does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [SHORT_S] [LONG_S]}; SHORT=${2:-120}; LONG=${3:-300}
+OUT=${1:?usage: gpu_all.sh OUT [SHORT_S LONG_S | ten-start | ten-finish]}; MODE=all; SHORT=120; LONG=300
+case "${2:-}" in
+  ten-start|ten-finish) MODE=$2 ;;
+  *) SHORT=${2:-120}; LONG=${3:-300} ;;
+esac
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -23,42 +34,81 @@ DTU=.data/dtu_scan24_half
 W=/tmp/nsr-gpu-all; mkdir -p $W
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1 | tee "$OUT/machine.txt"
 date -u >>"$OUT/machine.txt"
-
-lane_a() {  # presets at the short budget, one call each so that each result lands in OUT at once
-  for preset in fourier stylemod-nffb nffb; do
-    python3 benchmarks/compare_presets.py --presets $preset --gpus $(gpu 0) --out $W/short_$preset -- "${SPOT[@]}" --budgets "$SHORT" >>$W/a.log 2>&1
-    python3 -c "import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))" \
-      $W/short_*/results.json >"$OUT/presets_short.json"
-  done
+parallel() { if [ "$NGPU" -ge 4 ]; then "$@" & else "$@"; fi; }
+merge() {  # merge the results.json files given into OUT/$1
+  local name=$1; shift
+  python3 -c "import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))" \
+    "$@" >"$OUT/$name" 2>/dev/null
 }
-lane_b() {  # a preset at both budgets, then the GPU tests and the kernel benchmark
-  python3 benchmarks/compare_presets.py --presets nffb-fused --gpus $(gpu 1) --out $W/presets_long -- "${SPOT[@]}" --budgets "$SHORT" "$LONG" >$W/b.log 2>&1
-  cp $W/presets_long/results.json "$OUT/presets_long.json"
-  CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
+
+# ------------------------------------------------------------------ the lanes
+spot_preset() {  # GPU NAME BUDGETS... -- EXTRA: one preset on Spot, results in $W/presets/NAME
+  local g=$1 name=$2; shift 2
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/baseline.py "${SPOT[@]}" --out $W/presets/$name "$@" \
+    >$W/presets_$name.log 2>&1
+}
+cameras_spot() {  # trainable cameras on Spot, 3 deg / 3%: fixed vs trained
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
+    --noise 3,0.03,0 --steps 7000 --budget 200 --out $W/cams_spot >$W/cams_spot.log 2>&1
+  cp $W/cams_spot.log "$OUT/cameras_spot.md"
+}
+cameras_dtu() {  # trainable cameras on DTU scan24, 2 deg / 2%
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
+    --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --out $W/cams_dtu >$W/cams_dtu.log 2>&1
+  cp $W/cams_dtu.log "$OUT/cameras_dtu.md"
+}
+gpu_tests() {
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
     >"$OUT/gpu_tests.log" 2>&1
-  CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 120 python3 benchmarks/bench_hashgrid.py --out $W/bench.json \
+}
+kernel_bench() {
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 120 python3 benchmarks/bench_hashgrid.py --out $W/bench.json \
     >"$OUT/bench_hashgrid.md" 2>&1
 }
-lane_c() {  # trainable cameras: Spot 3 deg / 3% (fixed vs trained), then DTU 2 deg / 2% (trained)
-  CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
-    --noise 3,0.03,0 --steps 7000 --budget 200 --out $W/cams_spot >$W/c.log 2>&1
-  CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
-    --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --out $W/cams_dtu >>$W/c.log 2>&1
-  cp $W/c.log "$OUT/cameras.md"
+dtu_table() {
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/dtu_table.py --scene $DTU --preset hashgrid-fused \
+    --max-seconds 150 --no-train-views --out $W/dtu >$W/dtu.log 2>&1
+  cp $W/dtu.log "$OUT/dtu_table.md"
 }
-lane_d() {  # DTU held-out image metrics, then fit-sdf on the reference meshes
-  CUDA_VISIBLE_DEVICES=$(gpu 3) python3 benchmarks/dtu_table.py --scene $DTU --preset hashgrid-fused \
-    --max-seconds 150 --no-train-views --out $W/dtu >$W/d.log 2>&1
-  cp $W/d.log "$OUT/dtu_table.md"
-  for m in bunny armadillo spot; do
-    CUDA_VISIBLE_DEVICES=$(gpu 3) timeout 150 python3 benchmarks/fit_sdf.py --out $W/fit_sdf --meshes $m \
+fit_sdf() {  # GPU MESHES...
+  local g=$1; shift
+  for m in "$@"; do
+    CUDA_VISIBLE_DEVICES=$(gpu "$g") timeout 150 python3 benchmarks/fit_sdf.py --out $W/fit_sdf --meshes $m \
       --device cuda --max-seconds 6 --data .data/meshes >>$W/fit.log 2>&1
     cp $W/fit_sdf/results.json "$OUT/fit_sdf.json" 2>/dev/null
   done
 }
-if [ "$NGPU" -ge 4 ]; then
-  lane_a & lane_b & lane_c & lane_d & wait
-else
-  lane_a; lane_b; lane_c; lane_d
-fi
-tail -n 30 $W/*.log
+
+# ------------------------------------------------------------------ the calls
+TEN=runs/gpu-ten; PAUSE_S=${PAUSE_S:-505}
+TEN_PRESETS=(positional hashgrid-fused nffb-fused)
+case $MODE in
+  ten-start)
+    for i in "${!TEN_PRESETS[@]}"; do
+      p=${TEN_PRESETS[$i]}
+      (CUDA_VISIBLE_DEVICES=$(gpu "$i") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
+        --budgets 120 300 600 --out $TEN/$p --pause-at "$PAUSE_S" >$W/ten_$p.log 2>&1; tail -n 3 $W/ten_$p.log) &
+    done
+    (cameras_spot 3; gpu_tests 3) &
+    wait
+    ;;
+  ten-finish)
+    for i in "${!TEN_PRESETS[@]}"; do
+      p=${TEN_PRESETS[$i]}
+      (CUDA_VISIBLE_DEVICES=$(gpu "$i") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
+        --budgets 120 300 600 --out $TEN/$p --resume >$W/ten_$p.log 2>&1
+       merge presets_ten.json $TEN/*/results.json) &
+    done
+    cameras_dtu 3 &
+    wait
+    ;;
+  all)
+    lane_a() { spot_preset 0 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
+               merge presets.json $W/presets/*/results.json; }
+    lane_b() { cameras_spot 1; gpu_tests 1; kernel_bench 1; }
+    lane_c() { cameras_dtu 2; fit_sdf 2 bunny armadillo spot; }
+    lane_d() { dtu_table 3; }
+    parallel lane_a; parallel lane_b; parallel lane_c; parallel lane_d; wait
+    ;;
+esac
+tail -n 5 $W/*.log
