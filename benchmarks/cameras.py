@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import trimesh
 
 from nsr.config import get_preset
@@ -27,6 +28,7 @@ from nsr.engine.evaluate import extract_world_mesh
 from nsr.engine.run import open_run
 from nsr.engine.trainer import Trainer
 from nsr.metrics.geometry import mesh_metrics
+from nsr.metrics.poses import pose_errors
 
 
 def main() -> None:
@@ -49,6 +51,9 @@ def main() -> None:
         type=int,
         default=None,
         help="train this many steps (the -cams schedule is in fractions of it; --budget still caps the time)",
+    )
+    parser.add_argument(
+        "--track-every", type=int, default=0, help="print the camera errors every N steps of the trained run"
     )
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--holdout", type=int, default=8)
@@ -90,6 +95,8 @@ def main() -> None:
                 config.cameras.lr = args.cam_lr
         run_dir = args.out / mode
         trainer = Trainer(config, scene, run_dir)
+        if mode == "cams" and args.track_every:
+            trainer.on_step = camera_tracker(trainer, args.track_every)
         wall = time.perf_counter()
         trainer.train()
         row = {"steps": trainer.step, "train_seconds": round(trainer.seconds, 1)}
@@ -111,6 +118,23 @@ def main() -> None:
     results["world_scale"] = world_scale(scene.scale_mat)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print_table(results)
+
+
+def camera_tracker(trainer: Trainer, every: int):
+    """An on_step callback printing the aligned camera errors of the training views every `every` steps."""
+    views = np.asarray(trainer.train_views)
+    gt = trainer.gt_scene.c2w[views]
+
+    def track(m) -> None:
+        if m.step % every == 0:
+            errors = pose_errors(trainer.cameras.poses()[views], gt)
+            print(
+                f"step {m.step}: rotation {errors.rotation_deg.mean():.3f} deg, "
+                f"centre {100 * errors.centre_rel.mean():.3f}% (mean, aligned), psnr {m.psnr:.2f}",
+                flush=True,
+            )
+
+    return track
 
 
 def print_table(results: dict) -> None:

@@ -47,15 +47,19 @@ spot_preset() {  # GPU NAME BUDGETS... -- EXTRA: one preset on Spot, results in 
   CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/baseline.py "${SPOT[@]}" --out $W/presets/$name "$@" \
     >$W/presets_$name.log 2>&1
 }
-cameras_spot() {  # trainable cameras on Spot, 3 deg / 3%: fixed vs trained
-  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
-    --noise 3,0.03,0 --steps 7000 --budget 200 --out $W/cams_spot >$W/cams_spot.log 2>&1
-  cp $W/cams_spot.log "$OUT/cameras_spot.md"
+cameras_spot() {  # GPU [CAM_LR [--skip-fixed]]: trainable cameras on Spot, 3 deg / 3%: fixed vs trained
+  local g=$1 lr=${2:-} tag=${2:+_$2}; shift; shift || true
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
+    --noise 3,0.03,0 --steps 7000 --budget 200 --track-every 500 ${lr:+--cam-lr $lr} "$@" \
+    --out $W/cams_spot$tag >$W/cams_spot$tag.log 2>&1
+  grep -v "it/s" $W/cams_spot$tag.log >"$OUT/cameras_spot$tag.md"
 }
-cameras_dtu() {  # trainable cameras on DTU scan24, 2 deg / 2%
-  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
-    --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --out $W/cams_dtu >$W/cams_dtu.log 2>&1
-  cp $W/cams_dtu.log "$OUT/cameras_dtu.md"
+cameras_dtu() {  # GPU [CAM_LR]: trainable cameras on DTU scan24, 2 deg / 2%
+  local g=$1 lr=${2:-} tag=${2:+_$2}
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
+    --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --track-every 500 ${lr:+--cam-lr $lr} \
+    --out $W/cams_dtu$tag >$W/cams_dtu$tag.log 2>&1
+  grep -v "it/s" $W/cams_dtu$tag.log >"$OUT/cameras_dtu$tag.md"
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -73,7 +77,7 @@ dtu_table() {
 fit_sdf() {  # GPU MESHES...
   local g=$1; shift
   for m in "$@"; do
-    CUDA_VISIBLE_DEVICES=$(gpu "$g") timeout 150 python3 benchmarks/fit_sdf.py --out $W/fit_sdf --meshes $m \
+    CUDA_VISIBLE_DEVICES=$(gpu "$g") timeout 100 python3 benchmarks/fit_sdf.py --out $W/fit_sdf --meshes $m \
       --device cuda --max-seconds 6 --data .data/meshes >>$W/fit.log 2>&1
     cp $W/fit_sdf/results.json "$OUT/fit_sdf.json" 2>/dev/null
   done
@@ -103,11 +107,12 @@ case $MODE in
     wait
     ;;
   all)
-    lane_a() { spot_preset 0 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
+    lane_a() { cameras_spot 0 1e-3; cameras_dtu 0 1e-3; }
+    lane_b() { cameras_spot 1 2e-3 --skip-fixed; cameras_dtu 1 2e-3; fit_sdf 1 spot; }
+    lane_c() { spot_preset 2 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
                merge presets.json $W/presets/*/results.json; }
-    lane_b() { cameras_spot 1; gpu_tests 1; kernel_bench 1; }
-    lane_c() { cameras_dtu 2; fit_sdf 2 bunny armadillo spot; }
-    lane_d() { dtu_table 3; }
+    lane_d() { spot_preset 3 nffb --preset nffb --budgets "$SHORT" "$LONG"
+               merge presets.json $W/presets/*/results.json; }
     parallel lane_a; parallel lane_b; parallel lane_c; parallel lane_d; wait
     ;;
 esac
