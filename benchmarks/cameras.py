@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--downscale", type=float, default=1.0)
     parser.add_argument("--background", type=float, nargs=3, default=None)
     parser.add_argument("--skip-fixed", action="store_true", help="only the trained-camera run")
+    parser.add_argument("--skip-cams", action="store_true", help="only the fixed-camera run")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -67,7 +68,7 @@ def main() -> None:
     gt = trimesh.load(args.gt_mesh, force="mesh") if args.gt_mesh else None
     results = {"scene": args.scene.name, "preset": args.preset, "noise": args.noise, "budget_s": args.budget}
     for mode in ("fixed", "cams"):
-        if mode == "fixed" and args.skip_fixed:
+        if (mode == "fixed" and args.skip_fixed) or (mode == "cams" and args.skip_cams):
             continue
         config = get_preset(args.preset if mode == "fixed" else args.preset + "-cams")
         config.data.path = args.scene
@@ -117,7 +118,10 @@ def main() -> None:
         results[mode] = row
     results["world_scale"] = world_scale(scene.scale_mat)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    print_table(results)
+    if "cams" in results:
+        print_table(results)
+    else:
+        print(json.dumps(results))
 
 
 def camera_tracker(trainer: Trainer, every: int):

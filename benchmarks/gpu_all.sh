@@ -54,6 +54,13 @@ cameras_spot() {  # GPU [CAM_LR [--skip-fixed]]: trainable cameras on Spot, 3 de
     --out $W/cams_spot$tag >$W/cams_spot$tag.log 2>&1
   grep -v "it/s" $W/cams_spot$tag.log >"$OUT/cameras_spot$tag.md"
 }
+cameras_spot_preset() {  # GPU --skip-fixed|--skip-cams: hashgrid-fused(-cams) with the preset's own steps
+  local g=$1 only=$2
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
+    --noise 3,0.03,0 --steps 15000 --budget 400 --track-every 1000 "$only" \
+    --out $W/cams_spot_preset$only >$W/cams_spot_preset$only.log 2>&1
+  grep -v "it/s" $W/cams_spot_preset$only.log >"$OUT/cameras_spot_preset$only.md"
+}
 cameras_dtu() {  # GPU [CAM_LR]: trainable cameras on DTU scan24, 2 deg / 2%
   local g=$1 lr=${2:-} tag=${2:+_$2}
   CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
@@ -107,12 +114,12 @@ case $MODE in
     wait
     ;;
   all)
-    lane_a() { cameras_spot 0 1e-3; cameras_dtu 0 1e-3; }
-    lane_b() { cameras_spot 1 2e-3 --skip-fixed; cameras_dtu 1 2e-3; fit_sdf 1 spot; }
-    lane_c() { spot_preset 2 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
+    lane_a() { spot_preset 0 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
                merge presets.json $W/presets/*/results.json; }
-    lane_d() { spot_preset 3 nffb --preset nffb --budgets "$SHORT" "$LONG"
+    lane_b() { spot_preset 1 nffb --preset nffb --budgets "$SHORT" "$LONG"
                merge presets.json $W/presets/*/results.json; }
+    lane_c() { cameras_spot_preset 2 --skip-cams; }
+    lane_d() { cameras_spot_preset 3 --skip-fixed; }
     parallel lane_a; parallel lane_b; parallel lane_c; parallel lane_d; wait
     ;;
 esac

@@ -201,33 +201,30 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
     )
 
 
-def _view_filter_bank(config_cls: type) -> NFFBConfig:
-    """A small filter bank on view directions (4 dense levels, 4 to 32 cells), as the original used, with
-    the points' slow trunk and filter bandwidth (w0 = 30 and sigma 5 made the colour a high-frequency
-    function of the view direction: 9-10 dB held-out PSNR inside the mask on Spot)."""
-    return config_cls(
-        num_levels=4,
-        log2_table_size=12,
-        base_resolution=4,
-        finest_resolution=32,
-        hidden_dim=32,
-        out_features=16,
-        base_sigma=FILTER_BANK_SIGMA,
-        w0=3.0,
-        backend="torch",
-    )
+VIEW_ENCODING_OF_FILTER_BANKS = PositionalEncodingConfig(num_frequencies=4)
+"""View directions of the filter-bank presets. A filter bank on the view directions too (as the original
+configured it, 4 dense levels of 4 to 32 cells) fits the training views but not new ones: on Spot (one
+H100, 2026-11-27) it left 9.5-10 dB held-out PSNR inside the mask with w0 = 30 / sigma 5 and with
+w0 = 3 / sigma 1 alike, against 29 dB with positional view directions. The training views' rays cover
+only a few narrow cones of directions, so most of a direction grid is never trained. `nffb` on view
+directions stays available (`--model.appearance.view-encoding nffb`)."""
 
 
 def nffb() -> TrainConfig:
-    """Neural Fourier Filter Bank for points and view directions (PyTorch backend, analytic eikonal)."""
-    points, views = _filter_bank(NFFBConfig, "torch"), _view_filter_bank(NFFBConfig)
-    return _fast(points, views, encoding_lr=FILTER_BANK_TABLE_LR)
+    """Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal), positional view directions."""
+    return _fast(
+        _filter_bank(NFFBConfig, "torch"), VIEW_ENCODING_OF_FILTER_BANKS, encoding_lr=FILTER_BANK_TABLE_LR
+    )
 
 
 def stylemod_nffb() -> TrainConfig:
-    """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points and views."""
-    points, views = _filter_bank(StyleModNFFBConfig, "torch"), _view_filter_bank(StyleModNFFBConfig)
-    return _fast(points, views, encoding_lr=FILTER_BANK_TABLE_LR)
+    """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points (PyTorch
+    grid, analytic eikonal), positional view directions."""
+    return _fast(
+        _filter_bank(StyleModNFFBConfig, "torch"),
+        VIEW_ENCODING_OF_FILTER_BANKS,
+        encoding_lr=FILTER_BANK_TABLE_LR,
+    )
 
 
 def nffb_fused() -> TrainConfig:
@@ -235,7 +232,7 @@ def nffb_fused() -> TrainConfig:
     eikonal gradient."""
     return _fast(
         _filter_bank(NFFBConfig, "auto"),
-        PositionalEncodingConfig(num_frequencies=4),
+        VIEW_ENCODING_OF_FILTER_BANKS,
         gradient="finite_difference",
         encoding_lr=FILTER_BANK_TABLE_LR,
     )
@@ -252,9 +249,11 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "hashgrid-fused", "hash grid on the fused GPU kernel, finite-difference eikonal", hashgrid_fused
         ),
-        Preset("nffb", "Neural Fourier Filter Bank for points and views (PyTorch grid)", nffb),
+        Preset("nffb", "Neural Fourier Filter Bank for points, positional views (PyTorch grid)", nffb),
         Preset(
-            "stylemod-nffb", "style-modulated filter bank for points and views (PyTorch grid)", stylemod_nffb
+            "stylemod-nffb",
+            "style-modulated filter bank for points, positional views (PyTorch grid)",
+            stylemod_nffb,
         ),
         Preset("nffb-fused", "filter bank on the fused GPU kernel, finite-difference eikonal", nffb_fused),
     ]
@@ -275,22 +274,27 @@ def set_camera_schedule(config: TrainConfig) -> TrainConfig:
     return config
 
 
+CAMERA_LR_FACTOR = {"demo": 6.0, "positional": 6.0, "fourier": 6.0}
+"""Camera learning rate of NAME-cams as a multiple of the model's (default 1). The demo's 6x (3e-3) was
+tuned on the CPU demo scene; the grid and filter-bank presets (model lr 1e-3) use 1x: on Spot and DTU
+(one H100, 2026-11-27) 6x made the poses diverge (3 deg -> 21 deg), 1x recovered them best
+(benchmarks/RESULTS.md)."""
+
+
 def with_trained_cameras(preset: Preset) -> Preset:
     """The preset with `cameras.trainable` on.
 
     The cameras stay frozen (no gradient) for the first 15% of the steps while the surface forms from the
-    initial sphere (cameras fitted to a blob drift), then learn at 6x the model's learning rate, cut to
-    0.3x at half and again at three quarters of the run so the poses settle before the surface's last
-    refinement. Tuned on the demo scene with 3 deg / 3% noise (benchmarks/RESULTS.md): following the
-    model's own milestones at 4x left the centres at 0.53% of the camera distance and the Chamfer 1.43x
-    the fixed-camera run's. Start poses come from `--cameras.init-file FILE` or
+    initial sphere (cameras fitted to a blob drift), then learn at `CAMERA_LR_FACTOR` times the model's
+    learning rate, cut to 0.3x at half and again at three quarters of the run so the poses settle before
+    the surface's last refinement. Start poses come from `--cameras.init-file FILE` or
     `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
     """
 
     def make() -> TrainConfig:
         config = preset.make()
         config.cameras.trainable = True
-        config.cameras.lr = 6 * config.optim.lr
+        config.cameras.lr = CAMERA_LR_FACTOR.get(preset.name, 1.0) * config.optim.lr
         return set_camera_schedule(config)
 
     return Preset(preset.name + CAMERA_SUFFIX, preset.description + "; trains the cameras too", make)
