@@ -123,3 +123,26 @@ def test_synth_reports_a_bad_mesh_and_bad_pose_noise(tmp_path: Path, capsys) -> 
     assert "bad.obj" in capsys.readouterr().err
     assert main(["data", "synth", "--mesh", "x.obj", "--out", str(tmp_path / "o"), "--pose-noise", "2"]) == 2
     assert "ROT_DEG,TRANS_FRAC" in capsys.readouterr().err
+
+
+def test_eval_and_render_a_run_trained_from_a_nerf_synthetic_folder(
+    tmp_path: Path, tiny_scene: Path, capsys
+) -> None:
+    """The run records the scene's format; `nsr eval` and `nsr render` read the scene back in it."""
+    from nsr.data.blender import write_transforms
+    from nsr.data.idr import load_idr_scene
+
+    write_transforms(load_idr_scene(tiny_scene), tmp_path / "nerf")
+    run = tmp_path / "run"
+    argv = ["--data", str(tmp_path / "nerf"), "--out", str(run), "--preset", "demo", "--steps", "2",
+            "--holdout", "4", "--rays-per-batch", "64", "--device", "cpu", "--val-every", "0",
+            "--model.sdf.hidden-dim", "48", "--no-tensorboard"]  # fmt: skip
+    assert main(["train", *argv]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json", "--device", "cpu"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_views"] == 2 and np.isfinite(result["psnr"])
+    assert main(["render", str(run), "--frames", "2", "--out", str(tmp_path / "frames"), "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 2

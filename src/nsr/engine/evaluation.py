@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nsr.atomic import atomic_write
-from nsr.data.idr import load_idr_scene
+from nsr.data.formats import load_scene
 from nsr.data.scene import SceneData
 from nsr.engine.run import Run, RunError
 from nsr.engine.trainer import render_view
@@ -75,10 +75,11 @@ def scene_root(run: Run, data: str | Path | None) -> Path:
 
 
 def load_run_scene(run: Run, data: str | Path | None = None) -> SceneData:
-    """The run's scene at its training resolution, checked against what the run folder recorded."""
+    """The run's scene at its training resolution (in the format it was trained from), checked against what
+    the run folder recorded."""
     root = scene_root(run, data)
     cfg = run.config.data
-    scene = load_idr_scene(root, downscale=cfg.downscale, camera_file=cfg.camera_file)
+    scene = load_scene(root, cfg.format, downscale=cfg.downscale, camera_file=cfg.camera_file)
     info = json.loads((run.path / "scene.json").read_text())
     expected = (info.get("num_views"), info.get("height"), info.get("width"))
     found = (scene.num_views, scene.height, scene.width)
