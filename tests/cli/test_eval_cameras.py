@@ -68,6 +68,12 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
     as_json = json.loads(result.stdout)
     assert as_json["after"]["rotation_deg_mean"] == report["after"]["rotation_deg_mean"]
 
+    # Image and geometry metrics of the same run: held-out views in the model's frame, mesh in the GT world.
+    result = json.loads(nsr("eval", run, "--device", "cpu", "--json", "--images", "on", "--resolution", "32",
+                            "--gt-mesh", tiny_scene / "gt_mesh.ply").stdout)  # fmt: skip
+    assert "held-out views are rendered at their ground-truth poses" in result["camera_frame"]
+    assert result["num_views"] == 2 and np.isfinite(result["psnr"]) and np.isfinite(result["chamfer"])
+
     fixed = tmp_path / "fixed"
     nsr("train", "--data", tiny_scene, "--out", fixed, "--preset", "demo", "--steps", "1", *SMALL)
     result = nsr("eval-cameras", fixed, "--no-mesh", check=False)

@@ -63,3 +63,12 @@ def test_pose_errors_need_matching_counts():
     _, c2w = default_cameras(4, 32)
     with pytest.raises(ValueError, match="3 estimated cameras for 4"):
         pose_errors(c2w[:3], c2w)
+
+
+def test_inverse_similarity_undoes_points_and_cameras():
+    truth = _known_similarity()
+    points = np.random.default_rng(1).normal(size=(5, 3))
+    np.testing.assert_allclose(truth.inverse().apply(truth.apply(points)), points, atol=1e-12)
+    np.testing.assert_allclose(truth.inverse().matrix(), np.linalg.inv(truth.matrix()), atol=1e-12)
+    _, c2w = default_cameras(4, 32)
+    np.testing.assert_allclose(truth.inverse().apply_c2w(truth.apply_c2w(c2w)), c2w, atol=1e-12)

@@ -16,6 +16,7 @@ write `_section_x(args, ctx) -> dict | None` and append it to `SECTIONS`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import trimesh
 import tyro
 
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
+from nsr.engine.cameras import INIT_CAMERAS, CameraEvaluation, poses_in_model_frame
 from nsr.engine.evaluate import extract_world_mesh
 from nsr.engine.evaluation import (
     IMAGE_CONVENTIONS,
@@ -98,24 +100,63 @@ class Context:
     args: EvalArgs
     run: Run
     out: Path
+    _gt_scene: object = None
     _scene: object = None
     _mesh: trimesh.Trimesh | None = None
-    notes: list[str] = field(default_factory=list)
+    _cameras: CameraEvaluation | None = None
+    _cameras_done: bool = False
+    notes: dict = field(default_factory=dict)
+    """What the result should say about how it was computed."""
+
+    def camera_alignment(self) -> CameraEvaluation | None:
+        """For a run whose cameras started elsewhere than the scene's (a camera file, pose noise, trained
+        cameras): its cameras aligned to the scene's by a robust similarity; None for the scene's cameras."""
+        if not self._cameras_done:
+            self._cameras_done = True
+            if (self.run.path / INIT_CAMERAS).is_file():
+                from nsr.cli.eval_cameras import evaluate_run_cameras
+
+                self._cameras = evaluate_run_cameras(self.run)
+                after = self._cameras.after
+                self.notes["camera_frame"] = (
+                    f"the run's cameras did not start at the scene's: held-out views are rendered at their "
+                    f"ground-truth poses mapped into the model's frame, and the mesh is mapped into the "
+                    f"ground truth's world frame, by the similarity fitted on the {len(self._cameras.views)} "
+                    f"training cameras ({int(after.inliers.sum())} inliers); training views at the run's poses"
+                )
+        return self._cameras
+
+    def gt_scene(self):
+        """The scene as on disk (the ground-truth cameras, in the scene's normalised frame)."""
+        if self._gt_scene is None:
+            self._gt_scene = load_run_scene(self.run, self.args.data)
+        return self._gt_scene
 
     def scene(self):
+        """The scene in the model's frame, for rendering (see `poses_in_model_frame`)."""
         if self._scene is None:
-            self._scene = load_run_scene(self.run, self.args.data)
+            scene, evaluation = self.gt_scene(), self.camera_alignment()
+            if evaluation is not None:
+                from nsr.cli.eval_cameras import run_poses
+
+                _, final = run_poses(self.run)
+                c2w = poses_in_model_frame(evaluation, final, scene.c2w).astype(scene.c2w.dtype)
+                scene = dataclasses.replace(scene, c2w=c2w)
+            self._scene = scene
         return self._scene
 
     def mesh(self) -> trimesh.Trimesh:
+        """The mesh in the ground truth's world units (given, or extracted from the checkpoint)."""
         if self._mesh is None:
             if self.args.mesh is not None:
                 self._mesh = _load_mesh(self.args.mesh)
             else:
+                evaluation = self.camera_alignment()
+                to_world = self.run.scale_mat if evaluation is None else evaluation.model_to_gt_world()
                 progress = CountProgress("marching cubes")
                 try:
                     self._mesh = extract_world_mesh(
-                        self.run.model, self.run.scale_mat, self.args.resolution, progress=progress
+                        self.run.model, to_world, self.args.resolution, progress=progress
                     )
                 finally:
                     progress.close()
@@ -125,7 +166,7 @@ class Context:
     def culling(self) -> MaskCulling | None:
         if self.args.cull == "none":
             return None
-        scene = self.scene()
+        scene = self.gt_scene()
         return MaskCulling(
             scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), self.args.cull_dilation
         )
@@ -240,6 +281,7 @@ def _run(args: EvalArgs) -> int:
                 result.update(part)
         if "psnr" in result:
             result["conventions"] = IMAGE_CONVENTIONS
+        result.update(ctx.notes)
         summary_path = out / "summary.json"
         previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         write_json({**previous, **result}, summary_path)  # sections from earlier calls are kept

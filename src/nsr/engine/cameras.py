@@ -126,3 +126,20 @@ def evaluate_cameras(
         views=[int(v) for v in idx],
         gt_scale_mat=np.asarray(gt_scale_mat, dtype=np.float64),
     )
+
+
+def poses_in_model_frame(
+    evaluation: CameraEvaluation, final_c2w: np.ndarray, gt_c2w: np.ndarray
+) -> np.ndarray:
+    """(N, 4, 4) camera-to-world transforms of every view in the model's frame, for rendering.
+
+    The views the cameras were evaluated on (the training views) keep the run's final poses; every other
+    view (the held-out ones, never trained) gets its ground-truth pose mapped into the model's frame by
+    the inverse of the alignment fitted on the training cameras. Rendering a held-out view at its initial
+    (noisy) pose, or at the ground-truth pose in a frame the trained cameras have drifted from, would
+    measure the pose error instead of the reconstruction.
+    """
+    poses = evaluation.after.alignment.inverse().apply_c2w(gt_c2w)
+    trained = np.asarray(evaluation.views, dtype=np.int64)
+    poses[trained] = np.asarray(final_c2w, dtype=np.float64)[trained]
+    return poses

@@ -42,6 +42,11 @@ class Similarity:
         m[:3, 3] = self.translation
         return m
 
+    def inverse(self) -> Similarity:
+        """The similarity mapping back: x -> (rotation^T (x - translation)) / scale."""
+        rotation = self.rotation.T
+        return Similarity(1.0 / self.scale, rotation, -(rotation @ self.translation) / self.scale)
+
     def apply_c2w(self, c2w: np.ndarray) -> np.ndarray:
         """(N, 4, 4) camera-to-world transforms moved into the target frame (rotation R @ R_i, centre mapped)."""
         out = np.array(c2w, dtype=np.float64, copy=True)
