@@ -5,9 +5,10 @@
 #
 # On the device machine, from the repo root, with .data/ (synthetic_spot_mitsuba, meshes/{spot_cow,
 # stanford_bunny,armadillo}, dtu_scan24_half) and .whl/ carried:
-#   bash benchmarks/gpu_all.sh OUT [SHORT_S=120] [LONG_S=300]   # everything that fits one 10-minute call
-#   bash benchmarks/gpu_all.sh OUT ten-start                     # call 1 of the 10-minute budget ...
-#   bash benchmarks/gpu_all.sh OUT ten-finish                    # ... call 2, on the same (warm) machine
+#   bash benchmarks/gpu_all.sh OUT [all]      # GPU tests, kernel benchmark, cameras, fit-sdf, DTU table
+#   bash benchmarks/gpu_all.sh OUT ten-start  # presets on Spot at 120/300/600 s, call 1 of 2 ...
+#   bash benchmarks/gpu_all.sh OUT ten-finish # ... call 2, on the same (warm) machine
+#   TEN_PRESETS="hashgrid hashgrid-pe nffb" bash benchmarks/gpu_all.sh OUT ten-start   # other presets
 # With 4 GPUs the lanes run side by side, one training process per GPU at a time (so budgets stay honest);
 # with fewer GPUs they run one after the other. Each lane writes its results into OUT as it goes (8 files
 # at most per call).
@@ -18,10 +19,10 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [SHORT_S LONG_S | ten-start | ten-finish]}; MODE=all; SHORT=120; LONG=300
-case "${2:-}" in
-  ten-start|ten-finish) MODE=$2 ;;
-  *) SHORT=${2:-120}; LONG=${3:-300} ;;
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish]}; MODE=${2:-all}
+case "$MODE" in
+  all|ten-start|ten-finish) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish)" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -92,7 +93,7 @@ fit_sdf() {  # GPU MESHES...
 
 # ------------------------------------------------------------------ the calls
 TEN=runs/gpu-ten; PAUSE_S=${PAUSE_S:-505}
-TEN_PRESETS=(positional hashgrid-fused nffb-fused)
+read -r -a TEN_PRESETS <<<"${TEN_PRESETS:-positional hashgrid-fused nffb-fused}"  # at most 3 (GPU 4: cameras)
 case $MODE in
   ten-start)
     for i in "${!TEN_PRESETS[@]}"; do
@@ -114,12 +115,10 @@ case $MODE in
     wait
     ;;
   all)
-    lane_a() { spot_preset 0 stylemod-nffb --preset stylemod-nffb --budgets "$SHORT" "$LONG"
-               merge presets.json $W/presets/*/results.json; }
-    lane_b() { spot_preset 1 nffb --preset nffb --budgets "$SHORT" "$LONG"
-               merge presets.json $W/presets/*/results.json; }
-    lane_c() { cameras_spot_preset 2 --skip-cams; }
-    lane_d() { cameras_spot_preset 3 --skip-fixed; }
+    lane_a() { cameras_spot_preset 0 --skip-cams; gpu_tests 0; kernel_bench 0; }
+    lane_b() { cameras_spot_preset 1 --skip-fixed; }
+    lane_c() { cameras_dtu 2; fit_sdf 2 bunny armadillo spot; }
+    lane_d() { dtu_table 3; }
     parallel lane_a; parallel lane_b; parallel lane_c; parallel lane_d; wait
     ;;
 esac
