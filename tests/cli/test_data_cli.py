@@ -144,5 +144,7 @@ def test_eval_and_render_a_run_trained_from_a_nerf_synthetic_folder(
 
     result = json.loads(capsys.readouterr().out)
     assert result["num_views"] == 2 and np.isfinite(result["psnr"])
-    assert main(["render", str(run), "--frames", "2", "--out", str(tmp_path / "frames"), "--device", "cpu"]) == 0
+    assert (
+        main(["render", str(run), "--frames", "2", "--out", str(tmp_path / "frames"), "--device", "cpu"]) == 0
+    )
     assert len(list((tmp_path / "frames").glob("*.png"))) == 2
