@@ -75,6 +75,20 @@ def test_eval_images_on_held_out_views(run_folder, tmp_path, capsys, monkeypatch
     assert float(first.split(",")[2]) == pytest.approx(-10 * np.log10(mse), abs=0.05)
 
 
+def test_eval_at_another_resolution(run_folder, tmp_path, capsys, monkeypatch):
+    """`--downscale 2` renders and compares at half the training resolution; a bad value is one clear line."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    out = tmp_path / "eval"
+    code, _, stderr = call("eval", [run_folder, "--device", "cpu", "--out", out, "--downscale", "2"], capsys)
+    assert code == 0, stderr
+    from PIL import Image
+
+    test_view = json.loads((run_folder / "split.json").read_text())["test"][0]
+    assert np.asarray(Image.open(out / "renders" / f"view_{test_view:03d}.png")).shape == (16, 48, 3)
+    code, _, stderr = call("eval", [run_folder, "--device", "cpu", "--downscale", "0"], capsys)
+    assert code == 1 and "--downscale must be > 0" in stderr and "Traceback" not in stderr
+
+
 def test_eval_geometry_json_keys(run_folder, tiny_scene, tmp_path, capsys):
     argv = [run_folder, "--gt-mesh", tiny_scene / "gt_mesh.ply", "--json", "--device", "cpu"]
     argv += ["--resolution", "32", "--num-samples", "4000", "--out", tmp_path]

@@ -61,6 +61,8 @@ class EvalArgs:
     """Print the result as one JSON object on stdout (progress goes to stderr)."""
     data: Path | None = None
     """Scene folder, when the one recorded in the run folder does not exist on this machine."""
+    downscale: float | None = None
+    """Render and compare at this image downscale instead of the run's training one (1 = full images)."""
     out: Path | None = None
     """Output folder (default RUN/eval/step_XXXXXXX)."""
     images: Literal["auto", "on", "off"] = "auto"
@@ -129,7 +131,7 @@ class Context:
     def gt_scene(self):
         """The scene as on disk (the ground-truth cameras, in the scene's normalised frame)."""
         if self._gt_scene is None:
-            self._gt_scene = load_run_scene(self.run, self.args.data)
+            self._gt_scene = load_run_scene(self.run, self.args.data, self.args.downscale)
         return self._gt_scene
 
     def scene(self):

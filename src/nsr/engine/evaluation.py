@@ -74,15 +74,20 @@ def scene_root(run: Run, data: str | Path | None) -> Path:
     return Path(recorded)
 
 
-def load_run_scene(run: Run, data: str | Path | None = None) -> SceneData:
-    """The run's scene at its training resolution (in the format it was trained from), checked against what
-    the run folder recorded."""
+def load_run_scene(run: Run, data: str | Path | None = None, downscale: float | None = None) -> SceneData:
+    """The run's scene in the format it was trained from, at its training resolution (or at `downscale`,
+    e.g. 1 for the full images), checked against what the run folder recorded."""
     root = scene_root(run, data)
     cfg = run.config.data
-    scene = load_scene(root, cfg.format, downscale=cfg.downscale, camera_file=cfg.camera_file)
+    if downscale is not None and not downscale > 0:
+        raise RunError(f"--downscale must be > 0, got {downscale}")
+    scale = cfg.downscale if downscale is None else downscale
+    scene = load_scene(root, cfg.format, downscale=scale, camera_file=cfg.camera_file)
     info = json.loads((run.path / "scene.json").read_text())
     expected = (info.get("num_views"), info.get("height"), info.get("width"))
     found = (scene.num_views, scene.height, scene.width)
+    if scale != cfg.downscale:  # another resolution: only the views must match
+        expected, found = expected[:1], found[:1]
     if None not in expected and tuple(expected) != found:
         raise RunError(
             f"{root}: {found[0]} views of {found[2]}x{found[1]} but the run was trained on "
