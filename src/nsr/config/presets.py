@@ -205,7 +205,7 @@ VIEW_ENCODING_OF_FILTER_BANKS = PositionalEncodingConfig(num_frequencies=4)
 """View directions of the filter-bank presets. A filter bank on the view directions too (as the original
 configured it, 4 dense levels of 4 to 32 cells) fits the training views but not new ones: on Spot (one
 H100, 2026-11-27) it left 9.5-10 dB held-out PSNR inside the mask with w0 = 30 / sigma 5 and with
-w0 = 3 / sigma 1 alike, against 29 dB with positional view directions. The training views' rays cover
+w0 = 3 / sigma 1 alike, against 19-24 dB at 300 s with positional view directions. The training rays cover
 only a few narrow cones of directions, so most of a direction grid is never trained. `nffb` on view
 directions stays available (`--model.appearance.view-encoding nffb`)."""
 
