@@ -74,6 +74,10 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
     assert "held-out views are rendered at their ground-truth poses" in result["camera_frame"]
     assert result["num_views"] == 2 and np.isfinite(result["psnr"]) and np.isfinite(result["chamfer"])
 
+    # A camera path through the run's own (trained) poses.
+    nsr("render", run, "--frames", "2", "--device", "cpu", "--out", tmp_path / "orbit")
+    assert len(list((tmp_path / "orbit").glob("*.png"))) == 2
+
     fixed = tmp_path / "fixed"
     nsr("train", "--data", tiny_scene, "--out", fixed, "--preset", "demo", "--steps", "1", *SMALL)
     result = nsr("eval-cameras", fixed, "--no-mesh", check=False)

@@ -29,3 +29,26 @@ def test_held_out_views_get_the_ground_truth_pose_in_the_model_frame():
     poses = poses_in_model_frame(evaluate_cameras(final, final, gt, np.eye(4), train), final, gt)
     np.testing.assert_array_equal(poses[1], final[1])
     np.testing.assert_allclose(poses[0], in_model[0], atol=0.03)  # the alignment moved by ~0.05 / 9
+
+
+def test_render_paths_use_the_run_poses(tiny_scene, tmp_path):
+    """`with_run_poses`: a run with moved cameras gives its final poses; a run on the scene's cameras the scene."""
+    from tests.conftest import tiny_config
+
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine.run import open_run, with_run_poses
+    from nsr.engine.trainer import Trainer
+
+    scene = load_idr_scene(tiny_scene)
+    for noisy in (False, True):
+        config = tiny_config(tiny_scene, steps=2)
+        if noisy:
+            config.cameras.trainable, config.cameras.pose_noise, config.cameras.lr = True, "3,0.03,0", 1e-2
+        Trainer(config, scene, tmp_path / str(noisy)).train()
+        run = open_run(tmp_path / str(noisy), device="cpu")
+        poses = with_run_poses(run, scene).c2w
+        if noisy:
+            np.testing.assert_allclose(poses, run.cameras.poses(), atol=1e-6)
+            assert not np.allclose(poses, scene.c2w, atol=1e-3)
+        else:
+            np.testing.assert_array_equal(poses, scene.c2w)

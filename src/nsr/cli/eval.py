@@ -41,7 +41,7 @@ from nsr.engine.evaluation import (
     write_json,
     write_views_csv,
 )
-from nsr.engine.run import Run, RunError, open_run
+from nsr.engine.run import Run, RunError, open_run, run_poses
 from nsr.mesh.extract import save_mesh
 from nsr.metrics.geometry import MaskCulling, mesh_metrics
 
@@ -139,8 +139,6 @@ class Context:
         if self._scene is None:
             scene, evaluation = self.gt_scene(), self.camera_alignment()
             if evaluation is not None:
-                from nsr.cli.eval_cameras import run_poses
-
                 _, final = run_poses(self.run)
                 c2w = poses_in_model_frame(evaluation, final, scene.c2w).astype(scene.c2w.dtype)
                 scene = dataclasses.replace(scene, c2w=c2w)

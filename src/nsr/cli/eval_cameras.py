@@ -23,9 +23,9 @@ from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.errors import DataError
 from nsr.data.idr import load_cameras
-from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
+from nsr.engine.cameras import GT_CAMERAS, CameraEvaluation, evaluate_cameras
 from nsr.engine.evaluate import extract_world_mesh
-from nsr.engine.run import Run, RunError, open_run
+from nsr.engine.run import Run, open_run, run_poses
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import mesh_metrics
 
@@ -63,21 +63,6 @@ class EvalCamerasArgs:
 def run(argv: list[str], prog: str = "nsr eval-cameras") -> int:
     args = tyro.cli(EvalCamerasArgs, args=argv, prog=prog)
     return friendly(lambda: _run(args))
-
-
-def run_poses(run_: Run) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4, 4) initial and final camera-to-world transforms of a run, in the model's frame."""
-    if run_.cameras is not None:
-        return run_.cameras.initial_c2w.cpu().numpy(), run_.cameras.poses()
-    init_file = run_.path / INIT_CAMERAS
-    if not init_file.is_file():
-        raise RunError(
-            f"{run_.path}: trained with the scene's own fixed cameras (no {INIT_CAMERAS}); "
-            "train with --pose-noise, --cameras.init-file or a -cams preset to evaluate cameras"
-        )
-    num_views = len(run_.train_views) + len(run_.test_views)
-    _, c2w, _ = load_cameras(init_file, num_views)
-    return c2w, c2w  # fixed (noisy) cameras: they never moved
 
 
 def evaluate_run_cameras(

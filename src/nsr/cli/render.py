@@ -11,7 +11,7 @@ import tyro
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.evaluation import load_run_scene, select_views
 from nsr.engine.novel_views import camera_path, render_to_folder
-from nsr.engine.run import open_run
+from nsr.engine.run import open_run, with_run_poses
 
 
 @dataclass
@@ -49,7 +49,7 @@ def run(argv: list[str]) -> int:
 
 def _run(args: RenderArgs) -> int:
     run_ = open_run(args.run, args.checkpoint, args.device)
-    scene = load_run_scene(run_, args.data)
+    scene = with_run_poses(run_, load_run_scene(run_, args.data))
     path = camera_path(scene, select_views(run_, "train"), args.path, args.frames, args.downscale)
     out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
     progress = CountProgress(f"rendering {args.path}")

@@ -11,7 +11,7 @@ import tyro
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.evaluation import load_run_scene, select_views
 from nsr.engine.novel_views import camera_path, render_to_folder, transfer_model
-from nsr.engine.run import open_run
+from nsr.engine.run import open_run, with_run_poses
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _run(args: TransferArgs) -> int:
     run_a = open_run(args.geometry, args.checkpoint_geometry, args.device)
     run_b = open_run(args.appearance, args.checkpoint_appearance, args.device)
     model = transfer_model(run_a, run_b)
-    scene = load_run_scene(run_a, args.data)
+    scene = with_run_poses(run_a, load_run_scene(run_a, args.data))
     path = camera_path(scene, select_views(run_a, "train"), args.path, args.frames, args.downscale)
     progress = CountProgress("rendering transfer")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,9 @@ import torch
 from nsr.cameras.refine import CameraRefinement
 from nsr.config.io import load_yaml
 from nsr.config.train import TrainConfig
+from nsr.data.idr import load_cameras
+from nsr.data.scene import SceneData
+from nsr.engine.cameras import INIT_CAMERAS
 from nsr.engine.checkpoint import load_checkpoint
 from nsr.engine.trainer import CONFIG_KIND, resolve_device
 from nsr.models import IDRModel
@@ -89,3 +93,31 @@ def model_sdf(model: IDRModel):
         return model.sdf_field.sdf(x)
 
     return sdf
+
+
+def run_poses(run_: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, 4) initial and final camera-to-world transforms of a run, in the model's frame."""
+    if run_.cameras is not None:
+        return run_.cameras.initial_c2w.cpu().numpy(), run_.cameras.poses()
+    init_file = run_.path / INIT_CAMERAS
+    if not init_file.is_file():
+        raise RunError(
+            f"{run_.path}: trained with the scene's own fixed cameras (no {INIT_CAMERAS}); "
+            "train with --pose-noise, --cameras.init-file or a -cams preset to evaluate cameras"
+        )
+    num_views = len(run_.train_views) + len(run_.test_views)
+    _, c2w, _ = load_cameras(init_file, num_views)
+    return c2w, c2w  # fixed (noisy) cameras: they never moved
+
+
+def with_run_poses(run_: Run, scene: SceneData) -> SceneData:
+    """The scene with the run's own final camera poses (the model's frame) when its cameras did not start
+    at the scene's (a camera file, pose noise, trained cameras); the scene itself otherwise.
+
+    For camera paths through the training views (`nsr render`, `nsr transfer`). Held-out views keep their
+    initial poses here; `nsr eval` renders them at their aligned ground-truth poses instead.
+    """
+    if not (run_.path / INIT_CAMERAS).is_file():
+        return scene
+    _, final = run_poses(run_)
+    return dataclasses.replace(scene, c2w=final.astype(scene.c2w.dtype))
