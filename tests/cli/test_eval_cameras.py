@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import trimesh
 
 SMALL = [
@@ -73,6 +74,11 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
                             "--gt-mesh", tiny_scene / "gt_mesh.ply").stdout)  # fmt: skip
     assert "held-out views are rendered at their ground-truth poses" in result["camera_frame"]
     assert result["num_views"] == 2 and np.isfinite(result["psnr"]) and np.isfinite(result["chamfer"])
+    # A mesh from `nsr mesh RUN` (the run's world units) is aligned the same way: same metrics.
+    nsr("mesh", run, "--resolution", "32", "--out", tmp_path / "run_mesh.ply", "--device", "cpu")
+    given = json.loads(nsr("eval", run, "--device", "cpu", "--json", "--mesh", tmp_path / "run_mesh.ply",
+                           "--gt-mesh", tiny_scene / "gt_mesh.ply").stdout)  # fmt: skip
+    assert given["chamfer"] == pytest.approx(result["chamfer"], rel=1e-3)
 
     # A camera path through the run's own (trained) poses.
     nsr("render", run, "--frames", "2", "--device", "cpu", "--out", tmp_path / "orbit")

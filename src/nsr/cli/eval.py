@@ -42,7 +42,7 @@ from nsr.engine.evaluation import (
     write_views_csv,
 )
 from nsr.engine.run import Run, RunError, open_run, run_poses
-from nsr.mesh.extract import save_mesh
+from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import MaskCulling, mesh_metrics
 
 
@@ -72,7 +72,8 @@ class EvalArgs:
     gt_mesh: Path | None = None
     """Ground-truth mesh or point cloud (PLY/OBJ...) in world units, for the geometry metrics."""
     mesh: Path | None = None
-    """Evaluate this mesh (world units) instead of extracting one from the checkpoint."""
+    """Evaluate this mesh (in the run's world units, as `nsr mesh RUN` writes it) instead of extracting one;
+    for a run with noisy or trained cameras it is aligned like an extracted one."""
     resolution: int = 512
     """Marching-cubes resolution when the mesh is extracted."""
     num_samples: int = 200_000
@@ -148,11 +149,14 @@ class Context:
     def mesh(self) -> trimesh.Trimesh:
         """The mesh in the ground truth's world units (given, or extracted from the checkpoint)."""
         if self._mesh is None:
+            evaluation = self.camera_alignment()
+            to_world = self.run.scale_mat if evaluation is None else evaluation.model_to_gt_world()
             if self.args.mesh is not None:
-                self._mesh = _load_mesh(self.args.mesh)
+                mesh = _load_mesh(self.args.mesh)
+                if evaluation is not None:  # the run's world -> its model frame -> the ground truth's world
+                    mesh = transform_mesh(mesh, to_world @ np.linalg.inv(self.run.scale_mat))
+                self._mesh = mesh
             else:
-                evaluation = self.camera_alignment()
-                to_world = self.run.scale_mat if evaluation is None else evaluation.model_to_gt_world()
                 progress = CountProgress("marching cubes")
                 try:
                     self._mesh = extract_world_mesh(
