@@ -8,7 +8,8 @@ plus iterations/s, rays/s and peak GPU memory. One JSON line per budget goes to 
     python benchmarks/baseline.py --scene .data/synthetic_spot_mitsuba --gt-mesh .data/meshes/spot_cow/cow.obj \
         --preset positional --budgets 120 300 600 --out .data/bench/spot --background 1 1 1
 
-`--set model.sdf.encoding.base_sigma=1.0` overrides one config field (repeatable). A budget longer than
+`--set model.sdf.encoding.base_sigma=1.0` overrides one config field (repeatable; parsed as `nsr train
+--model.sdf.encoding.base-sigma 1.0` would be, several values space-separated). A budget longer than
 one sitting can be split: `--pause-at 520` trains to 520 s of training time, writes the checkpoint and
 exits without evaluating; the same command with `--resume` (and without `--pause-at`) continues from it.
 """
@@ -16,7 +17,6 @@ exits without evaluating; the same command with `--resume` (and without `--pause
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import time
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 import trimesh
 
-from nsr.config import get_preset
+from nsr.cli.train import parse as parse_train_args
+from nsr.config import TrainConfig
 from nsr.data.idr import load_idr_scene
 from nsr.engine.evaluate import evaluate_views, extract_world_mesh
 from nsr.engine.trainer import Trainer
@@ -56,10 +57,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/run/checkpoints/latest.pt")
     args = parser.parse_args()
 
-    config = get_preset(args.preset)
+    config = preset_config(args.preset, args.set)
     config.seed = args.seed
-    for item in args.set:
-        set_field(config, item)
     config.data.path = args.scene
     config.data.holdout_every = args.holdout
     config.data.downscale = args.downscale
@@ -127,27 +126,16 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
 
 
-def set_field(config, item: str) -> None:
-    """Apply one `dotted.key=value` override; the value is parsed as the field's current type."""
-    key, sep, text = item.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-    *parents, name = key.split(".")
-    target = config
-    for part in parents:
-        target = getattr(target, part)
-    if not dataclasses.is_dataclass(target) or name not in {f.name for f in dataclasses.fields(target)}:
-        raise SystemExit(f"--set {item!r}: {type(target).__name__} has no field {name!r}")
-    current = getattr(target, name)
-    if isinstance(current, bool):
-        value = text.lower() in ("1", "true", "yes")
-    elif isinstance(current, tuple):
-        value = tuple(type(current[0])(v) for v in text.split(",")) if current else tuple(text.split(","))
-    elif current is None:
-        value = text
-    else:
-        value = type(current)(text)
-    setattr(target, name, value)
+def preset_config(preset: str, overrides: list[str]) -> TrainConfig:
+    """The preset with `dotted.key=value` overrides, parsed by `nsr train`'s own command line (so the
+    values, kinds and errors are those of `nsr train --dotted.key value`; several values: space-separated)."""
+    argv = ["--out", "unused", "--preset", preset]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        argv += ["--" + key.replace("_", "-"), *value.split()]
+    return parse_train_args(argv).config
 
 
 if __name__ == "__main__":
