@@ -24,6 +24,9 @@ class Preset:
     name: str
     description: str
     make: Callable[[], TrainConfig]
+    camera_lr_factor: float = 1.0
+    """Camera learning rate of the NAME-cams variant, as a multiple of the model's (see
+    `with_trained_cameras`)."""
 
 
 def positional() -> TrainConfig:
@@ -241,9 +244,9 @@ def nffb_fused() -> TrainConfig:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset("positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional),
-        Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo),
-        Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier),
+        Preset("positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional, 6.0),
+        Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo, 6.0),
+        Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier, 6.0),
         Preset("hashgrid", "hash grid for points and views, 2x64 MLPs (PyTorch grid)", hashgrid),
         Preset("hashgrid-pe", "hash grid for points, positional views (PyTorch grid)", hashgrid_pe),
         Preset(
@@ -281,27 +284,24 @@ def set_camera_schedule(config: TrainConfig) -> TrainConfig:
     return config
 
 
-CAMERA_LR_FACTOR = {"demo": 6.0, "positional": 6.0, "fourier": 6.0}
-"""Camera learning rate of NAME-cams as a multiple of the model's (default 1). The demo's 6x (3e-3) was
-tuned on the CPU demo scene; the grid and filter-bank presets (model lr 1e-3) use 1x: on Spot and DTU
-(one H100, 2026-11-27) 6x made the poses diverge (3 deg -> 21 deg), 1x recovered them best
-(benchmarks/RESULTS.md)."""
-
-
 def with_trained_cameras(preset: Preset) -> Preset:
     """The preset with `cameras.trainable` on.
 
     The cameras stay frozen (no gradient) for the first 15% of the steps (at most 1000) while the surface
-    forms from the initial sphere (cameras fitted to a blob drift), then learn at `CAMERA_LR_FACTOR` times the model's
-    learning rate, cut to 0.3x at half and again at three quarters of the run so the poses settle before
-    the surface's last refinement. Start poses come from `--cameras.init-file FILE` or
+    forms from the initial sphere (cameras fitted to a blob drift), then learn at `camera_lr_factor` times
+    the model's learning rate, cut to 0.3x at half and again at three quarters of the run so the poses
+    settle before the surface's last refinement. Start poses come from `--cameras.init-file FILE` or
     `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]`.
+
+    The factor: 6 for `demo`, `positional` and `fourier` (the demo's 3e-3 was tuned on the CPU demo scene),
+    1 for the grid and filter-bank presets (model lr 1e-3): on Spot and DTU (one H100, 2026-11-27) 6x made
+    the poses diverge (3 deg -> 21 deg), 1x recovered them best (benchmarks/RESULTS.md).
     """
 
     def make() -> TrainConfig:
         config = preset.make()
         config.cameras.trainable = True
-        config.cameras.lr = CAMERA_LR_FACTOR.get(preset.name, 1.0) * config.optim.lr
+        config.cameras.lr = preset.camera_lr_factor * config.optim.lr
         return set_camera_schedule(config)
 
     return Preset(preset.name + CAMERA_SUFFIX, preset.description + "; trains the cameras too", make)
