@@ -25,7 +25,7 @@ from nsr.config.presets import set_camera_schedule
 from nsr.data.idr import load_idr_scene
 from nsr.engine.cameras import world_scale
 from nsr.engine.evaluate import extract_world_mesh
-from nsr.engine.run import open_run
+from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.engine.trainer import Trainer
 from nsr.metrics.geometry import mesh_metrics
 from nsr.metrics.poses import pose_errors
@@ -105,8 +105,6 @@ def main() -> None:
         if mode == "fixed":
             mesh = extract_world_mesh(trainer.model, scene.scale_mat, args.resolution)
         else:
-            from nsr.cli.eval_cameras import evaluate_run_cameras
-
             evaluation = evaluate_run_cameras(open_run(run_dir, device=str(trainer.device)))
             summary = evaluation.summary()
             row["before"], row["after"] = summary["before"], summary["after"]

@@ -6,12 +6,11 @@ import torch
 
 from conftest import tiny_config
 from nsr.cameras.refine import PoseNoise, perturb_poses
-from nsr.cli.eval_cameras import evaluate_run_cameras
 from nsr.data import DataError
 from nsr.data.idr import load_cameras, load_idr_scene
 from nsr.engine import Trainer
 from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, write_cameras
-from nsr.engine.run import open_run
+from nsr.engine.run import evaluate_run_cameras, open_run
 
 
 def cams_config(scene, steps=4, noise="3,0.03,2"):

@@ -29,7 +29,7 @@ import trimesh
 import tyro
 
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
-from nsr.engine.cameras import INIT_CAMERAS, CameraEvaluation, poses_in_model_frame
+from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
 from nsr.engine.evaluate import extract_world_mesh
 from nsr.engine.evaluation import (
     IMAGE_CONVENTIONS,
@@ -41,7 +41,14 @@ from nsr.engine.evaluation import (
     write_json,
     write_views_csv,
 )
-from nsr.engine.run import Run, RunError, open_run, run_poses
+from nsr.engine.run import (
+    Run,
+    RunError,
+    cameras_start_elsewhere,
+    evaluate_run_cameras,
+    open_run,
+    run_poses,
+)
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import MaskCulling, mesh_metrics
 
@@ -116,9 +123,7 @@ class Context:
         cameras): its cameras aligned to the scene's by a robust similarity; None for the scene's cameras."""
         if not self._cameras_done:
             self._cameras_done = True
-            if (self.run.path / INIT_CAMERAS).is_file():
-                from nsr.cli.eval_cameras import evaluate_run_cameras
-
+            if cameras_start_elsewhere(self.run):
                 self._cameras = evaluate_run_cameras(self.run)
                 after = self._cameras.after
                 self.notes["camera_frame"] = (

@@ -22,10 +22,9 @@ import tyro
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.errors import DataError
-from nsr.data.idr import load_cameras
-from nsr.engine.cameras import GT_CAMERAS, CameraEvaluation, evaluate_cameras
+from nsr.engine.cameras import GT_CAMERAS
 from nsr.engine.evaluate import extract_world_mesh
-from nsr.engine.run import Run, open_run, run_poses
+from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import mesh_metrics
 
@@ -63,19 +62,6 @@ class EvalCamerasArgs:
 def run(argv: list[str], prog: str = "nsr eval-cameras") -> int:
     args = tyro.cli(EvalCamerasArgs, args=argv, prog=prog)
     return friendly(lambda: _run(args))
-
-
-def evaluate_run_cameras(
-    run_: Run, gt_cameras: Path | None = None, views: str = "train", inlier_threshold: float = 0.05
-) -> CameraEvaluation:
-    """The library side of the command: errors of a run's cameras against the ground truth."""
-    initial, final = run_poses(run_)
-    gt_path = gt_cameras or run_.path / GT_CAMERAS
-    if not gt_path.is_file():
-        raise DataError(gt_path, "ground-truth camera file not found", "pass --gt-cameras FILE")
-    _, gt_c2w, gt_scale = load_cameras(gt_path, len(initial))
-    selected = run_.train_views if views == "train" else list(range(len(initial)))
-    return evaluate_cameras(initial, final, gt_c2w, gt_scale, selected, inlier_threshold)
 
 
 def _table(summary: dict) -> str:

@@ -13,9 +13,10 @@ import torch
 from nsr.cameras.refine import CameraRefinement
 from nsr.config.io import load_yaml
 from nsr.config.train import TrainConfig
+from nsr.data.errors import DataError
 from nsr.data.idr import load_cameras
 from nsr.data.scene import SceneData
-from nsr.engine.cameras import INIT_CAMERAS
+from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
 from nsr.engine.checkpoint import load_checkpoint
 from nsr.engine.trainer import CONFIG_KIND, resolve_device
 from nsr.models import IDRModel
@@ -95,18 +96,23 @@ def model_sdf(model: IDRModel):
     return sdf
 
 
+def cameras_start_elsewhere(run_: Run) -> bool:
+    """Whether the run's cameras started elsewhere than the scene's (a camera file, pose noise, trained
+    cameras): training then kept RUN/cameras_init.npz."""
+    return (run_.path / INIT_CAMERAS).is_file()
+
+
 def run_poses(run_: Run) -> tuple[np.ndarray, np.ndarray]:
     """(N, 4, 4) initial and final camera-to-world transforms of a run, in the model's frame."""
     if run_.cameras is not None:
         return run_.cameras.initial_c2w.cpu().numpy(), run_.cameras.poses()
-    init_file = run_.path / INIT_CAMERAS
-    if not init_file.is_file():
+    if not cameras_start_elsewhere(run_):
         raise RunError(
             f"{run_.path}: trained with the scene's own fixed cameras (no {INIT_CAMERAS}); "
             "train with --pose-noise, --cameras.init-file or a -cams preset to evaluate cameras"
         )
     num_views = len(run_.train_views) + len(run_.test_views)
-    _, c2w, _ = load_cameras(init_file, num_views)
+    _, c2w, _ = load_cameras(run_.path / INIT_CAMERAS, num_views)
     return c2w, c2w  # fixed (noisy) cameras: they never moved
 
 
@@ -117,7 +123,20 @@ def with_run_poses(run_: Run, scene: SceneData) -> SceneData:
     For camera paths through the training views (`nsr render`, `nsr transfer`). Held-out views keep their
     initial poses here; `nsr eval` renders them at their aligned ground-truth poses instead.
     """
-    if not (run_.path / INIT_CAMERAS).is_file():
+    if not cameras_start_elsewhere(run_):
         return scene
     _, final = run_poses(run_)
     return dataclasses.replace(scene, c2w=final.astype(scene.c2w.dtype))
+
+
+def evaluate_run_cameras(
+    run_: Run, gt_cameras: Path | None = None, views: str = "train", inlier_threshold: float = 0.05
+) -> CameraEvaluation:
+    """The library side of the command: errors of a run's cameras against the ground truth."""
+    initial, final = run_poses(run_)
+    gt_path = gt_cameras or run_.path / GT_CAMERAS
+    if not gt_path.is_file():
+        raise DataError(gt_path, "ground-truth camera file not found", "pass --gt-cameras FILE")
+    _, gt_c2w, gt_scale = load_cameras(gt_path, len(initial))
+    selected = run_.train_views if views == "train" else list(range(len(initial)))
+    return evaluate_cameras(initial, final, gt_c2w, gt_scale, selected, inlier_threshold)
