@@ -43,10 +43,11 @@ merge() {  # merge the results.json files given into OUT/$1
 }
 
 # ------------------------------------------------------------------ the lanes
-spot_preset() {  # GPU NAME BUDGETS... -- EXTRA: one preset on Spot, results in $W/presets/NAME
-  local g=$1 name=$2; shift 2
-  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/baseline.py "${SPOT[@]}" --out $W/presets/$name "$@" \
-    >$W/presets_$name.log 2>&1
+TEN=runs/gpu-ten; PAUSE_S=${PAUSE_S:-505}
+ten_minutes() {  # GPU PRESET --pause-at S | --resume: one preset on Spot, 600 s in two sittings, in $TEN/PRESET
+  local g=$1 p=$2; shift 2
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
+    --budgets 120 300 600 --out $TEN/$p "$@" >$W/ten_$p.log 2>&1
 }
 cameras_spot() {  # GPU [CAM_LR [--skip-fixed]]: trainable cameras on Spot, 3 deg / 3%: fixed vs trained
   local g=$1 lr=${2:-} tag=${2:+_$2}; shift; shift || true
@@ -92,14 +93,12 @@ fit_sdf() {  # GPU MESHES...
 }
 
 # ------------------------------------------------------------------ the calls
-TEN=runs/gpu-ten; PAUSE_S=${PAUSE_S:-505}
 read -r -a TEN_PRESETS <<<"${TEN_PRESETS:-positional hashgrid-fused nffb-fused}"  # at most 3 (GPU 4: cameras)
 case $MODE in
   ten-start)
     for i in "${!TEN_PRESETS[@]}"; do
       p=${TEN_PRESETS[$i]}
-      (CUDA_VISIBLE_DEVICES=$(gpu "$i") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
-        --budgets 120 300 600 --out $TEN/$p --pause-at "$PAUSE_S" >$W/ten_$p.log 2>&1; tail -n 3 $W/ten_$p.log) &
+      (ten_minutes "$i" "$p" --pause-at "$PAUSE_S"; tail -n 3 $W/ten_$p.log) &
     done
     (cameras_spot 3; gpu_tests 3) &
     wait
@@ -107,9 +106,7 @@ case $MODE in
   ten-finish)
     for i in "${!TEN_PRESETS[@]}"; do
       p=${TEN_PRESETS[$i]}
-      (CUDA_VISIBLE_DEVICES=$(gpu "$i") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
-        --budgets 120 300 600 --out $TEN/$p --resume >$W/ten_$p.log 2>&1
-       merge presets_ten.json $TEN/*/results.json) &
+      (ten_minutes "$i" "$p" --resume; merge presets_ten.json $TEN/*/results.json) &
     done
     cameras_dtu 3 &
     wait
