@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import trimesh
 
-from nsr.cli.train import parse as parse_train_args
-from nsr.config import TrainConfig
+from nsr.cli.train import with_overrides
+from nsr.config import TrainConfig, get_preset
 from nsr.data.idr import load_idr_scene
 from nsr.engine.evaluate import evaluate_views, extract_world_mesh
 from nsr.engine.trainer import Trainer
@@ -127,15 +127,8 @@ def main() -> None:
 
 
 def preset_config(preset: str, overrides: list[str]) -> TrainConfig:
-    """The preset with `dotted.key=value` overrides, parsed by `nsr train`'s own command line (so the
-    values, kinds and errors are those of `nsr train --dotted.key value`; several values: space-separated)."""
-    argv = ["--out", "unused", "--preset", preset]
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-        argv += ["--" + key.replace("_", "-"), *value.split()]
-    return parse_train_args(argv).config
+    """The preset with `dotted.key=value` overrides (see `nsr.cli.train.with_overrides`)."""
+    return with_overrides(get_preset(preset), overrides)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@
 #   bash benchmarks/gpu_all.sh OUT ten-start  # presets on Spot at 120/300/600 s, call 1 of 2 ...
 #   bash benchmarks/gpu_all.sh OUT ten-finish # ... call 2, on the same (warm) machine
 #   TEN_PRESETS="hashgrid hashgrid-pe nffb" bash benchmarks/gpu_all.sh OUT ten-start   # other presets
+#   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
+#   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
+#                                             # preset's steps, Spot with a second seed
 # With 4 GPUs the lanes run side by side, one training process per GPU at a time (so budgets stay honest);
 # with fewer GPUs they run one after the other. Each lane writes its results into OUT as it goes (8 files
 # at most per call).
@@ -19,10 +22,10 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish]}; MODE=${2:-all}
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | rest]}; MODE=${2:-all}
 case "$MODE" in
-  all|ten-start|ten-finish) ;;
-  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish)" >&2; exit 2 ;;
+  all|ten-start|ten-finish|cams-sweep|rest) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, rest)" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -36,10 +39,17 @@ W=/tmp/nsr-gpu-all; mkdir -p $W
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1 | tee "$OUT/machine.txt"
 date -u >>"$OUT/machine.txt"
 parallel() { if [ "$NGPU" -ge 4 ]; then "$@" & else "$@"; fi; }
-merge() {  # merge the results.json files given into OUT/$1
+merge() {  # merge the results.json files given (lists or objects; missing ones skipped) into OUT/$1
   local name=$1; shift
-  python3 -c "import json,sys; print(json.dumps(sum((json.load(open(f)) for f in sys.argv[1:]), []), indent=1))" \
-    "$@" >"$OUT/$name" 2>/dev/null
+  python3 - "$@" >"$OUT/$name" <<'PY'
+import json, os, sys
+rows = []
+for f in sys.argv[1:]:
+    if os.path.isfile(f):
+        data = json.load(open(f))
+        rows += data if isinstance(data, list) else [data]
+print(json.dumps(rows, indent=1))
+PY
 }
 
 # ------------------------------------------------------------------ the lanes
@@ -69,6 +79,31 @@ cameras_dtu() {  # GPU [CAM_LR]: trainable cameras on DTU scan24, 2 deg / 2%
     --noise 2,0.02,0 --steps 5000 --budget 150 --skip-fixed --track-every 500 ${lr:+--cam-lr $lr} \
     --out $W/cams_dtu$tag >$W/cams_dtu$tag.log 2>&1
   grep -v "it/s" $W/cams_dtu$tag.log >"$OUT/cameras_dtu$tag.md"
+}
+# Variants of the Spot camera run at the preset's 15000 steps, three processes per GPU (the small-MLP
+# presets leave an H100 mostly idle; steps, not seconds, end these runs): NAME|MODE|OVERRIDE;OVERRIDE...
+C2F=model.sdf.encoding.steps_per_level
+SWEEP=(
+  "fixed|--skip-cams|"
+  "cams|--skip-fixed|"
+  "c2f600|--skip-fixed|$C2F=600"
+  "fixed-c2f600|--skip-cams|$C2F=600"
+  "c2f600-freeze500|--skip-fixed|$C2F=600;cameras.warmup_steps=500"
+  "c2f600-lr2e-3|--skip-fixed|$C2F=600;cameras.lr=2e-3"
+  "fixed-c2f600-start4|--skip-cams|$C2F=600;model.sdf.encoding.start_levels=4"
+  "c2f600-start4|--skip-fixed|$C2F=600;model.sdf.encoding.start_levels=4"
+  "c2f600-alpha2k|--skip-fixed|$C2F=600;model.loss.alpha_milestones=2000 4000 6000 8000 10000"
+  "fixed-c2f400|--skip-cams|$C2F=400"
+  "c2f400|--skip-fixed|$C2F=400"
+  "c2f600-camlate|--skip-fixed|$C2F=600;cameras.lr_milestones=10000 12500"
+)
+cams_variant() {  # GPU NAME --skip-fixed|--skip-cams "OVERRIDE;...": one Spot camera run, 3 deg / 3%, 15000 steps
+  local g=$1 name=$2 only=$3 sets=() item items
+  IFS=';' read -r -a items <<<"$4"
+  for item in "${items[@]}"; do sets+=(--set "$item"); done
+  CUDA_VISIBLE_DEVICES=$(gpu "$g") OMP_NUM_THREADS=4 python3 benchmarks/cameras.py "${SPOT[@]}" \
+    --preset hashgrid-fused --noise 3,0.03,0 --steps 15000 --budget 440 --track-every 1000 "$only" \
+    "${sets[@]}" --out $W/sweep/$name >$W/sweep_$name.log 2>&1
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -110,6 +145,32 @@ case $MODE in
     done
     cameras_dtu 3 &
     wait
+    ;;
+  cams-sweep)
+    for i in "${!SWEEP[@]}"; do
+      IFS='|' read -r name only sets <<<"${SWEEP[$i]}"
+      cams_variant $((i / 3)) "$name" "$only" "$sets" &
+    done
+    wait
+    merge cams_sweep.json $(for v in "${SWEEP[@]}"; do echo "$W/sweep/${v%%|*}/results.json"; done)
+    for v in "${SWEEP[@]}"; do echo "== ${v%%|*}"; grep -v "it/s" "$W/sweep_${v%%|*}.log"; done >"$OUT/cams_sweep.md"
+    ;;
+  rest)
+    (CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/baseline.py "${SPOT[@]}" --preset fourier --budgets 120 300 \
+      --out $W/fourier >$W/fourier.log 2>&1; merge presets_fourier.json $W/fourier/results.json) &
+    (CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 400 python3 benchmarks/fit_sdf.py --out $W/fit_style --meshes spot \
+      --encodings stylemod-nffb --device cuda --max-seconds 6 --data .data/meshes >$W/fit_style.log 2>&1
+     cp $W/fit_style/results.json "$OUT/fit_sdf_stylemod.json") &
+    (CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
+      --noise 2,0.02,0 --steps 15000 --budget 440 --skip-fixed --track-every 1000 --out $W/cams_dtu_preset \
+      >$W/cams_dtu_preset.log 2>&1; grep -v "it/s" $W/cams_dtu_preset.log >"$OUT/cameras_dtu_preset.md") &
+    for only in --skip-cams --skip-fixed; do  # both on GPU 3: steps, not seconds, end them
+      (CUDA_VISIBLE_DEVICES=$(gpu 3) python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
+        --noise 3,0.03,1 --seed 1 --steps 15000 --budget 440 --track-every 1000 $only \
+        --out $W/cams_spot_seed1$only >$W/cams_spot_seed1$only.log 2>&1) &
+    done
+    wait
+    cat $W/cams_spot_seed1--skip-cams.log $W/cams_spot_seed1--skip-fixed.log | grep -v "it/s" >"$OUT/cameras_spot_seed1.md"
     ;;
   all)
     lane_a() { cameras_spot_preset 0 --skip-cams; gpu_tests 0; kernel_bench 0; }

@@ -57,15 +57,28 @@ def _preset_name(argv: list[str]) -> str:
     return "positional"
 
 
-def parse(argv: list[str]) -> TrainArgs:
+def parse(argv: list[str], config: TrainConfig | None = None) -> TrainArgs:
+    """`nsr train`'s arguments; overrides apply to `config` if given, else to the named preset."""
     argv = [ALIASES.get(a, a) for a in argv]
     preset = _preset_name(argv)
-    default = TrainArgs(out=Path("runs/run"), preset=preset, config=get_preset(preset))
+    default = TrainArgs(out=Path("runs/run"), preset=preset, config=config or get_preset(preset))
     argv = apply_kind_switches(default.config, argv)
     # Union fields show the preset's kind (no subcommands), so nested overrides need no subcommand name.
     return tyro.cli(
         TrainArgs, args=argv, default=default, prog="nsr train", config=(tyro.conf.AvoidSubcommands,)
     )
+
+
+def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """`config` with `dotted.key=value` overrides, parsed as `nsr train --dotted.key value` parses them
+    (same values, kinds and errors; several values: space-separated), e.g. `optim.lr=3e-4`."""
+    argv = ["--out", "unused"]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r}: expected KEY=VALUE")
+        argv += ["--" + key.replace("_", "-"), *value.split()]
+    return parse(argv, config).config
 
 
 def run(argv: list[str]) -> int:

@@ -1,0 +1,31 @@
+"""`nsr.cli.train.with_overrides`: dotted KEY=VALUE overrides of a config (used by the benchmarks)."""
+
+import pytest
+
+from nsr.cli.train import with_overrides
+from nsr.config import get_preset
+
+
+def test_overrides_apply_to_the_given_config_not_the_preset():
+    config = get_preset("hashgrid-fused-cams")
+    config.steps = 7000
+    config.cameras.warmup_steps = 123
+    out = with_overrides(
+        config,
+        ["model.sdf.encoding.steps_per_level=600", "model.loss.alpha_milestones=2000 4000", "cameras.lr=2e-3"],
+    )
+    assert out.model.sdf.encoding.steps_per_level == 600
+    assert out.model.loss.alpha_milestones == (2000, 4000)
+    assert out.cameras.lr == pytest.approx(2e-3)
+    # Fields not overridden keep the given config's values (not the preset's).
+    assert out.steps == 7000 and out.cameras.warmup_steps == 123 and out.cameras.trainable
+
+
+def test_overrides_switch_an_encoding_kind():
+    out = with_overrides(get_preset("demo"), ["model.sdf.encoding=hashgrid"])
+    assert type(out.model.sdf.encoding).__name__ == "HashGridConfig"
+
+
+def test_an_override_without_a_value_is_refused():
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        with_overrides(get_preset("demo"), ["steps"])
