@@ -271,7 +271,8 @@ CAMERA_FREEZE_MAX_STEPS = 1000
 """The `-cams` cameras stay frozen for 15% of the steps but never longer than this. On Spot (one H100,
 2026-11-27, hashgrid-fused-cams, 3 deg / 3% noise) a 1050-step freeze in a 7000-step run recovered the
 poses to 0.15 deg / 0.26%, while the 15000-step preset's 2250-step freeze let the hash grid's fine levels
-fit the noisy poses first: the centres drifted to 4.5% before recovering to 0.29 deg / 0.51%."""
+fit the noisy poses first: the centres drifted to 4.5% before recovering to 0.29 deg / 0.51%. With the
+cap the 15000-step preset ends at 0.065-0.080 deg / 0.095-0.124% (two noise seeds, benchmarks/RESULTS.md)."""
 
 
 def set_camera_schedule(config: TrainConfig) -> TrainConfig:
