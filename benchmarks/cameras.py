@@ -136,7 +136,8 @@ def main() -> None:
         mesh.export(args.out / f"mesh_{mode}.ply")
         if gt is not None:
             m = mesh_metrics(mesh, gt)
-            row.update({k: m[k] for k in ("chamfer", "chamfer_rel", "fscore")})
+            keys = ("chamfer", "chamfer_rel", "accuracy", "completeness", "precision", "recall", "fscore")
+            row.update({k: m[k] for k in keys})
         results[mode] = row
     results["world_scale"] = world_scale(scene.scale_mat)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
