@@ -59,11 +59,18 @@ ten_minutes() {  # GPU PRESET --pause-at S | --resume: one preset on Spot, 600 s
   CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/baseline.py "${SPOT[@]}" --preset "$p" \
     --budgets 120 300 600 --out $TEN/$p "$@" >$W/ten_$p.log 2>&1
 }
+where_wrong() {  # DIR: where the meshes of a cameras.py run differ from the GT (benchmarks/mesh_errors.py)
+  local m
+  for m in "$1"/mesh_*.ply; do
+    [ -f "$m" ] && python3 benchmarks/mesh_errors.py "$m" .data/meshes/spot_cow/cow.obj --samples 100000
+  done
+}
 cameras_spot() {  # GPU [CAM_LR [--skip-fixed]]: trainable cameras on Spot, 3 deg / 3%: fixed vs trained
   local g=$1 lr=${2:-} tag=${2:+_$2}; shift; shift || true
   CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
     --noise 3,0.03,0 --steps 7000 --budget 200 --track-every 500 ${lr:+--cam-lr $lr} "$@" \
     --out $W/cams_spot$tag >$W/cams_spot$tag.log 2>&1
+  where_wrong $W/cams_spot$tag >>$W/cams_spot$tag.log 2>&1
   grep -v "it/s" $W/cams_spot$tag.log >"$OUT/cameras_spot$tag.md"
 }
 cameras_spot_preset() {  # GPU --skip-fixed|--skip-cams: hashgrid-fused(-cams) with the preset's own steps
@@ -71,6 +78,7 @@ cameras_spot_preset() {  # GPU --skip-fixed|--skip-cams: hashgrid-fused(-cams) w
   CUDA_VISIBLE_DEVICES=$(gpu "$g") python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
     --noise 3,0.03,0 --steps 15000 --budget 400 --track-every 1000 "$only" \
     --out $W/cams_spot_preset$only >$W/cams_spot_preset$only.log 2>&1
+  where_wrong $W/cams_spot_preset$only >>$W/cams_spot_preset$only.log 2>&1
   grep -v "it/s" $W/cams_spot_preset$only.log >"$OUT/cameras_spot_preset$only.md"
 }
 cameras_dtu() {  # GPU [CAM_LR]: trainable cameras on DTU scan24, 2 deg / 2%
@@ -104,6 +112,7 @@ cams_variant() {  # GPU NAME --skip-fixed|--skip-cams "OVERRIDE;...": one Spot c
   CUDA_VISIBLE_DEVICES=$(gpu "$g") OMP_NUM_THREADS=4 python3 benchmarks/cameras.py "${SPOT[@]}" \
     --preset hashgrid-fused --noise 3,0.03,0 --steps 15000 --budget 440 --track-every 1000 "$only" \
     "${sets[@]}" --out $W/sweep/$name >$W/sweep_$name.log 2>&1
+  where_wrong $W/sweep/$name >>$W/sweep_$name.log 2>&1
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -167,7 +176,8 @@ case $MODE in
     for only in --skip-cams --skip-fixed; do  # both on GPU 3: steps, not seconds, end them
       (CUDA_VISIBLE_DEVICES=$(gpu 3) python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
         --noise 3,0.03,1 --seed 1 --steps 15000 --budget 440 --track-every 1000 $only \
-        --out $W/cams_spot_seed1$only >$W/cams_spot_seed1$only.log 2>&1) &
+        --out $W/cams_spot_seed1$only >$W/cams_spot_seed1$only.log 2>&1
+       where_wrong $W/cams_spot_seed1$only >>$W/cams_spot_seed1$only.log 2>&1) &
     done
     wait
     cat $W/cams_spot_seed1--skip-cams.log $W/cams_spot_seed1--skip-fixed.log | grep -v "it/s" >"$OUT/cameras_spot_seed1.md"
