@@ -12,8 +12,9 @@
 #   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
 #                                             # preset's steps, Spot with a second seed
-# With 4 GPUs the lanes run side by side, one training process per GPU at a time (so budgets stay honest);
-# with fewer GPUs they run one after the other. Each lane writes its results into OUT as it goes (8 files
+# With 4 GPUs the lanes run side by side, one time-budgeted training process per GPU at a time (so budgets
+# stay honest; the camera runs of cams-sweep and rest end by their steps and share GPUs); with fewer GPUs
+# the lanes run one after the other. Each lane writes its results into OUT as it goes (8 files
 # at most per call).
 #
 # The 10-minute budget does not fit one call of the device tool (10 minutes per command, loading and
