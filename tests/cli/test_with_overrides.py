@@ -12,7 +12,11 @@ def test_overrides_apply_to_the_given_config_not_the_preset():
     config.cameras.warmup_steps = 123
     out = with_overrides(
         config,
-        ["model.sdf.encoding.steps_per_level=600", "model.loss.alpha_milestones=2000 4000", "cameras.lr=2e-3"],
+        [
+            "model.sdf.encoding.steps_per_level=600",
+            "model.loss.alpha_milestones=2000 4000",
+            "cameras.lr=2e-3",
+        ],
     )
     assert out.model.sdf.encoding.steps_per_level == 600
     assert out.model.loss.alpha_milestones == (2000, 4000)
