@@ -10,10 +10,11 @@
 #   bash benchmarks/gpu_all.sh OUT ten-finish # ... call 2, on the same (warm) machine
 #   TEN_PRESETS="hashgrid hashgrid-pe nffb" bash benchmarks/gpu_all.sh OUT ten-start   # other presets
 #   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
+#   bash benchmarks/gpu_all.sh OUT cams-seeds # the same with other pose-noise seeds (1-4)
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
 #                                             # preset's steps, Spot with a second seed
 # With 4 GPUs the lanes run side by side, one time-budgeted training process per GPU at a time (so budgets
-# stay honest; the camera runs of cams-sweep and rest end by their steps and share GPUs); with fewer GPUs
+# stay honest; the camera runs of cams-sweep, cams-seeds and rest end by their steps and share GPUs); with fewer GPUs
 # the lanes run one after the other. Each lane writes its results into OUT as it goes (8 files
 # at most per call).
 #
@@ -23,10 +24,10 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | rest]}; MODE=${2:-all}
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | rest]}; MODE=${2:-all}
 case "$MODE" in
-  all|ten-start|ten-finish|cams-sweep|rest) ;;
-  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, rest)" >&2; exit 2 ;;
+  all|ten-start|ten-finish|cams-sweep|cams-seeds|rest) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, rest)" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -90,30 +91,48 @@ cameras_dtu() {  # GPU [CAM_LR]: trainable cameras on DTU scan24, 2 deg / 2%
   grep -v "it/s" $W/cams_dtu$tag.log >"$OUT/cameras_dtu$tag.md"
 }
 # Variants of the Spot camera run at the preset's 15000 steps, three processes per GPU (the small-MLP
-# presets leave an H100 mostly idle; steps, not seconds, end these runs): NAME|MODE|OVERRIDE;OVERRIDE...
+# presets leave an H100 mostly idle; steps, not seconds, end these runs): NAME|MODE|SEED|OVERRIDE;OVERRIDE...
+# (SEED: of the pose noise and of the model). SWEEP: schedule variants (mode cams-sweep); SEEDS: other
+# noise draws, with the preset's schedule and with a 500-step freeze (mode cams-seeds).
 C2F=model.sdf.encoding.steps_per_level
 SWEEP=(
-  "fixed|--skip-cams|"
-  "cams|--skip-fixed|"
-  "c2f600|--skip-fixed|$C2F=600"
-  "fixed-c2f600|--skip-cams|$C2F=600"
-  "c2f600-freeze500|--skip-fixed|$C2F=600;cameras.warmup_steps=500"
-  "c2f600-lr2e-3|--skip-fixed|$C2F=600;cameras.lr=2e-3"
-  "fixed-c2f600-start4|--skip-cams|$C2F=600;model.sdf.encoding.start_levels=4"
-  "c2f600-start4|--skip-fixed|$C2F=600;model.sdf.encoding.start_levels=4"
-  "c2f600-alpha2k|--skip-fixed|$C2F=600;model.loss.alpha_milestones=2000 4000 6000 8000 10000"
-  "fixed-c2f400|--skip-cams|$C2F=400"
-  "c2f400|--skip-fixed|$C2F=400"
-  "c2f600-camlate|--skip-fixed|$C2F=600;cameras.lr_milestones=10000 12500"
+  "fixed|--skip-cams|0|"
+  "cams|--skip-fixed|0|"
+  "c2f600|--skip-fixed|0|$C2F=600"
+  "fixed-c2f600|--skip-cams|0|$C2F=600"
+  "c2f600-freeze500|--skip-fixed|0|$C2F=600;cameras.warmup_steps=500"
+  "c2f600-lr2e-3|--skip-fixed|0|$C2F=600;cameras.lr=2e-3"
+  "fixed-c2f600-start4|--skip-cams|0|$C2F=600;model.sdf.encoding.start_levels=4"
+  "c2f600-start4|--skip-fixed|0|$C2F=600;model.sdf.encoding.start_levels=4"
+  "c2f600-alpha2k|--skip-fixed|0|$C2F=600;model.loss.alpha_milestones=2000 4000 6000 8000 10000"
+  "fixed-c2f400|--skip-cams|0|$C2F=400"
+  "c2f400|--skip-fixed|0|$C2F=400"
+  "c2f600-camlate|--skip-fixed|0|$C2F=600;cameras.lr_milestones=10000 12500"
 )
-cams_variant() {  # GPU NAME --skip-fixed|--skip-cams "OVERRIDE;...": one Spot camera run, 3 deg / 3%, 15000 steps
-  local g=$1 name=$2 only=$3 sets=() item items
-  IFS=';' read -r -a items <<<"$4"
+SEEDS=()
+for seed in 1 2 3 4; do
+  SEEDS+=("fixed-s$seed|--skip-cams|$seed|" "cams-s$seed|--skip-fixed|$seed|"
+          "freeze500-s$seed|--skip-fixed|$seed|cameras.warmup_steps=500")
+done
+cams_variant() {  # GPU NAME --skip-fixed|--skip-cams SEED "OVERRIDE;...": one Spot camera run, 3 deg / 3%
+  local g=$1 name=$2 only=$3 seed=$4 sets=() item items
+  IFS=';' read -r -a items <<<"$5"
   for item in "${items[@]}"; do sets+=(--set "$item"); done
   CUDA_VISIBLE_DEVICES=$(gpu "$g") OMP_NUM_THREADS=4 python3 benchmarks/cameras.py "${SPOT[@]}" \
-    --preset hashgrid-fused --noise 3,0.03,0 --steps 15000 --budget 440 --track-every 1000 "$only" \
-    "${sets[@]}" --out $W/sweep/$name >$W/sweep_$name.log 2>&1
+    --preset hashgrid-fused --noise 3,0.03,$seed --seed $seed --steps 15000 --budget 440 --track-every 1000 \
+    "$only" "${sets[@]}" --out $W/sweep/$name >$W/sweep_$name.log 2>&1
   where_wrong $W/sweep/$name >>$W/sweep_$name.log 2>&1
+}
+cams_sweep() {  # ARRAY OUTNAME: the variants of ARRAY (SWEEP or SEEDS), 3 per GPU, into OUT/OUTNAME.{json,md}
+  local -n variants=$1
+  local i name only seed sets v
+  for i in "${!variants[@]}"; do
+    IFS='|' read -r name only seed sets <<<"${variants[$i]}"
+    cams_variant $((i / 3)) "$name" "$only" "$seed" "$sets" &
+  done
+  wait
+  merge "$2.json" $(for v in "${variants[@]}"; do echo "$W/sweep/${v%%|*}/results.json"; done)
+  for v in "${variants[@]}"; do echo "== ${v%%|*}"; grep -v "it/s" "$W/sweep_${v%%|*}.log"; done >"$OUT/$2.md"
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -156,15 +175,8 @@ case $MODE in
     cameras_dtu 3 &
     wait
     ;;
-  cams-sweep)
-    for i in "${!SWEEP[@]}"; do
-      IFS='|' read -r name only sets <<<"${SWEEP[$i]}"
-      cams_variant $((i / 3)) "$name" "$only" "$sets" &
-    done
-    wait
-    merge cams_sweep.json $(for v in "${SWEEP[@]}"; do echo "$W/sweep/${v%%|*}/results.json"; done)
-    for v in "${SWEEP[@]}"; do echo "== ${v%%|*}"; grep -v "it/s" "$W/sweep_${v%%|*}.log"; done >"$OUT/cams_sweep.md"
-    ;;
+  cams-sweep) cams_sweep SWEEP cams_sweep ;;
+  cams-seeds) cams_sweep SEEDS cams_seeds ;;
   rest)
     (CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/baseline.py "${SPOT[@]}" --preset fourier --budgets 120 300 \
       --out $W/fourier >$W/fourier.log 2>&1; merge presets_fourier.json $W/fourier/results.json) &

@@ -1,8 +1,8 @@
-"""`nsr.cli.train.with_overrides`: dotted KEY=VALUE overrides of a config (used by the benchmarks)."""
+"""`nsr train` argument parsing: dotted KEY=VALUE overrides of a config, and the -cams schedule."""
 
 import pytest
 
-from nsr.cli.train import with_overrides
+from nsr.cli.train import parse, with_overrides
 from nsr.config import get_preset
 
 
@@ -33,3 +33,16 @@ def test_overrides_switch_an_encoding_kind():
 def test_an_override_without_a_value_is_refused():
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         with_overrides(get_preset("demo"), ["steps"])
+
+
+def test_a_cams_preset_camera_schedule_follows_steps():
+    cameras = parse(["--out", "x", "--preset", "hashgrid-fused-cams", "--steps", "7000"]).config.cameras
+    assert cameras.warmup_steps == 1000 and cameras.lr_milestones == (3500, 5250)
+    cameras = parse(["--out", "x", "--preset", "demo-cams", "--steps=1000"]).config.cameras
+    assert cameras.warmup_steps == 150 and cameras.lr_milestones == (500, 750)
+    # Explicit camera flags win; presets without trained cameras get no schedule.
+    argv = ["--out", "x", "--preset", "demo-cams", "--steps", "1000", "--cameras.warmup-steps", "5"]
+    cameras = parse(argv).config.cameras
+    assert cameras.warmup_steps == 5 and cameras.lr_milestones == (500, 750)
+    cameras = parse(["--out", "x", "--preset", "demo", "--steps", "1000"]).config.cameras
+    assert not cameras.trainable and cameras.lr_milestones == ()

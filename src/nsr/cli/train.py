@@ -12,6 +12,7 @@ import tyro
 from nsr.cli.common import friendly, train_with_progress
 from nsr.cli.kinds import apply_kind_switches
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
+from nsr.config.presets import CAMERA_SUFFIX, set_camera_schedule
 from nsr.data.formats import load_scene
 from nsr.engine.trainer import CONFIG_KIND, Trainer
 
@@ -49,12 +50,7 @@ class TrainArgs:
 
 
 def _preset_name(argv: list[str]) -> str:
-    for i, arg in enumerate(argv):
-        if arg == "--preset" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--preset="):
-            return arg.split("=", 1)[1]
-    return "positional"
+    return _flag_value(argv, "--preset") or "positional"
 
 
 def parse(argv: list[str], config: TrainConfig | None = None) -> TrainArgs:
@@ -62,11 +58,28 @@ def parse(argv: list[str], config: TrainConfig | None = None) -> TrainArgs:
     argv = [ALIASES.get(a, a) for a in argv]
     preset = _preset_name(argv)
     default = TrainArgs(out=Path("runs/run"), preset=preset, config=config or get_preset(preset))
+    steps = _flag_value(argv, "--steps")
+    if config is None and preset.endswith(CAMERA_SUFFIX) and steps is not None and steps.isdigit():
+        # A -cams preset's camera schedule is in fractions of the run: derive it for these steps
+        # (explicit --cameras.* flags still override it below).
+        default.config.steps = int(steps)
+        set_camera_schedule(default.config)
     argv = apply_kind_switches(default.config, argv)
     # Union fields show the preset's kind (no subcommands), so nested overrides need no subcommand name.
     return tyro.cli(
         TrainArgs, args=argv, default=default, prog="nsr train", config=(tyro.conf.AvoidSubcommands,)
     )
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value given to `flag` (`--flag V` or `--flag=V`), the last one if repeated, else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
