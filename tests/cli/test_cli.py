@@ -82,7 +82,8 @@ def test_killed_run_resumes_to_the_same_result(tiny_scene, tmp_path):
     proc = subprocess.Popen(
         [*cmd, *SMALL, *steps], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    target = tmp_path / "killed" / "checkpoints" / "step_0000006.pt"
+    # The step file is written before latest.pt: once step 8's exists, latest.pt holds step 6 or later.
+    target = tmp_path / "killed" / "checkpoints" / "step_0000008.pt"
     deadline = time.time() + 120
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
