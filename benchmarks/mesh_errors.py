@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from nsr.accel.embree import INSTALL_HINT, has_embree
+from nsr.accel.embree import INSTALL_HINT, has_embree, ray_intersector
 from nsr.mesh.distance import signed_distance
 from nsr.metrics.geometry import sample_surface
 
@@ -35,8 +35,6 @@ def seen_from(
     mesh: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray, centres: np.ndarray
 ) -> np.ndarray:
     """(M,) bool: the surface points of `mesh` (outward `normals`) that some camera centre sees."""
-    from nsr.accel.embree import ray_intersector
-
     caster = ray_intersector(mesh)
     tolerance = 1e-4 * float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
     seen = np.zeros(len(points), dtype=bool)

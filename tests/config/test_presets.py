@@ -62,3 +62,22 @@ def test_presets_are_independent_copies():
     a.model.sdf.hidden_dim = 7
     assert b.model.sdf.hidden_dim != 7
     assert dataclasses.is_dataclass(a)
+
+
+def _nested_configs(obj, found):
+    """Every dataclass instance reachable from `obj`, by id."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        found[id(obj)] = obj
+        for f in dataclasses.fields(obj):
+            _nested_configs(getattr(obj, f.name), found)
+    return found
+
+
+def test_no_two_presets_share_a_nested_config():
+    """Editing one preset's config (e.g. its view encoding) must never change another's."""
+    configs = {name: get_preset(name) for name in PRESETS}  # all alive: ids are not reused
+    seen: dict[int, str] = {}
+    for name, config in configs.items():
+        for key in _nested_configs(config, {}):
+            assert key not in seen, f"{name} shares a config object with {seen[key]}"
+            seen[key] = name

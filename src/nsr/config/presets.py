@@ -204,20 +204,21 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
     )
 
 
-VIEW_ENCODING_OF_FILTER_BANKS = PositionalEncodingConfig(num_frequencies=4)
-"""View directions of the filter-bank presets. A filter bank on the view directions too (as the original
-configured it, 4 dense levels of 4 to 32 cells) fits the training views but not new ones: on Spot (one
-H100, 2026-11-27) it left 9.5-10 dB held-out PSNR inside the mask with w0 = 30 / sigma 5 and with
-w0 = 3 / sigma 1 alike, against 19-24 dB at 300 s with positional view directions. The training rays cover
-only a few narrow cones of directions, so most of a direction grid is never trained. `nffb` on view
-directions stays available (`--model.appearance.view-encoding nffb`)."""
+def _filter_bank_views() -> PositionalEncodingConfig:
+    """View directions of the filter-bank presets: positional, 4 frequencies (a fresh config each call).
+
+    A filter bank on the view directions too (as the original configured it, 4 dense levels of 4 to 32
+    cells) fits the training views but not new ones: on Spot (one H100, 2026-11-27) it left 9.5-10 dB
+    held-out PSNR inside the mask with w0 = 30 / sigma 5 and with w0 = 3 / sigma 1 alike, against 19-24 dB
+    at 300 s with positional view directions. The training rays cover only a few narrow cones of
+    directions, so most of a direction grid is never trained. `nffb` on view directions stays available
+    (`--model.appearance.view-encoding nffb`)."""
+    return PositionalEncodingConfig(num_frequencies=4)
 
 
 def nffb() -> TrainConfig:
     """Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal), positional view directions."""
-    return _fast(
-        _filter_bank(NFFBConfig, "torch"), VIEW_ENCODING_OF_FILTER_BANKS, encoding_lr=FILTER_BANK_TABLE_LR
-    )
+    return _fast(_filter_bank(NFFBConfig, "torch"), _filter_bank_views(), encoding_lr=FILTER_BANK_TABLE_LR)
 
 
 def stylemod_nffb() -> TrainConfig:
@@ -225,7 +226,7 @@ def stylemod_nffb() -> TrainConfig:
     grid, analytic eikonal), positional view directions."""
     return _fast(
         _filter_bank(StyleModNFFBConfig, "torch"),
-        VIEW_ENCODING_OF_FILTER_BANKS,
+        _filter_bank_views(),
         encoding_lr=FILTER_BANK_TABLE_LR,
     )
 
@@ -235,7 +236,7 @@ def nffb_fused() -> TrainConfig:
     eikonal gradient."""
     return _fast(
         _filter_bank(NFFBConfig, "auto"),
-        VIEW_ENCODING_OF_FILTER_BANKS,
+        _filter_bank_views(),
         gradient="finite_difference",
         encoding_lr=FILTER_BANK_TABLE_LR,
     )
