@@ -60,6 +60,13 @@ def test_train_then_mesh(tiny_scene, tmp_path):
     scene_scale = json.loads((run / "scene.json").read_text())["scale_mat"][0][0]
     # World units: the initial sphere of radius 0.6 (normalised) scaled by the scene's scale_mat.
     assert mesh.vertices.std() > 0.2 * scene_scale
+    # Filling hidden pockets changes little on a field near its initial sphere (only creases that none of
+    # the 6 training cameras sees and the surface encloses); a missing scene is one clear line.
+    nsr("mesh", run, "--resolution", "48", "--out", tmp_path / "filled.ply", "--device", "cpu",
+        "--fill-unseen")  # fmt: skip
+    assert trimesh.load(tmp_path / "filled.ply").area == pytest.approx(mesh.area, rel=0.01)
+    moved = nsr("mesh", run, "--fill-unseen", "--data", tmp_path / "nowhere", "--device", "cpu", check=False)
+    assert moved.returncode == 1 and "nowhere" in moved.stderr and "Traceback" not in moved.stderr
 
 
 def test_killed_run_resumes_to_the_same_result(tiny_scene, tmp_path):

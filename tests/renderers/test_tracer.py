@@ -66,6 +66,28 @@ def test_min_sdf_points_for_the_mask_loss():
     assert torch.allclose(r.min_points[2], o[2] + d[2] * (-(o[2] * d[2]).sum()), atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["compact", "static"])
+@pytest.mark.parametrize("iters", [10, 2])  # 2: the rays go through the sampler
+def test_mask_search_depth_keeps_the_mask_loss_near_the_visible_surface(mode, iters):
+    """With `mask_search_depth` the minimal-SDF point of a hit-but-background ray lies at most that far
+    past the hit point (the deepest SDF there), not at the centre of the object."""
+    cfg = SphereTracerConfig(mode=mode, mask_search_depth=0.1, sphere_tracing_iters=iters, mask_samples=400)
+    o, d = rays_towards([[0.0, 0.0, 0.0], [0.0, 0.2, 0.0], [0.0, 0.7, 0.0]])
+    mask = torch.tensor([False, False, False])
+    r = SphereTracer(cfg).trace(sphere(0.5), o, d, mask)
+    assert r.hit.tolist() == [True, True, False]
+    b = (o * d).sum(-1)
+    exact = -b - (b**2 - (o * o).sum(-1) + 0.25).clamp_min(0).sqrt()  # the hit of the sphere of radius 0.5
+    beyond = ((r.min_points - o) * d).sum(-1) - exact
+    # (through the sampler the reach counts from the first negative sample, one sample step past the hit)
+    assert (beyond[:2] >= -1e-3).all() and (beyond[:2] <= 0.1 + 0.03).all()
+    # The deepest point within reach is (nearly) the farthest one: SDF about -0.1 on the central ray.
+    assert sphere(0.5)(r.min_points[:1]).item() == pytest.approx(-0.1, abs=0.01)
+    # A ray that misses keeps the search over the whole chord (closest approach to the sphere).
+    closest = 0.7 * 3 / math.sqrt(9 + 0.49)
+    assert r.min_points[2].norm().item() == pytest.approx(closest, abs=0.02)
+
+
 def test_implicit_differentiation_matches_finite_differences():
     """d(surface point)/d(sphere radius and centre) equals the finite-difference derivative."""
     radius = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)

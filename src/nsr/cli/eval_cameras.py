@@ -23,7 +23,7 @@ from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.errors import DataError
 from nsr.engine.cameras import GT_CAMERAS
-from nsr.engine.evaluate import extract_world_mesh
+from nsr.engine.evaluate import extract_world_mesh, training_depth_views
 from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import mesh_metrics
@@ -49,6 +49,10 @@ class EvalCamerasArgs:
     """Marching-cubes resolution of the extracted mesh (when --mesh is not given)."""
     no_mesh: bool = False
     """Skip the aligned mesh."""
+    fill_unseen: bool = False
+    """Fill the SDF's hidden pockets before extracting the mesh (as `nsr mesh --fill-unseen`)."""
+    data: Path | None = None
+    """The run's scene folder, if it moved since training (for --fill-unseen)."""
     gt_mesh: Path | None = None
     """Ground-truth mesh in the ground truth's world frame: also report Chamfer / F-score of the aligned mesh."""
     out: Path | None = None
@@ -108,9 +112,12 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
             # The given mesh is in the run's world units: back to the model frame, then into the GT world.
             mesh = transform_mesh(mesh, to_gt_world @ np.linalg.inv(run_.scale_mat))
         else:
+            views = training_depth_views(run_, args.data) if args.fill_unseen else None
             progress = CountProgress("marching cubes")
             try:
-                mesh = extract_world_mesh(run_.model, to_gt_world, args.resolution, progress=progress)
+                mesh = extract_world_mesh(
+                    run_.model, to_gt_world, args.resolution, progress=progress, views=views
+                )
             finally:
                 progress.close()
         mesh_path = save_mesh(mesh, args.run / f"mesh_aligned_{run_.step:07d}.ply")

@@ -1,4 +1,4 @@
-"""`nsr mesh RUN [--resolution 512] [--out mesh.ply]`: marching cubes in world units."""
+"""`nsr mesh RUN [--resolution 512] [--out mesh.ply] [--fill-unseen]`: marching cubes in world units."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import tyro
 
 from nsr.cli.common import CountProgress, friendly
-from nsr.engine.evaluate import extract_world_mesh
+from nsr.engine.evaluate import extract_world_mesh, training_depth_views
 from nsr.engine.run import open_run
 from nsr.mesh.extract import save_mesh
 
@@ -28,6 +28,12 @@ class MeshArgs:
     """`latest`, a step number, or a checkpoint file name."""
     keep_largest: bool = True
     """Keep only the largest connected component."""
+    fill_unseen: bool = False
+    """Fill the SDF's hidden pockets first: positive space that no training camera sees as empty and that
+    the surface encloses (inner sheets left by trained cameras; see docs/cameras.md). Reads the cameras
+    from the run's scene."""
+    data: Path | None = None
+    """The run's scene folder, if it moved since training (for --fill-unseen)."""
     device: str = "auto"
     """Where to evaluate the SDF."""
 
@@ -39,10 +45,16 @@ def run(argv: list[str]) -> int:
 
 def _run(args: MeshArgs) -> int:
     run_ = open_run(args.run, args.checkpoint, args.device)
+    views = training_depth_views(run_, args.data) if args.fill_unseen else None
     progress = CountProgress("marching cubes")
     try:
         mesh = extract_world_mesh(
-            run_.model, run_.scale_mat, args.resolution, keep_largest=args.keep_largest, progress=progress
+            run_.model,
+            run_.scale_mat,
+            args.resolution,
+            keep_largest=args.keep_largest,
+            progress=progress,
+            views=views,
         )
     finally:
         progress.close()

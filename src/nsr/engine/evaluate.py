@@ -9,9 +9,11 @@ import torch
 import trimesh
 
 from nsr.data.scene import SceneData
-from nsr.engine.run import model_sdf
+from nsr.engine.evaluation import load_run_scene
+from nsr.engine.run import Run, model_sdf, with_run_poses
 from nsr.engine.trainer import render_view
 from nsr.mesh.extract import extract_mesh, transform_mesh
+from nsr.mesh.visibility import DepthViews, fill_unseen, render_depth_views
 from nsr.metrics.image import psnr
 from nsr.models import IDRModel
 
@@ -49,11 +51,20 @@ def extract_world_mesh(
     keep_largest: bool = True,
     progress=None,
     clip_to_bounding_sphere: bool = True,
+    views: DepthViews | None = None,
 ) -> trimesh.Trimesh:
-    """Marching cubes of the model's SDF in the normalised frame, mapped to world units."""
+    """Marching cubes of the model's SDF in the normalised frame, mapped to world units.
+
+    With `views` (see `training_depth_views`), positive space that no camera sees as empty is filled
+    first (`nsr.mesh.visibility`), to within two grid cells of what the cameras see.
+    """
     device = next(model.parameters()).device
     field_sdf = model_sdf(model)
     radius = model.config.tracer.bounding_radius
+    if views is not None:
+        field_sdf = fill_unseen(
+            field_sdf, views, tolerance=2 * (2 * bound / (resolution - 1)), bounding_radius=radius
+        )
 
     def sdf(x: torch.Tensor) -> torch.Tensor:
         # The surface exists only inside the bounding sphere (nothing outside is rendered or supervised):
@@ -69,3 +80,21 @@ def extract_world_mesh(
         progress=progress,
     )
     return transform_mesh(mesh, scale_mat)
+
+
+def training_depth_views(run_: Run, data: str | Path | None = None, max_side: int = 200) -> DepthViews:
+    """Depth maps of a run's surface from its training cameras, at their final poses (model frame), for
+    `extract_world_mesh(..., views=...)`. Reads the cameras from the run's scene (`data`: where it lies
+    now, if it moved)."""
+    scene = with_run_poses(run_, load_run_scene(run_, data))
+    views = list(run_.train_views)
+    return render_depth_views(
+        model_sdf(run_.model),
+        run_.model.tracer,
+        scene.intrinsics[views],
+        scene.c2w[views],
+        scene.height,
+        scene.width,
+        max_side=max_side,
+        device=next(run_.model.parameters()).device,
+    )

@@ -38,6 +38,13 @@ class SphereTracerConfig:
     """Secant iterations refining a sign change."""
     mask_samples: int = 100
     """Random depths per ray searched for the minimal-SDF point used by the mask loss."""
+    mask_search_depth: float | None = None
+    """For a ray that hits the surface outside the object mask: how far beyond the hit point the
+    minimal-SDF point is searched for (normalised units). None: to the far side of the bounding sphere,
+    as IDR does, so the mask loss pushes up the SDF at the deepest point of the ray and carves the
+    object from the inside. A finite depth carves it from its visible surface inward instead: a ray of
+    a misaligned camera (trained cameras early in the run) then cannot cut a tunnel through the
+    interior, which no view sees again once the cameras are right (docs/cameras.md)."""
     chunk_size: int = 65536
     """Points per SDF call."""
     mode: Literal["auto", "compact", "static"] = "compact"
@@ -145,8 +152,8 @@ class SphereTracer:
             need = in_sphere & ~sampler & ~(hit & object_mask)
             if need.any():
                 idx = need.nonzero().squeeze(1)
-                lo = torch.where(hit[idx], depth[idx], near[idx])
-                min_points[idx] = self._min_sdf_points(sdf_fn, origins[idx], directions[idx], lo, far[idx])
+                lo, hi = self._mask_search_range(hit[idx], depth[idx], near[idx], far[idx])
+                min_points[idx] = self._min_sdf_points(sdf_fn, origins[idx], directions[idx], lo, hi)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
 
     def _sphere_trace(self, sdf_fn, origins, directions, near, far, in_sphere):
@@ -202,8 +209,12 @@ class SphereTracer:
         rows = torch.arange(n, device=origins.device)
         crossing = values[rows, first_neg] < 0
         min_idx = values.argmin(dim=1)
-        min_points = points[rows, min_idx]
         depth = z[rows, min_idx]
+        if cfg.mask_search_depth is not None:  # the mask loss looks no deeper than this past the crossing
+            reach = z[rows, first_neg] + cfg.mask_search_depth
+            too_deep = crossing[:, None] & (z > reach[:, None])
+            min_idx = torch.where(too_deep, torch.full_like(values, torch.inf), values).argmin(dim=1)
+        min_points = points[rows, min_idx]
         refine = crossing & (first_neg > 0)
         if object_mask is not None:
             refine = refine & object_mask
@@ -241,6 +252,15 @@ class SphereTracer:
             f_hi = torch.where(pos, f_hi, f)
             z = estimate(z_lo, z_hi, f_lo, f_hi)
         return z
+
+    def _mask_search_range(self, hit, depth, near, far):
+        """Where the minimal-SDF point of a mask-loss ray is searched: from the hit point (or the entry
+        into the bounding sphere) to the exit, or at most `mask_search_depth` past the hit point."""
+        lo = torch.where(hit, depth, near)
+        hi = far
+        if self.config.mask_search_depth is not None:
+            hi = torch.where(hit, torch.minimum(far, depth + self.config.mask_search_depth), far)
+        return lo, hi
 
     def _min_sdf_points(self, sdf_fn, origins, directions, lo, hi):
         """The point of minimal SDF among random depths in [lo, hi] (stratified)."""
@@ -291,8 +311,8 @@ class SphereTracer:
         closest = origins + directions * (-(origins * directions).sum(-1, keepdim=True))
         min_points = torch.where(unfinished[:, None], s_min, closest)
         need = in_sphere & ~unfinished & ~(hit & object_mask)
-        lo = torch.where(hit, depth, near)
-        searched = self._min_sdf_points(sdf_fn, origins, directions, lo, far)
+        lo, hi = self._mask_search_range(hit, depth, near, far)
+        searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
 
