@@ -11,6 +11,9 @@
 #   TEN_PRESETS="hashgrid hashgrid-pe nffb" bash benchmarks/gpu_all.sh OUT ten-start   # other presets
 #   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
 #   bash benchmarks/gpu_all.sh OUT cams-seeds # the same with other pose-noise seeds (1-4)
+#   bash benchmarks/gpu_all.sh OUT cams-fill  # seeds 1, 3, 4 measured with the hidden pockets filled
+#   CAMS_WITH=DEPTH TEN_PRESETS="fourier stylemod-nffb" bash benchmarks/gpu_all.sh OUT ten-start
+#                                             # camera variants (an array below) beside the presets
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
 #                                             # preset's steps, Spot with a second seed
 # With 4 GPUs the lanes run side by side, one time-budgeted training process per GPU at a time (so budgets
@@ -24,10 +27,11 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | rest]}; MODE=${2:-all}
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | cams-fill | rest]}; MODE=${2:-all}
 case "$MODE" in
-  all|ten-start|ten-finish|cams-sweep|cams-seeds|rest) ;;
-  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, rest)" >&2; exit 2 ;;
+  all|ten-start|ten-finish|cams-sweep|cams-seeds|cams-fill|rest) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, cams-fill, rest)" >&2
+     exit 2 ;;
 esac
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -114,25 +118,40 @@ for seed in 1 2 3 4; do
   SEEDS+=("fixed-s$seed|--skip-cams|$seed|" "cams-s$seed|--skip-fixed|$seed|"
           "freeze500-s$seed|--skip-fixed|$seed|cameras.warmup_steps=500")
 done
+# DEPTH: the mask loss searching at most MASK_DEPTH past the hit point (model.tracer.mask_search_depth), on
+# the seeds where the preset left tunnels inside the object; the fixed runs with the same setting
+# (CAMS_WITH=DEPTH in ten-start, on the GPUs the presets leave free).
+MD="model.tracer.mask_search_depth=${MASK_DEPTH:-0.02}"
+DEPTH=("cams-md-s1|--skip-fixed|1|$MD" "cams-md-s3|--skip-fixed|3|$MD" "cams-md-s4|--skip-fixed|4|$MD"
+       "fixed-md-s1|--skip-cams|1|$MD" "fixed-md-s4|--skip-cams|4|$MD"
+       "cams-md05-s4|--skip-fixed|4|model.tracer.mask_search_depth=0.05")
+# FILL: the seeds with the largest Chamfer gap, one run per GPU, measured with and without the hidden pockets
+# filled (mode cams-fill: PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1).
+FILL=("cams-fill-s3|--skip-fixed|3|" "cams-fill-s4|--skip-fixed|4|" "cams-fill-s1|--skip-fixed|1|"
+      "fixed-fill-s3|--skip-cams|3|")
 cams_variant() {  # GPU NAME --skip-fixed|--skip-cams SEED "OVERRIDE;...": one Spot camera run, 3 deg / 3%
   local g=$1 name=$2 only=$3 seed=$4 sets=() item items
   IFS=';' read -r -a items <<<"$5"
   for item in "${items[@]}"; do sets+=(--set "$item"); done
   CUDA_VISIBLE_DEVICES=$(gpu "$g") OMP_NUM_THREADS=4 python3 benchmarks/cameras.py "${SPOT[@]}" \
     --preset hashgrid-fused --noise 3,0.03,$seed --seed $seed --steps 15000 --budget 440 --track-every 1000 \
-    "$only" "${sets[@]}" --out $W/sweep/$name >$W/sweep_$name.log 2>&1
+    "$only" "${sets[@]}" ${CAMS_FLAGS:-} --out $W/sweep/$name >$W/sweep_$name.log 2>&1
   where_wrong $W/sweep/$name >>$W/sweep_$name.log 2>&1
+  [ "${LANE_LOGS:-0}" = 1 ] && grep -v "it/s" $W/sweep_$name.log >"$OUT/sweep_$name.md"  # each as it ends
 }
-cams_sweep() {  # ARRAY OUTNAME: the variants of ARRAY (SWEEP or SEEDS), 3 per GPU, into OUT/OUTNAME.{json,md}
+cams_sweep() {  # ARRAY OUTNAME [FIRST_GPU]: the variants of ARRAY, 3 per GPU, into OUT/OUTNAME.{json,md}
   local -n variants=$1
-  local i name only seed sets v
+  local i name only seed sets v first=${3:-0} per=${PER_GPU:-3}
   for i in "${!variants[@]}"; do
     IFS='|' read -r name only seed sets <<<"${variants[$i]}"
-    cams_variant $((i / 3)) "$name" "$only" "$seed" "$sets" &
+    cams_variant $((first + i / per)) "$name" "$only" "$seed" "$sets" &
   done
   wait
   merge "$2.json" $(for v in "${variants[@]}"; do echo "$W/sweep/${v%%|*}/results.json"; done)
   for v in "${variants[@]}"; do echo "== ${v%%|*}"; grep -v "it/s" "$W/sweep_${v%%|*}.log"; done >"$OUT/$2.md"
+  # The meshes come back too (for CPU-side analysis): xz, in parts of 15 MB (files from OUT are 16 MB at most).
+  [ "${MESHES:-1}" = 1 ] && (cd $W/sweep && tar cf - $(for v in "${variants[@]}"; do echo "${v%%|*}"/mesh_*.ply; done) | xz -T0 -6 |
+    split -b 15M -d - "$OUT/$2_meshes.tar.xz.")
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -164,7 +183,11 @@ case $MODE in
       p=${TEN_PRESETS[$i]}
       (ten_minutes "$i" "$p" --pause-at "$PAUSE_S"; tail -n 3 $W/ten_$p.log) &
     done
-    (cameras_spot 3; gpu_tests 3) &
+    if [ -n "${CAMS_WITH:-}" ]; then  # camera variants on the GPUs the presets leave free
+      cams_sweep "$CAMS_WITH" "cams_${CAMS_WITH,,}" ${#TEN_PRESETS[@]} &
+    else
+      (cameras_spot 3; gpu_tests 3) &
+    fi
     wait
     ;;
   ten-finish)
@@ -177,6 +200,7 @@ case $MODE in
     ;;
   cams-sweep) cams_sweep SWEEP cams_sweep ;;
   cams-seeds) cams_sweep SEEDS cams_seeds ;;
+  cams-fill) PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1 cams_sweep FILL cams_fill ;;
   rest)
     (CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/baseline.py "${SPOT[@]}" --preset fourier --budgets 120 300 \
       --out $W/fourier >$W/fourier.log 2>&1; merge presets_fourier.json $W/fourier/results.json) &
