@@ -131,7 +131,7 @@ def main() -> None:
         trainer.train()
         row = {"steps": trainer.step, "train_seconds": round(trainer.seconds, 1)}
         print(f"{mode}: {trainer.step} steps, {time.perf_counter() - wall:.0f} s wall", flush=True)
-        run_ = open_run(run_dir, device=str(trainer.device))
+        run_ = open_run(run_dir, device=str(trainer.device)) if mode == "cams" or args.fill_unseen else None
         to_world = scene.scale_mat
         if mode == "cams":
             evaluation = evaluate_run_cameras(run_)

@@ -135,10 +135,13 @@ def fill_unseen(
 
     def filled(x: torch.Tensor) -> torch.Tensor:
         values = sdf_fn(x)
-        hidden = (values > 0) & ~views.seen_empty(x, tolerance)
-        if hidden.any():
-            index = hidden.nonzero().squeeze(1)
-            hidden[index] = enclosed(sdf_fn, x[index], bounding_radius)
-        return torch.where(hidden, -values, values)
+        # Narrow each test to the points still in question: positive, then unseen, then enclosed.
+        index = (values > 0).nonzero().squeeze(1)
+        index = index[~views.seen_empty(x[index], tolerance)]
+        if index.numel():
+            index = index[enclosed(sdf_fn, x[index], bounding_radius)]
+        values = values.clone()
+        values[index] = -values[index]
+        return values
 
     return filled

@@ -42,9 +42,10 @@ class SphereTracerConfig:
     """For a ray that hits the surface outside the object mask: how far beyond the hit point the
     minimal-SDF point is searched for (normalised units). None: to the far side of the bounding sphere,
     as IDR does, so the mask loss pushes up the SDF at the deepest point of the ray and carves the
-    object from the inside. A finite depth carves it from its visible surface inward instead: a ray of
-    a misaligned camera (trained cameras early in the run) then cannot cut a tunnel through the
-    interior, which no view sees again once the cameras are right (docs/cameras.md)."""
+    object from the inside. A finite depth carves it from its visible surface inward instead, so a ray
+    of a misaligned camera (trained cameras early in the run) carves near the surface rather than
+    through the middle. Measured on Spot it did not stop the inner pockets of trained-camera runs
+    (docs/cameras.md); no preset sets it."""
     chunk_size: int = 65536
     """Points per SDF call."""
     mode: Literal["auto", "compact", "static"] = "compact"
