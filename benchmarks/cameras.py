@@ -107,8 +107,7 @@ def main() -> None:
             config.steps = 10**9
         else:
             config.steps = args.steps
-            if mode == "cams":
-                set_camera_schedule(config)
+            set_camera_schedule(config)  # also the pocket-fill schedule, which the fixed run shares
         config.val_every = 0
         config.tensorboard = False
         config.checkpoint_every = 10**9

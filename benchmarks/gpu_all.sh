@@ -12,6 +12,8 @@
 #   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
 #   bash benchmarks/gpu_all.sh OUT cams-seeds # the same with other pose-noise seeds (1-4)
 #   bash benchmarks/gpu_all.sh OUT cams-fill  # seeds 1, 3, 4 measured with the hidden pockets filled
+#   bash benchmarks/gpu_all.sh OUT cams-pockets # seeds 0-4, fixed and trained cameras (the -cams preset fills
+#                                             # hidden pockets while training)
 #   CAMS_WITH=DEPTH TEN_PRESETS="fourier stylemod-nffb" bash benchmarks/gpu_all.sh OUT ten-start
 #                                             # camera variants (an array below) beside the presets
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
@@ -27,10 +29,10 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | cams-fill | rest]}; MODE=${2:-all}
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | cams-fill | cams-pockets | rest]}; MODE=${2:-all}
 case "$MODE" in
-  all|ten-start|ten-finish|cams-sweep|cams-seeds|cams-fill|rest) ;;
-  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, cams-fill, rest)" >&2
+  all|ten-start|ten-finish|cams-sweep|cams-seeds|cams-fill|cams-pockets|rest) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, cams-fill, cams-pockets, rest)" >&2
      exit 2 ;;
 esac
 mkdir -p "$OUT"
@@ -129,6 +131,10 @@ DEPTH=("cams-md-s1|--skip-fixed|1|$MD" "cams-md-s3|--skip-fixed|3|$MD" "cams-md-
 # filled (mode cams-fill: PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1).
 FILL=("cams-fill-s3|--skip-fixed|3|" "cams-fill-s4|--skip-fixed|4|" "cams-fill-s1|--skip-fixed|1|"
       "fixed-fill-s3|--skip-cams|3|")
+# POCKETS: seeds 0-4 with the -cams preset as it is now (hidden pockets filled while training), fixed and
+# trained cameras (mode cams-pockets).
+POCKETS=()
+for seed in 0 1 2 3 4; do POCKETS+=("pk-cams-s$seed|--skip-fixed|$seed|" "pk-fixed-s$seed|--skip-cams|$seed|"); done
 cams_variant() {  # GPU NAME --skip-fixed|--skip-cams SEED "OVERRIDE;...": one Spot camera run, 3 deg / 3%
   local g=$1 name=$2 only=$3 seed=$4 sets=() item items
   IFS=';' read -r -a items <<<"$5"
@@ -201,6 +207,7 @@ case $MODE in
   cams-sweep) cams_sweep SWEEP cams_sweep ;;
   cams-seeds) cams_sweep SEEDS cams_seeds ;;
   cams-fill) PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1 cams_sweep FILL cams_fill ;;
+  cams-pockets) LANE_LOGS=1 cams_sweep POCKETS cams_pockets ;;
   rest)
     (CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/baseline.py "${SPOT[@]}" --preset fourier --budgets 120 300 \
       --out $W/fourier >$W/fourier.log 2>&1; merge presets_fourier.json $W/fourier/results.json) &

@@ -8,32 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from nsr.cameras.paths import look_at
+from conftest import ball, ring_of_cameras, with_bite, with_bubble
 from nsr.mesh import extract_mesh
 from nsr.mesh.visibility import fill_unseen, render_depth_views
 from nsr.renderers import SphereTracer, SphereTracerConfig
-
-
-def ball(x: torch.Tensor, centre=(0.0, 0.0, 0.0), radius: float = 0.6) -> torch.Tensor:
-    return (x - torch.tensor(centre)).norm(dim=-1) - radius
-
-
-def with_bubble(x):  # a ball of radius 0.6 with a hidden spherical cavity of radius 0.2 inside
-    return torch.maximum(ball(x), -ball(x, (0.1, 0.0, 0.0), 0.2))
-
-
-def with_bite(x):  # the same ball with a visible spherical bite out of its +x side
-    return torch.maximum(ball(x), -ball(x, (0.6, 0.0, 0.0), 0.25))
-
-
-def ring_of_cameras(count: int = 8, distance: float = 3.0):
-    c2w = []
-    for i in range(count):
-        angle = 2 * math.pi * i / count
-        eye = np.array([distance * math.cos(angle), 0.3 * distance * (i % 2), distance * math.sin(angle)])
-        c2w.append(look_at(eye, np.zeros(3), np.array([0.0, 1.0, 0.0])))
-    k = np.array([[60.0, 0.0, 31.5], [0.0, 60.0, 31.5], [0.0, 0.0, 1.0]])
-    return np.repeat(k[None], count, 0), np.stack(c2w)
 
 
 def views_of(sdf):

@@ -277,12 +277,16 @@ cap the 15000-step preset ends at 0.065-0.080 deg / 0.095-0.124% (two noise seed
 
 
 def set_camera_schedule(config: TrainConfig) -> TrainConfig:
-    """The `-cams` camera schedule for `config.steps` steps: frozen for the first 15% (at most
-    `CAMERA_FREEZE_MAX_STEPS`), then x0.3 at 50% and 75% (call again after changing `steps`)."""
+    """The `-cams` schedules for `config.steps` steps: the cameras frozen for the first 15% (at most
+    `CAMERA_FREEZE_MAX_STEPS`), then x0.3 at 50% and 75%; hidden pockets filled from 20% of the steps on,
+    refreshed every 2/15 of them (3000, 5000, ..., 13000 of 15000; see nsr.engine.pockets). Call again
+    after changing `steps`."""
     config.cameras.warmup = "frozen"
     config.cameras.warmup_steps = min(int(0.15 * config.steps), CAMERA_FREEZE_MAX_STEPS)
     config.cameras.lr_milestones = (config.steps // 2, 3 * config.steps // 4)
     config.cameras.lr_factor = 0.3
+    config.pockets.start = config.steps // 5
+    config.pockets.every = max(1, 2 * config.steps // 15)
     return config
 
 

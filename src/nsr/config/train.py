@@ -44,6 +44,40 @@ class OptimConfig:
 
 
 @dataclass
+class PocketFillConfig:
+    """Fill hidden pockets of the SDF while training (see nsr.engine.pockets).
+
+    Every `every` steps from `start` on, points are drawn in the bounding sphere and those that are
+    positive, seen as empty by no training camera (depth maps of the model from the current poses) and
+    enclosed by the surface are kept; until the next refresh, each step pushes `batch` of them to a
+    negative SDF. Runs with trained cameras carve such pockets while the poses are still wrong."""
+
+    every: int = 0
+    """Steps between refreshes of the pocket points (0 = off)."""
+    start: int = 0
+    """First refresh at this step (after the poses have settled)."""
+    samples: int = 1 << 20
+    """Candidate points drawn in the bounding sphere at each refresh."""
+    batch: int = 1024
+    """Pocket points pushed per step."""
+    weight: float = 10.0
+    """Weight of the loss mean(relu(sdf(p) + s_p)), s_p: the point's SDF at the refresh."""
+    tolerance: float = 0.01
+    """A point counts as seen empty when it lies at most this much behind a camera's first surface
+    (normalised units)."""
+    max_side: int = 200
+    """Long side of the depth maps, in pixels."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0 and self.weight > 0
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether the pocket points are refreshed before training step `step` (0-based)."""
+        return self.enabled and step >= self.start and (step - self.start) % self.every == 0
+
+
+@dataclass
 class TrainConfig:
     """A whole training run."""
 
@@ -52,6 +86,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     cameras: CameraRefineConfig = field(default_factory=CameraRefineConfig)
     """Initial poses (ground truth, a noisy camera file or synthetic noise) and their refinement."""
+    pockets: PocketFillConfig = field(default_factory=PocketFillConfig)
+    """Filling hidden pockets during training (on in the `-cams` presets)."""
     steps: int = 200000
     """Number of optimisation steps."""
     rays_per_batch: int = 2048

@@ -19,6 +19,7 @@ from nsr.config.train import TrainConfig
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from nsr.engine.pockets import PocketFill
 from nsr.models import IDRModel, RenderOutput, mask_alpha
 
 CONFIG_KIND = "train"
@@ -53,6 +54,8 @@ class StepMetrics:
     rgb: float
     eikonal: float
     mask: float
+    pocket: float
+    """The hidden-pocket fill loss (0 when off or before its first refresh)."""
     psnr: float
     hit_ratio: float
     lr: float
@@ -157,6 +160,9 @@ class Trainer:
             self._train_view_ids = torch.tensor(self.train_views, dtype=torch.long, device=self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.batcher = RayBatcher(self.train_scene, self.device, self.generator)
+        self.pockets = (
+            PocketFill(config.pockets, self.device, config.seed) if config.pockets.enabled else None
+        )
         self.step = 0
         self.seconds = 0.0
         self._writer = None
@@ -206,6 +212,8 @@ class Trainer:
             state["cameras"] = self.cameras.state_dict()
             state["camera_optimizer"] = self.camera_optimizer.state_dict()
             state["camera_scheduler"] = self.camera_scheduler.state_dict()
+        if self.pockets is not None:
+            state["pockets"] = self.pockets.state_dict()
         return state
 
     def save_checkpoint(self, name: str | None = None) -> Path:
@@ -231,6 +239,8 @@ class Trainer:
             self.cameras.load_state_dict(state["cameras"])
             self.camera_optimizer.load_state_dict(state["camera_optimizer"])
             self.camera_scheduler.load_state_dict(state["camera_scheduler"])
+        if self.pockets is not None and "pockets" in state:
+            self.pockets.load_state_dict(state["pockets"])
 
     def resume(self) -> bool:
         """Continue from `checkpoints/latest.pt` if there is one; returns whether it did."""
@@ -253,18 +263,26 @@ class Trainer:
         if self.cameras is not None:
             with torch.set_grad_enabled(cameras_move):
                 poses = self.cameras(self._train_view_ids)
+        if cfg.pockets.refresh_due(self.step) and self.pockets is not None:
+            self._refresh_pockets(poses)
         _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(origins, dirs, rgb, mask)
-        if not torch.isfinite(losses.total):
+        total = losses.total
+        pocket = torch.zeros((), device=self.device)
+        if self.pockets is not None:
+            pocket = self.pockets.loss(self.model)
+            total = total + cfg.pockets.weight * pocket
+        if not torch.isfinite(total):
             raise TrainingError(
-                f"loss became {losses.total.item()} at step {self.step} "
-                f"(rgb {losses.rgb.item():.4g}, eikonal {losses.eikonal.item():.4g}, mask {losses.mask.item():.4g}); "
+                f"loss became {total.item()} at step {self.step} "
+                f"(rgb {losses.rgb.item():.4g}, eikonal {losses.eikonal.item():.4g}, mask {losses.mask.item():.4g}, "
+                f"pocket {pocket.item():.4g}); "
                 "try a lower learning rate or resume from an earlier checkpoint"
             )
         self.optimizer.zero_grad(set_to_none=True)
         if self.camera_optimizer is not None:
             self.camera_optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
+        total.backward()
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
@@ -278,16 +296,25 @@ class Trainer:
         self.step += 1
         return StepMetrics(
             step=self.step,
-            loss=losses.total.item(),
+            loss=total.item(),
             rgb=losses.rgb.item(),
             eikonal=losses.eikonal.item(),
             mask=losses.mask.item(),
+            pocket=pocket.item(),
             psnr=losses.psnr.item(),
             hit_ratio=losses.hit_ratio.item(),
             lr=self.optimizer.param_groups[0]["lr"],
             alpha=mask_alpha(cfg.model.loss, self.step - 1),
             seconds=self.seconds,
         )
+
+    def _refresh_pockets(self, poses: torch.Tensor | None) -> None:
+        """Find the hidden pockets of the current SDF, seen from the training cameras at their current poses."""
+        scene = self.train_scene
+        c2w = scene.c2w if poses is None else poses.detach().cpu().numpy()
+        found = self.pockets.refresh(self.model, scene.intrinsics, c2w, scene.height, scene.width)
+        if self.config.tensorboard:
+            self.writer.add_scalar("train/pocket_points", found, self.step)
 
     def _done(self) -> bool:
         cfg = self.config
@@ -322,7 +349,7 @@ class Trainer:
 
     def _log(self, m: StepMetrics) -> None:
         w = self.writer
-        for key in ("loss", "rgb", "eikonal", "mask", "psnr", "hit_ratio", "lr", "alpha"):
+        for key in ("loss", "rgb", "eikonal", "mask", "pocket", "psnr", "hit_ratio", "lr", "alpha"):
             w.add_scalar(f"train/{key}", getattr(m, key), m.step)
         w.add_scalar("train/seconds", m.seconds, m.step)
 

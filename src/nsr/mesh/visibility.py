@@ -111,7 +111,9 @@ _AROUND = _AROUND / _AROUND.norm(dim=-1, keepdim=True)
 """14 directions (the axes and the cube diagonals) along which a pocket point must meet the surface."""
 
 
-def enclosed(sdf_fn: SDFFunction, points: torch.Tensor, bounding_radius: float) -> torch.Tensor:
+def enclosed(
+    sdf_fn: SDFFunction, points: torch.Tensor, bounding_radius: float, chunk: int = 16384
+) -> torch.Tensor:
     """(M,) bool: points from which a ray in each of 14 directions meets the surface before leaving the
     bounding sphere (inside a pocket, not in open space that merely lies behind the object)."""
     tracer = SphereTracer(
@@ -119,10 +121,33 @@ def enclosed(sdf_fn: SDFFunction, points: torch.Tensor, bounding_radius: float) 
                            num_secant_steps=0)
     )  # fmt: skip
     around = _AROUND.to(points.device)
-    origins = points.repeat_interleave(len(around), dim=0)
-    directions = around.repeat(points.shape[0], 1)
-    hit = tracer.trace(sdf_fn, origins, directions).hit
-    return hit.reshape(points.shape[0], len(around)).all(dim=1)
+    result = []
+    for part in points.split(chunk):
+        origins = part.repeat_interleave(len(around), dim=0)
+        directions = around.repeat(part.shape[0], 1)
+        hit = tracer.trace(sdf_fn, origins, directions).hit
+        result.append(hit.reshape(part.shape[0], len(around)).all(dim=1))
+    return torch.cat(result) if result else torch.zeros(0, dtype=torch.bool, device=points.device)
+
+
+def hidden_pockets(
+    sdf_fn: SDFFunction,
+    views: DepthViews,
+    points: torch.Tensor,
+    values: torch.Tensor,
+    tolerance: float,
+    bounding_radius: float = 1.0,
+) -> torch.Tensor:
+    """(M,) bool: the points in hidden pockets of the SDF: positive (`values`: the SDF at `points`), seen
+    as empty by no camera (to within `tolerance`) and enclosed by the surface (see `enclosed`)."""
+    # Narrow each test to the points still in question: positive, then unseen, then enclosed.
+    index = (values > 0).nonzero().squeeze(1)
+    index = index[~views.seen_empty(points[index], tolerance)]
+    if index.numel():
+        index = index[enclosed(sdf_fn, points[index], bounding_radius)]
+    found = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    found[index] = True
+    return found
 
 
 def fill_unseen(
@@ -135,13 +160,8 @@ def fill_unseen(
 
     def filled(x: torch.Tensor) -> torch.Tensor:
         values = sdf_fn(x)
-        # Narrow each test to the points still in question: positive, then unseen, then enclosed.
-        index = (values > 0).nonzero().squeeze(1)
-        index = index[~views.seen_empty(x[index], tolerance)]
-        if index.numel():
-            index = index[enclosed(sdf_fn, x[index], bounding_radius)]
-        values = values.clone()
-        values[index] = -values[index]
-        return values
+        return torch.where(
+            hidden_pockets(sdf_fn, views, x, values, tolerance, bounding_radius), -values, values
+        )
 
     return filled

@@ -1,0 +1,80 @@
+"""Filling hidden pockets of the SDF during training.
+
+IDR's losses constrain the SDF only where the cameras look: empty space along each ray up to the first
+surface, the surface itself, and the eikonal term everywhere. A positive pocket behind the first surface
+(a bubble, or a tunnel joined to the outer surface) costs nothing, so once made it stays. Runs with
+trained cameras make them while the poses are still wrong: the mask loss of a misplaced ray carves into
+the object, and when the pose is right again nothing closes the cut (benchmarks/RESULTS.md, "Trainable
+cameras": they are most of the Chamfer gap to the same runs with fixed cameras).
+
+`PocketFill` finds such points now and then with the test of `nsr.mesh.visibility` (positive, seen as
+empty by no training camera from its current pose, enclosed by the surface) and pushes the SDF there
+below zero until the next refresh. The open space behind a one-sided capture is not enclosed and is
+left alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nsr.config.train import PocketFillConfig
+from nsr.mesh.visibility import hidden_pockets, render_depth_views
+from nsr.models import IDRModel
+
+
+class PocketFill:
+    """The pocket points of the last refresh and the loss that fills them."""
+
+    def __init__(self, config: PocketFillConfig, device: torch.device, seed: int) -> None:
+        self.config = config
+        self.device = device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.points = torch.empty(0, 3, device=device)
+        """(P, 3) pocket points of the last refresh (normalised frame)."""
+        self.depth = torch.empty(0, device=device)
+        """(P,) their SDF at the refresh: the loss asks for at most minus this (the pocket mirrored)."""
+
+    @torch.no_grad()
+    def refresh(self, model: IDRModel, intrinsics, c2w, height: int, width: int) -> int:
+        """Find the pocket points of the model's current SDF seen from cameras (N, 3, 3) K / (N, 4, 4)
+        camera-to-world (normalised frame, images of height x width); returns how many were found."""
+        cfg = self.config
+        was_training = model.training
+        model.eval()
+        try:
+            sdf = model.sdf_field.sdf
+            radius = model.config.tracer.bounding_radius
+            views = render_depth_views(
+                sdf, model.tracer, intrinsics, c2w, height, width, max_side=cfg.max_side, device=self.device
+            )
+            points = uniform_ball(cfg.samples, radius, self.generator).to(self.device)
+            values = torch.cat([sdf(chunk) for chunk in points.split(1 << 16)])
+            found = hidden_pockets(sdf, views, points, values, cfg.tolerance, radius)
+        finally:
+            model.train(was_training)
+        self.points, self.depth = points[found], values[found]
+        return int(found.sum())
+
+    def loss(self, model: IDRModel) -> torch.Tensor:
+        """mean(relu(sdf(p) + s_p)) over `batch` pocket points drawn at random (0 without any)."""
+        if not self.points.shape[0]:
+            return torch.zeros((), device=self.device)
+        index = torch.randint(self.points.shape[0], (self.config.batch,), generator=self.generator)
+        index = index.to(self.device)
+        return torch.relu(model.sdf_field.sdf(self.points[index]) + self.depth[index]).mean()
+
+    def state_dict(self) -> dict:
+        return {"points": self.points.cpu(), "depth": self.depth.cpu(), "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.points = state["points"].to(self.device)
+        self.depth = state["depth"].to(self.device)
+        self.generator.set_state(state["rng"])
+
+
+def uniform_ball(count: int, radius: float, generator: torch.Generator) -> torch.Tensor:
+    """(count, 3) points drawn uniformly in the ball of `radius` about the origin."""
+    direction = torch.randn(count, 3, generator=generator)
+    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    distance = radius * torch.rand(count, 1, generator=generator) ** (1 / 3)
+    return direction * distance
