@@ -12,8 +12,8 @@
 #   bash benchmarks/gpu_all.sh OUT cams-sweep # camera-schedule variants of hashgrid-fused(-cams) on Spot
 #   bash benchmarks/gpu_all.sh OUT cams-seeds # the same with other pose-noise seeds (1-4)
 #   bash benchmarks/gpu_all.sh OUT cams-fill  # seeds 1, 3, 4 measured with the hidden pockets filled
-#   bash benchmarks/gpu_all.sh OUT cams-pockets # seeds 0-4, fixed and trained cameras (the -cams preset fills
-#                                             # hidden pockets while training)
+#   bash benchmarks/gpu_all.sh OUT cams-pockets # seeds 0-4 (POCKET_SEEDS), fixed and trained cameras (the -cams
+#                                             # preset fills hidden pockets while training); DTU beside them
 #   CAMS_WITH=DEPTH TEN_PRESETS="fourier stylemod-nffb" bash benchmarks/gpu_all.sh OUT ten-start
 #                                             # camera variants (an array below) beside the presets
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
@@ -131,10 +131,11 @@ DEPTH=("cams-md-s1|--skip-fixed|1|$MD" "cams-md-s3|--skip-fixed|3|$MD" "cams-md-
 # filled (mode cams-fill: PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1).
 FILL=("cams-fill-s3|--skip-fixed|3|" "cams-fill-s4|--skip-fixed|4|" "cams-fill-s1|--skip-fixed|1|"
       "fixed-fill-s3|--skip-cams|3|")
-# POCKETS: seeds 0-4 with the -cams preset as it is now (hidden pockets filled while training), fixed and
-# trained cameras (mode cams-pockets).
+# POCKETS: seeds 0-4 (or POCKET_SEEDS) with the -cams preset as it is now (hidden pockets filled while
+# training), fixed and trained cameras (mode cams-pockets: 3 per GPU on GPUs 0-2, the 10th on GPU 3 beside
+# the DTU camera run at the preset's steps).
 POCKETS=()
-for seed in 0 1 2 3 4; do POCKETS+=("pk-cams-s$seed|--skip-fixed|$seed|" "pk-fixed-s$seed|--skip-cams|$seed|"); done
+for seed in ${POCKET_SEEDS:-0 1 2 3 4}; do POCKETS+=("pk-cams-s$seed|--skip-fixed|$seed|" "pk-fixed-s$seed|--skip-cams|$seed|"); done
 cams_variant() {  # GPU NAME --skip-fixed|--skip-cams SEED "OVERRIDE;...": one Spot camera run, 3 deg / 3%
   local g=$1 name=$2 only=$3 seed=$4 sets=() item items
   IFS=';' read -r -a items <<<"$5"
@@ -158,6 +159,12 @@ cams_sweep() {  # ARRAY OUTNAME [FIRST_GPU]: the variants of ARRAY, 3 per GPU, i
   # The meshes come back too (for CPU-side analysis): xz, in parts of 15 MB (files from OUT are 16 MB at most).
   [ "${MESHES:-1}" = 1 ] && (cd $W/sweep && tar cf - $(for v in "${variants[@]}"; do echo "${v%%|*}"/mesh_*.ply; done) | xz -T0 -6 |
     split -b 15M -d - "$OUT/$2_meshes.tar.xz.")
+}
+cams_dtu_preset() {  # GPU: trainable cameras on DTU scan24, 2 deg / 2%, at the -cams preset's 15000 steps
+  CUDA_VISIBLE_DEVICES=$(gpu "$1") python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
+    --noise 2,0.02,0 --steps 15000 --budget 440 --skip-fixed --track-every 1000 --out $W/cams_dtu_preset \
+    >$W/cams_dtu_preset.log 2>&1
+  grep -v "it/s" $W/cams_dtu_preset.log >"$OUT/cameras_dtu_preset.md"
 }
 gpu_tests() {
   CUDA_VISIBLE_DEVICES=$(gpu "$1") timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests -W ignore \
@@ -207,16 +214,18 @@ case $MODE in
   cams-sweep) cams_sweep SWEEP cams_sweep ;;
   cams-seeds) cams_sweep SEEDS cams_seeds ;;
   cams-fill) PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1 cams_sweep FILL cams_fill ;;
-  cams-pockets) LANE_LOGS=1 cams_sweep POCKETS cams_pockets ;;
+  cams-pockets)
+    cams_dtu_preset 3 &
+    MESHES=${MESHES:-0} cams_sweep POCKETS cams_pockets
+    wait
+    ;;
   rest)
     (CUDA_VISIBLE_DEVICES=$(gpu 0) python3 benchmarks/baseline.py "${SPOT[@]}" --preset fourier --budgets 120 300 \
       --out $W/fourier >$W/fourier.log 2>&1; merge presets_fourier.json $W/fourier/results.json) &
     (CUDA_VISIBLE_DEVICES=$(gpu 1) timeout 400 python3 benchmarks/fit_sdf.py --out $W/fit_style --meshes spot \
       --encodings stylemod-nffb --device cuda --max-seconds 6 --data .data/meshes >$W/fit_style.log 2>&1
      cp $W/fit_style/results.json "$OUT/fit_sdf_stylemod.json") &
-    (CUDA_VISIBLE_DEVICES=$(gpu 2) python3 benchmarks/cameras.py --scene $DTU --preset hashgrid-fused \
-      --noise 2,0.02,0 --steps 15000 --budget 440 --skip-fixed --track-every 1000 --out $W/cams_dtu_preset \
-      >$W/cams_dtu_preset.log 2>&1; grep -v "it/s" $W/cams_dtu_preset.log >"$OUT/cameras_dtu_preset.md") &
+    cams_dtu_preset 2 &
     for only in --skip-cams --skip-fixed; do  # both on GPU 3: steps, not seconds, end them
       (CUDA_VISIBLE_DEVICES=$(gpu 3) python3 benchmarks/cameras.py "${SPOT[@]}" --preset hashgrid-fused \
         --noise 3,0.03,1 --seed 1 --steps 15000 --budget 440 --track-every 1000 $only \
