@@ -14,6 +14,7 @@
 #   bash benchmarks/gpu_all.sh OUT cams-fill  # seeds 1, 3, 4 measured with the hidden pockets filled
 #   bash benchmarks/gpu_all.sh OUT cams-pockets # seeds 0-4 (POCKET_SEEDS), fixed and trained cameras (the -cams
 #                                             # preset fills hidden pockets while training); DTU beside them
+#   AB_SEED=8 bash benchmarks/gpu_all.sh OUT pockets-ab # that seed with and without the fill, one run per GPU
 #   CAMS_WITH=DEPTH TEN_PRESETS="fourier stylemod-nffb" bash benchmarks/gpu_all.sh OUT ten-start
 #                                             # camera variants (an array below) beside the presets
 #   bash benchmarks/gpu_all.sh OUT rest       # fourier to 300 s, stylemod-nffb fit-sdf, cameras: DTU at the
@@ -29,10 +30,10 @@
 # them to 600 s and evaluates the 120, 300 and 600 s snapshots (training time excludes I/O, so the split
 # does not change the budget). The GPU left over runs the camera benchmarks.
 set -uo pipefail
-OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | cams-fill | cams-pockets | rest]}; MODE=${2:-all}
+OUT=${1:?usage: gpu_all.sh OUT [all | ten-start | ten-finish | cams-sweep | cams-seeds | cams-fill | cams-pockets | pockets-ab | rest]}; MODE=${2:-all}
 case "$MODE" in
-  all|ten-start|ten-finish|cams-sweep|cams-seeds|cams-fill|cams-pockets|rest) ;;
-  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, cams-fill, cams-pockets, rest)" >&2
+  all|ten-start|ten-finish|cams-sweep|cams-seeds|cams-fill|cams-pockets|pockets-ab|rest) ;;
+  *) echo "gpu_all.sh: unknown mode '$MODE' (all, ten-start, ten-finish, cams-sweep, cams-seeds, cams-fill, cams-pockets, pockets-ab, rest)" >&2
      exit 2 ;;
 esac
 mkdir -p "$OUT"
@@ -136,6 +137,11 @@ FILL=("cams-fill-s3|--skip-fixed|3|" "cams-fill-s4|--skip-fixed|4|" "cams-fill-s
 # the DTU camera run at the preset's steps).
 POCKETS=()
 for seed in ${POCKET_SEEDS:-0 1 2 3 4}; do POCKETS+=("pk-cams-s$seed|--skip-fixed|$seed|" "pk-fixed-s$seed|--skip-cams|$seed|"); done
+# PKAB: one seed with the fill (the preset) and without it (pockets.every=0), fixed and trained cameras,
+# one run per GPU so that the training times compare (mode pockets-ab).
+NOFILL="pockets.every=0"
+PKAB=("ab-cams-s${AB_SEED:-8}|--skip-fixed|${AB_SEED:-8}|" "ab-cams-nofill-s${AB_SEED:-8}|--skip-fixed|${AB_SEED:-8}|$NOFILL"
+      "ab-fixed-s${AB_SEED:-8}|--skip-cams|${AB_SEED:-8}|" "ab-fixed-nofill-s${AB_SEED:-8}|--skip-cams|${AB_SEED:-8}|$NOFILL")
 cams_variant() {  # GPU NAME --skip-fixed|--skip-cams SEED "OVERRIDE;...": one Spot camera run, 3 deg / 3%
   local g=$1 name=$2 only=$3 seed=$4 sets=() item items
   IFS=';' read -r -a items <<<"$5"
@@ -214,6 +220,7 @@ case $MODE in
   cams-sweep) cams_sweep SWEEP cams_sweep ;;
   cams-seeds) cams_sweep SEEDS cams_seeds ;;
   cams-fill) PER_GPU=1 CAMS_FLAGS=--fill-unseen MESHES=0 LANE_LOGS=1 cams_sweep FILL cams_fill ;;
+  pockets-ab) PER_GPU=1 MESHES=0 cams_sweep PKAB pockets_ab ;;
   cams-pockets)
     cams_dtu_preset 3 &
     MESHES=${MESHES:-0} cams_sweep POCKETS cams_pockets
