@@ -27,7 +27,8 @@ def test_noisy_cameras_are_recovered_on_the_demo_scene(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = ["--data", scene, "--val-every", "0", "--no-tensorboard"]
     runs = {
-        "fixed": _nsr("train", "--preset", "demo", "--out", tmp_path / "fixed", *common),
+        # The same run but for the cameras: demo-cams with its cameras held fixed.
+        "fixed": _nsr("train", "--preset", "demo-cams", "--cameras.no-trainable", "--out", tmp_path / "fixed", *common),
         "cams": _nsr("train", "--preset", "demo-cams", "--pose-noise", "3,0.03,0", "--out", tmp_path / "cams", *common),
     }  # fmt: skip
     # The two runs side by side, one core each.

@@ -46,3 +46,19 @@ def test_a_cams_preset_camera_schedule_follows_steps():
     assert cameras.warmup_steps == 5 and cameras.lr_milestones == (500, 750)
     cameras = parse(["--out", "x", "--preset", "demo", "--steps", "1000"]).config.cameras
     assert not cameras.trainable and cameras.lr_milestones == ()
+
+
+def test_the_grid_cams_presets_fill_pockets_on_a_schedule_that_follows_steps():
+    pockets = parse(["--out", "x", "--preset", "hashgrid-fused-cams"]).config.pockets
+    assert pockets.enabled and (pockets.start, pockets.every) == (3000, 2000)
+    pockets = parse(["--out", "x", "--preset", "nffb-cams", "--steps", "7500"]).config.pockets
+    assert (pockets.start, pockets.every) == (1500, 1000)
+    pockets = parse(["--out", "x", "--preset", "hashgrid-cams", "--pockets.every", "0"]).config.pockets
+    assert not pockets.enabled
+    # MLP presets and presets without trained cameras: off, whatever the steps.
+    for argv in (
+        ["--preset", "demo-cams", "--steps", "1000"],
+        ["--preset", "positional-cams"],
+        ["--preset", "hashgrid"],
+    ):
+        assert not parse(["--out", "x", *argv]).config.pockets.enabled

@@ -263,7 +263,7 @@ class Trainer:
         if self.cameras is not None:
             with torch.set_grad_enabled(cameras_move):
                 poses = self.cameras(self._train_view_ids)
-        if cfg.pockets.refresh_due(self.step) and self.pockets is not None:
+        if self.pockets is not None and cfg.pockets.refresh_due(self.step):
             self._refresh_pockets(poses)
         _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(origins, dirs, rgb, mask)

@@ -1,14 +1,16 @@
-"""What the training cameras see as empty space, to fill hidden pockets of an SDF at mesh extraction.
+"""What the training cameras see as empty space, to fill hidden pockets of an SDF (at mesh extraction,
+and while training: nsr.engine.pockets).
 
 An SDF learned from images is constrained only where the cameras look: along each ray, empty space up to
 the first surface. Behind that surface nothing is observed, so a positive pocket inside the object (a
 bubble or a tunnel with a closed-off mouth) costs no loss and marching cubes turns it into inner sheets.
-Runs with trained cameras leave such pockets (hash-grid runs on Spot from 3 deg / 3% noise: they are most
-of the Chamfer gap to the same run with fixed cameras, benchmarks/RESULTS.md, "Trainable cameras"); runs
-with fixed cameras show next to none. Filling what is positive, seen as empty by no camera and enclosed by
-the surface removes them: a point counts as seen empty when some camera sees it in front of the first
-surface along its ray, and as enclosed when rays in 14 directions from it all meet the surface (so the
-open space behind a one-sided capture, as DTU's, stays empty).
+Runs with trained cameras leave such pockets unless they are filled while training (hash-grid runs on
+Spot from 3 deg / 3% noise: they were most of the Chamfer gap to the same run with fixed cameras,
+benchmarks/RESULTS.md, "Trainable cameras"); runs with fixed cameras show few. Filling what is
+positive, seen as empty by no camera and enclosed by the surface removes them: a point counts as seen
+empty when some camera sees it in front of the first surface along its ray, and as enclosed when rays in
+14 directions from it all meet the surface (so the open space behind a one-sided capture, as DTU's, stays
+empty).
 
 The depth maps are rendered from the model itself (its sphere tracer), at reduced resolution, and
 min-pooled over a few pixels, so that a point near a silhouette or behind a surface edge is not called
