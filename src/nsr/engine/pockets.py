@@ -31,7 +31,7 @@ class PocketFill:
         self.generator = torch.Generator().manual_seed(seed)
         self.points = torch.empty(0, 3, device=device)
         """(P, 3) pocket points of the last refresh (normalised frame)."""
-        self.depth = torch.empty(0, device=device)
+        self.values = torch.empty(0, device=device)
         """(P,) their SDF at the refresh: the loss asks for at most minus this (the pocket mirrored)."""
 
     @torch.no_grad()
@@ -52,7 +52,7 @@ class PocketFill:
             found = hidden_pockets(sdf, views, points, values, cfg.tolerance, radius)
         finally:
             model.train(was_training)
-        self.points, self.depth = points[found], values[found]
+        self.points, self.values = points[found], values[found]
         return int(found.sum())
 
     def loss(self, model: IDRModel) -> torch.Tensor:
@@ -61,14 +61,14 @@ class PocketFill:
             return torch.zeros((), device=self.device)
         index = torch.randint(self.points.shape[0], (self.config.batch,), generator=self.generator)
         index = index.to(self.device)
-        return torch.relu(model.sdf_field.sdf(self.points[index]) + self.depth[index]).mean()
+        return torch.relu(model.sdf_field.sdf(self.points[index]) + self.values[index]).mean()
 
     def state_dict(self) -> dict:
-        return {"points": self.points.cpu(), "depth": self.depth.cpu(), "rng": self.generator.get_state()}
+        return {"points": self.points.cpu(), "values": self.values.cpu(), "rng": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.points = state["points"].to(self.device)
-        self.depth = state["depth"].to(self.device)
+        self.values = state["values"].to(self.device)
         self.generator.set_state(state["rng"])
 
 
