@@ -13,6 +13,7 @@ from nsr.config.train import PocketFillConfig
 from nsr.data.idr import load_idr_scene
 from nsr.engine import Trainer
 from nsr.engine.pockets import PocketFill, uniform_ball
+from nsr.engine.report import read_scalars
 from nsr.mesh import extract_mesh
 from nsr.mesh.visibility import hidden_pockets, render_depth_views
 from nsr.renderers import SphereTracer, SphereTracerConfig
@@ -100,6 +101,8 @@ def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     straight = Trainer(config(6), scene, tmp_path / "a", on_step=seen.append)
     straight.train()
     assert all(math.isfinite(m.pocket) for m in seen)
+    curves = read_scalars(tmp_path / "a" / "tensorboard")
+    assert len(curves["train/pocket"][0]) == 6 and curves["train/pocket_points"][0].tolist() == [1, 3, 5]
     first = Trainer(config(4), scene, tmp_path / "b")
     first.train()
     assert "pockets" in first.state_dict()

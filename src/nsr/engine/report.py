@@ -20,6 +20,8 @@ CURVES = (
     "train/rgb",
     "train/eikonal",
     "train/mask",
+    "train/pocket",
+    "train/pocket_points",
     "train/hit_ratio",
     "train/lr",
 )

@@ -349,7 +349,8 @@ class Trainer:
 
     def _log(self, m: StepMetrics) -> None:
         w = self.writer
-        for key in ("loss", "rgb", "eikonal", "mask", "pocket", "psnr", "hit_ratio", "lr", "alpha"):
+        keys = ("loss", "rgb", "eikonal", "mask", "psnr", "hit_ratio", "lr", "alpha")
+        for key in keys + (("pocket",) if self.pockets is not None else ()):
             w.add_scalar(f"train/{key}", getattr(m, key), m.step)
         w.add_scalar("train/seconds", m.seconds, m.step)
 
