@@ -244,14 +244,16 @@ def nffb_fused() -> TrainConfig:
     )
 
 
+_MLP = {"camera_lr_factor": 6.0, "fill_pockets": False}
+"""The MLP presets' -cams settings: cameras at 6x the model's learning rate, no pocket fill (see
+`with_trained_cameras`)."""
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
-        Preset(
-            "positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional, 6.0, False
-        ),
-        Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo, 6.0, False),
-        Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier, 6.0, False),
+        Preset("positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional, **_MLP),
+        Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo, **_MLP),
+        Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier, **_MLP),
         Preset("hashgrid", "hash grid for points and views, 2x64 MLPs (PyTorch grid)", hashgrid),
         Preset("hashgrid-pe", "hash grid for points, positional views (PyTorch grid)", hashgrid_pe),
         Preset(
