@@ -18,7 +18,7 @@ from nsr.config import TrainConfig, load_yaml, save_yaml
 from nsr.encodings import ENCODING_CONFIGS, HashGrid, HashGridConfig, PositionalEncodingConfig
 from nsr.encodings.hashgrid import level_resolutions
 from nsr.fields import SDFFieldConfig
-from nsr.models import IDRLossConfig, IDRModelConfig
+from nsr.models import IDRLossConfig, IDRModelConfig, RayBatch
 from nsr.renderers import SphereTracerConfig
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -328,9 +328,9 @@ def test_idr_model_trains_a_hash_grid_with_finite_differences_and_tv():
         torch.cat([torch.rand(n, 2) * 0.5 - 0.25, torch.ones(n, 1)], -1), dim=-1
     )
     mask = torch.cross(d, -o, dim=-1).norm(dim=-1) < 0.4 * 3
-    out = model.training_loss(o, d, torch.rand(n, 3), mask)
-    assert out.rgb > 0 and torch.isfinite(out.total)
-    terms = out.rgb + 0.1 * out.eikonal + 100 * out.mask
+    out = model.training_loss(RayBatch(o, d, torch.rand(n, 3), mask))
+    assert out.terms["rgb"] > 0 and torch.isfinite(out.total)
+    terms = out.terms["rgb"] + 0.1 * out.terms["eikonal"] + 100 * out.terms["mask"]
     torch.testing.assert_close(out.total, terms + grid.total_variation())
     terms.backward()  # everything but the TV term
     assert grid.table.grad.abs().sum() > 0

@@ -59,13 +59,16 @@ class GridSDF(torch.nn.Module):
 
 
 class TinyModel(torch.nn.Module):
-    """What PocketFill needs of an IDR model: an SDF field, a tracer and its config."""
+    """What PocketFill needs of a model (nsr.models.Model): its SDF, bounding radius and a surface tracer."""
 
     def __init__(self, base) -> None:
         super().__init__()
         self.sdf_field = GridSDF(base)
-        self.tracer = SphereTracer(SphereTracerConfig())
-        self.config = type("Config", (), {"tracer": self.tracer.config})()
+        self.surface_tracer = SphereTracer(SphereTracerConfig())
+        self.bounding_radius = self.surface_tracer.config.bounding_radius
+
+    def sdf(self, x):
+        return self.sdf_field.sdf(x)
 
 
 def test_the_fill_loss_closes_a_hidden_bubble_and_leaves_the_outer_surface():
@@ -100,7 +103,7 @@ def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     seen = []
     straight = Trainer(config(6), scene, tmp_path / "a", on_step=seen.append)
     straight.train()
-    assert all(math.isfinite(m.pocket) for m in seen)
+    assert all(math.isfinite(m.terms["pocket"]) for m in seen)
     curves = read_scalars(tmp_path / "a" / "tensorboard")
     assert len(curves["train/pocket"][0]) == 6 and curves["train/pocket_points"][0].tolist() == [1, 3, 5]
     first = Trainer(config(4), scene, tmp_path / "b")

@@ -84,5 +84,5 @@ def test_trains_on_the_real_scenes(shared_data, tmp_path, name, background):
     scene = load_idr_scene(config.data.path, downscale=config.data.downscale)
     seen = []
     Trainer(config, scene, tmp_path / "run", on_step=seen.append).train()
-    assert all(np.isfinite(m.loss) for m in seen) and max(m.hit_ratio for m in seen) > 0
+    assert all(np.isfinite(m.loss) for m in seen) and max(m.metrics["hit_ratio"] for m in seen) > 0
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()

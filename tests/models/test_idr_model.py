@@ -2,7 +2,7 @@ import torch
 
 from nsr.encodings import PositionalEncodingConfig
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
-from nsr.models import IDRModelConfig
+from nsr.models import IDRModelConfig, RayBatch
 
 
 def small_model(**kw):
@@ -34,8 +34,9 @@ def test_training_loss_has_all_terms_and_gradients():
     model = small_model()
     o, d = rays()
     mask = torch.cross(d, -o, dim=-1).norm(dim=-1) < 0.45 * 3
-    out = model.training_loss(o, d, torch.rand(64, 3), mask)
-    assert out.rgb > 0 and out.eikonal >= 0 and out.mask >= 0
+    out = model.training_loss(RayBatch(o, d, torch.rand(64, 3), mask))
+    assert out.terms["rgb"] > 0 and out.terms["eikonal"] >= 0 and out.terms["mask"] >= 0
+    assert set(out.metrics) >= {"psnr", "hit_ratio", "alpha"}
     out.total.backward()
     assert model.sdf_field.layers[0].parametrizations.weight.original1.grad.abs().sum() > 0
     assert model.appearance.layers[0].parametrizations.weight.original1.grad.abs().sum() > 0

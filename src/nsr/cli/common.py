@@ -53,19 +53,18 @@ def friendly(fn: Callable[[], int]) -> int:
 class TrainProgress:
     """A tqdm bar showing loss and PSNR, fed by the trainer's `on_step`."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "train") -> None:
+    def __init__(
+        self, total: int, initial: int = 0, desc: str = "train", keys: tuple[str, ...] = ()
+    ) -> None:
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
+        self.keys = keys
+        """The model's indicators shown besides the loss and PSNR (`Model.progress_keys`)."""
 
     def __call__(self, m: StepMetrics) -> None:
         self.bar.update(m.step - self.bar.n)
         if m.step % 10 == 0 or m.step == 1:
-            self.bar.set_postfix(
-                loss=f"{m.loss:.4f}",
-                psnr=f"{m.psnr:.2f}",
-                hit=f"{m.hit_ratio:.2f}",
-                alpha=f"{m.alpha:g}",
-                refresh=False,
-            )
+            shown = {key: f"{m.metrics[key]:.4g}" for key in self.keys if key in m.metrics}
+            self.bar.set_postfix(loss=f"{m.loss:.4f}", psnr=f"{m.psnr:.2f}", **shown, refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -75,7 +74,7 @@ def train_with_progress(trainer: Trainer, resume: bool) -> None:
     """Optionally resume from the run's latest checkpoint, then train with a progress bar."""
     if resume and trainer.resume():
         print(f"resuming {trainer.run_dir} at step {trainer.step}")
-    bar = TrainProgress(total=trainer.config.steps, initial=trainer.step)
+    bar = TrainProgress(total=trainer.config.steps, initial=trainer.step, keys=trainer.model.progress_keys)
     trainer.on_step = bar
     try:
         trainer.train()

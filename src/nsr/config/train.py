@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from nsr.cameras.refine import CameraRefineConfig
-from nsr.models import IDRModelConfig
+from nsr.models import IDRModelConfig, ModelConfig
 
 
 @dataclass
@@ -82,7 +82,7 @@ class TrainConfig:
     """A whole training run."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: IDRModelConfig = field(default_factory=IDRModelConfig)
+    model: ModelConfig = field(default_factory=IDRModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     cameras: CameraRefineConfig = field(default_factory=CameraRefineConfig)
     """Initial poses (ground truth, a noisy camera file or synthetic noise) and their refinement."""

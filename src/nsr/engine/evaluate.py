@@ -15,11 +15,11 @@ from nsr.engine.trainer import render_view
 from nsr.mesh.extract import extract_mesh, transform_mesh
 from nsr.mesh.visibility import DepthViews, fill_unseen, render_depth_views
 from nsr.metrics.image import psnr
-from nsr.models import IDRModel
+from nsr.models import Model
 
 
 def evaluate_views(
-    model: IDRModel, scene: SceneData, views: list[int], device: torch.device, out_dir: Path | None = None
+    model: Model, scene: SceneData, views: list[int], device: torch.device, out_dir: Path | None = None
 ) -> dict[str, float]:
     """Render views and compare with the ground truth.
 
@@ -30,7 +30,7 @@ def evaluate_views(
 
     full, masked = [], []
     for index in views:
-        out = render_view(model, scene, index, device)
+        out = render_view(model, scene, index)
         rgb = out.rgb.reshape(scene.height, scene.width, 3).cpu().numpy()
         full.append(psnr(rgb, scene.images[index]))
         masked.append(psnr(rgb, scene.images[index], scene.masks[index]))
@@ -44,7 +44,7 @@ def evaluate_views(
 
 
 def extract_world_mesh(
-    model: IDRModel,
+    model: Model,
     scale_mat: np.ndarray,
     resolution: int,
     bound: float = 1.0,
@@ -60,7 +60,7 @@ def extract_world_mesh(
     """
     device = next(model.parameters()).device
     field_sdf = model_sdf(model)
-    radius = model.config.tracer.bounding_radius
+    radius = model.bounding_radius
     if views is not None:
         field_sdf = fill_unseen(
             field_sdf, views, tolerance=2 * (2 * bound / (resolution - 1)), bounding_radius=radius
@@ -90,7 +90,7 @@ def training_depth_views(run_: Run, data: str | Path | None = None, max_side: in
     views = list(run_.train_views)
     return render_depth_views(
         model_sdf(run_.model),
-        run_.model.tracer,
+        run_.model.surface_tracer,
         scene.intrinsics[views],
         scene.c2w[views],
         scene.height,

@@ -146,18 +146,18 @@ def evaluate_images(
 ) -> list[ViewMetrics]:
     """Render `views` and measure them (module docstring). With `out_dir`, writes
     `renders/view_XXX.png` = render | ground truth (composited) | error map, one row per view."""
-    background = model.config.background
-    background = np.asarray(background, dtype=np.float64)
+    background = model.background_rgb
+    background = None if background is None else np.asarray(background, dtype=np.float64)
     rows = []
     if progress is not None:
         progress(0, len(views))
     for done, index in enumerate(views):
-        out = render_view(model, scene, index, device)
+        out = render_view(model, scene, index)
         h, w = scene.height, scene.width
         pred = out.rgb.reshape(h, w, 3).double().cpu().numpy().clip(0, 1)
         hit = out.hit.reshape(h, w).cpu().numpy()
         mask = scene.masks[index]
-        gt = composite(scene.images[index], mask, background)
+        gt = scene.images[index] if background is None else composite(scene.images[index], mask, background)
         has_mask = bool(mask.any())
         rows.append(
             ViewMetrics(

@@ -16,8 +16,7 @@ from nsr.cameras.paths import orbit_path, spline_path
 from nsr.cameras.rays import scale_intrinsics
 from nsr.data.scene import SceneData
 from nsr.engine.run import Run, RunError
-from nsr.engine.trainer import render_camera
-from nsr.models import IDRModel
+from nsr.models import Model
 
 
 @dataclass
@@ -55,15 +54,14 @@ def camera_path(
 
 
 def render_path(
-    model: IDRModel, path: CameraPath, progress: Callable[[int, int], None] | None = None
+    model: Model, path: CameraPath, progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Render every camera of a path -> (frames as (H, W, 3) float [0, 1], hit masks (H, W) bool)."""
-    device = next(model.parameters()).device
     frames, hits = [], []
     if progress is not None:
         progress(0, len(path.poses))
     for i, pose in enumerate(path.poses):
-        out = render_camera(model, path.intrinsics, pose, path.height, path.width, device)
+        out = model.render_camera(path.intrinsics, pose, path.height, path.width)
         frames.append(out.rgb.reshape(path.height, path.width, 3).cpu().numpy().clip(0, 1))
         hits.append(out.hit.reshape(path.height, path.width).cpu().numpy())
         if progress is not None:
@@ -83,7 +81,7 @@ def has_mp4_encoder() -> bool:
 
 
 def render_to_folder(
-    model: IDRModel,
+    model: Model,
     path: CameraPath,
     out_dir: Path,
     fps: int = 15,
@@ -133,7 +131,7 @@ class TransferError(RunError):
     """Two runs whose networks cannot be combined."""
 
 
-def transfer_model(geometry: Run, appearance: Run) -> IDRModel:
+def transfer_model(geometry: Run, appearance: Run) -> Model:
     """A model with `geometry`'s SDF field (its surface, normals and feature vectors) and `appearance`'s
     appearance network (with its view-direction encoding). Background and tracer come from `geometry`.
 
@@ -158,7 +156,7 @@ def transfer_model(geometry: Run, appearance: Run) -> IDRModel:
     model = config.build().to(device)
     model.sdf_field.load_state_dict(geometry.model.sdf_field.state_dict())
     model.appearance.load_state_dict(appearance.model.appearance.state_dict())
-    model.set_step(geometry.step)
+    model.before_step(geometry.step, 1.0)
     if model.appearance.view_encoding is not None:
         model.appearance.view_encoding.set_step(appearance.step)
     model.eval()

@@ -19,7 +19,7 @@ import torch
 
 from nsr.config.train import PocketFillConfig
 from nsr.mesh.visibility import hidden_pockets, render_depth_views
-from nsr.models import IDRModel
+from nsr.models import Model
 
 
 class PocketFill:
@@ -35,17 +35,17 @@ class PocketFill:
         """(P,) their SDF at the refresh: the loss asks for at most minus this (the pocket mirrored)."""
 
     @torch.no_grad()
-    def refresh(self, model: IDRModel, intrinsics, c2w, height: int, width: int) -> int:
+    def refresh(self, model: Model, intrinsics, c2w, height: int, width: int) -> int:
         """Find the pocket points of the model's current SDF seen from cameras (N, 3, 3) K / (N, 4, 4)
         camera-to-world (normalised frame, images of height x width); returns how many were found."""
         cfg = self.config
         was_training = model.training
         model.eval()
         try:
-            sdf = model.sdf_field.sdf
-            radius = model.config.tracer.bounding_radius
+            sdf = model.sdf
+            radius = model.bounding_radius
             views = render_depth_views(
-                sdf, model.tracer, intrinsics, c2w, height, width, max_side=cfg.max_side, device=self.device
+                sdf, model.surface_tracer, intrinsics, c2w, height, width, max_side=cfg.max_side, device=self.device
             )
             points = uniform_ball(cfg.samples, radius, self.generator).to(self.device)
             values = torch.cat([sdf(chunk) for chunk in points.split(1 << 16)])
@@ -55,13 +55,13 @@ class PocketFill:
         self.points, self.values = points[found], values[found]
         return int(found.sum())
 
-    def loss(self, model: IDRModel) -> torch.Tensor:
+    def loss(self, model: Model) -> torch.Tensor:
         """mean(relu(sdf(p) + s_p)) over `batch` pocket points drawn at random (0 without any)."""
         if not self.points.shape[0]:
             return torch.zeros((), device=self.device)
         index = torch.randint(self.points.shape[0], (self.config.batch,), generator=self.generator)
         index = index.to(self.device)
-        return torch.relu(model.sdf_field.sdf(self.points[index]) + self.values[index]).mean()
+        return torch.relu(model.sdf(self.points[index]) + self.values[index]).mean()
 
     def state_dict(self) -> dict:
         return {"points": self.points.cpu(), "values": self.values.cpu(), "rng": self.generator.get_state()}

@@ -19,7 +19,7 @@ from nsr.data.scene import SceneData
 from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
 from nsr.engine.checkpoint import load_checkpoint
 from nsr.engine.trainer import CONFIG_KIND, resolve_device
-from nsr.models import IDRModel
+from nsr.models import Model
 
 
 class RunError(FileNotFoundError):
@@ -32,7 +32,7 @@ class Run:
 
     path: Path
     config: TrainConfig
-    model: IDRModel
+    model: Model
     step: int
     scale_mat: np.ndarray
     """(4, 4) normalised frame -> world units."""
@@ -70,7 +70,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
     model = config.model.build().to(dev)
     state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location=dev)
     model.load_state_dict(state["model"])
-    model.set_step(state["step"])
+    model.before_step(state["step"], state.get("progress", 1.0))
     model.eval()
     cameras = CameraRefinement.from_state_dict(state["cameras"]) if "cameras" in state else None
     scene_info = json.loads((run_dir / "scene.json").read_text())
@@ -87,11 +87,11 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
     )
 
 
-def model_sdf(model: IDRModel):
+def model_sdf(model: Model):
     """The SDF of a model as a plain (M, 3) -> (M,) function."""
 
     def sdf(x: torch.Tensor) -> torch.Tensor:
-        return model.sdf_field.sdf(x)
+        return model.sdf(x)
 
     return sdf
 

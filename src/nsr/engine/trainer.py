@@ -20,7 +20,7 @@ from nsr.data.scene import SceneData
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from nsr.engine.pockets import PocketFill
-from nsr.models import IDRModel, RenderOutput, mask_alpha
+from nsr.models import Model, RayBatch, RenderOutputs
 
 CONFIG_KIND = "train"
 
@@ -50,18 +50,22 @@ class StepMetrics:
     """What one step reports to progress bars and logs."""
 
     step: int
+    """Steps done (1 after the first step)."""
     loss: float
-    rgb: float
-    eikonal: float
-    mask: float
-    pocket: float
-    """The hidden-pocket fill loss (0 when off or before its first refresh)."""
-    psnr: float
-    hit_ratio: float
+    """The total loss."""
     lr: float
-    alpha: float
+    """Learning rate of the networks."""
     seconds: float
     """Training time so far (validation and I/O excluded)."""
+    terms: dict[str, float]
+    """The model's unweighted loss terms (`LossOutput.terms`), and `pocket` when the pocket fill is on."""
+    metrics: dict[str, float]
+    """The model's indicators (`LossOutput.metrics`): `psnr` always, e.g. `hit_ratio`, `alpha`."""
+
+    @property
+    def psnr(self) -> float:
+        """Training-batch PSNR."""
+        return self.metrics["psnr"]
 
 
 class RayBatcher:
@@ -90,33 +94,9 @@ class RayBatcher:
         return view, origins, dirs, self.images[view, pix], self.masks[view, pix]
 
 
-def render_view(model: IDRModel, scene: SceneData, index: int, device: torch.device, chunk: int = 16384):
-    """Render one view of a scene at full resolution -> RenderOutput with (H*W, ...) tensors."""
-    return render_camera(
-        model, scene.intrinsics[index], scene.c2w[index], scene.height, scene.width, device, chunk
-    )
-
-
-def render_camera(
-    model: IDRModel,
-    intrinsics: np.ndarray,
-    c2w: np.ndarray,
-    height: int,
-    width: int,
-    device: torch.device,
-    chunk: int = 16384,
-) -> RenderOutput:
-    """Render any (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs, in eval
-    mode (the model's previous mode is restored)."""
-    k = torch.as_tensor(intrinsics, dtype=torch.float32, device=device)
-    pose = torch.as_tensor(c2w, dtype=torch.float32, device=device)
-    origins, dirs = pixel_rays(k, pose, pixel_grid(height, width, device))
-    was_training = model.training
-    model.eval()
-    try:
-        return model.render(origins, dirs, chunk)
-    finally:
-        model.train(was_training)
+def render_view(model: Model, scene: SceneData, index: int, chunk: int = 16384) -> RenderOutputs:
+    """Render one view of a scene at full resolution -> RenderOutputs with (H*W, ...) tensors."""
+    return model.render_camera(scene.intrinsics[index], scene.c2w[index], scene.height, scene.width, chunk)
 
 
 class Trainer:
@@ -142,7 +122,7 @@ class Trainer:
         self.train_scene = scene.subset(self.train_views)
 
         _seed_everything(config.seed)
-        self.model = config.model.build().to(self.device)
+        self.model: Model = config.model.build().to(self.device)
         # The fused CUDA Adam updates all parameters in a few kernels instead of several per tensor.
         fused = self.device.type == "cuda"
         groups = self.model.param_groups(config.optim.lr, config.optim.encoding_lr)
@@ -255,7 +235,7 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter()
         self.model.train()
-        self.model.set_step(self.step)
+        self.model.before_step(self.step, self.progress())
         # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
         # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
         cameras_move = self.cameras is not None and cfg.cameras.lr_factor_at(self.step) > 0
@@ -266,17 +246,16 @@ class Trainer:
         if self.pockets is not None and cfg.pockets.refresh_due(self.step):
             self._refresh_pockets(poses)
         _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
-        losses = self.model.training_loss(origins, dirs, rgb, mask)
+        losses = self.model.training_loss(RayBatch(origins, dirs, rgb, mask))
         total = losses.total
-        pocket = torch.zeros((), device=self.device)
+        terms = dict(losses.terms)
         if self.pockets is not None:
-            pocket = self.pockets.loss(self.model)
-            total = total + cfg.pockets.weight * pocket
+            terms["pocket"] = self.pockets.loss(self.model)
+            total = total + cfg.pockets.weight * terms["pocket"]
         if not torch.isfinite(total):
+            detail = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
             raise TrainingError(
-                f"loss became {total.item()} at step {self.step} "
-                f"(rgb {losses.rgb.item():.4g}, eikonal {losses.eikonal.item():.4g}, mask {losses.mask.item():.4g}, "
-                f"pocket {pocket.item():.4g}); "
+                f"loss became {total.item()} at step {self.step} ({detail}); "
                 "try a lower learning rate or resume from an earlier checkpoint"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -297,15 +276,10 @@ class Trainer:
         return StepMetrics(
             step=self.step,
             loss=total.item(),
-            rgb=losses.rgb.item(),
-            eikonal=losses.eikonal.item(),
-            mask=losses.mask.item(),
-            pocket=pocket.item(),
-            psnr=losses.psnr.item(),
-            hit_ratio=losses.hit_ratio.item(),
             lr=self.optimizer.param_groups[0]["lr"],
-            alpha=mask_alpha(cfg.model.loss, self.step - 1),
             seconds=self.seconds,
+            terms={k: v.item() for k, v in terms.items()},
+            metrics={k: v.item() for k, v in losses.metrics.items()},
         )
 
     def _refresh_pockets(self, poses: torch.Tensor | None) -> None:
@@ -315,6 +289,10 @@ class Trainer:
         found = self.pockets.refresh(self.model, scene.intrinsics, c2w, scene.height, scene.width)
         if self.config.tensorboard:
             self.writer.add_scalar("train/pocket_points", found, self.step)
+
+    def progress(self) -> float:
+        """How far the run is, in [0, 1]: the fraction of its steps done."""
+        return min(1.0, self.step / max(1, self.config.steps))
 
     def _done(self) -> bool:
         cfg = self.config
@@ -349,10 +327,9 @@ class Trainer:
 
     def _log(self, m: StepMetrics) -> None:
         w = self.writer
-        keys = ("loss", "rgb", "eikonal", "mask", "psnr", "hit_ratio", "lr", "alpha")
-        for key in keys + (("pocket",) if self.pockets is not None else ()):
-            w.add_scalar(f"train/{key}", getattr(m, key), m.step)
-        w.add_scalar("train/seconds", m.seconds, m.step)
+        scalars = {"loss": m.loss, **m.terms, **m.metrics, "lr": m.lr, "seconds": m.seconds}
+        for key, value in scalars.items():
+            w.add_scalar(f"train/{key}", value, m.step)
 
     def validate(self) -> Path:
         """Render one view (the first held-out view, else the first) and save colour | normals | GT."""
@@ -360,7 +337,7 @@ class Trainer:
 
         index = self.test_views[0] if self.test_views else 0
         scene = self.current_scene()
-        out = render_view(self.model, scene, index, self.device)
+        out = render_view(self.model, scene, index)
         image = validation_image(out, scene, index)
         path = self.run_dir / "validation" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +345,7 @@ class Trainer:
         return path
 
 
-def validation_image(out: RenderOutput, scene: SceneData, index: int) -> np.ndarray:
+def validation_image(out: RenderOutputs, scene: SceneData, index: int) -> np.ndarray:
     """(H, 3W, 3) uint8: rendered colour | normals (camera-independent, world axes) | ground truth."""
     h, w = scene.height, scene.width
     rgb = out.rgb.reshape(h, w, 3).cpu().numpy()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
-from torch import nn
 from torch.nn.utils import parametrize
 
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.losses import eikonal_loss, mask_loss, rgb_loss
+from nsr.models.base import LossOutput, Model, RayBatch, RenderOutputs
 from nsr.renderers import GraphedTrace, SphereTracer, SphereTracerConfig, differentiable_surface_points
 
 
@@ -37,6 +38,8 @@ class IDRLossConfig:
 class IDRModelConfig:
     """Everything that defines an IDR model."""
 
+    kind: Literal["idr"] = "idr"
+    """Renderer family: IDR (sphere tracing to one surface point per ray)."""
     sdf: SDFFieldConfig = field(default_factory=SDFFieldConfig)
     appearance: AppearanceFieldConfig = field(default_factory=AppearanceFieldConfig)
     tracer: SphereTracerConfig = field(default_factory=SphereTracerConfig)
@@ -48,42 +51,16 @@ class IDRModelConfig:
         return IDRModel(self)
 
 
-@dataclass
-class RenderOutput:
-    """Per-ray outputs for N rays."""
-
-    rgb: torch.Tensor
-    """(N, 3) colours in [0, 1] (background colour where no surface is hit)."""
-    hit: torch.Tensor
-    """(N,) bool, the ray hits the surface."""
-    depth: torch.Tensor
-    """(N,) distance to the surface along the ray (meaningful where `hit`)."""
-    normals: torch.Tensor
-    """(N, 3) unit normals at the hit point (zero where not hit)."""
-
-
-@dataclass
-class LossOutput:
-    """The total loss and its terms (detached floats for logging are taken by the trainer)."""
-
-    total: torch.Tensor
-    rgb: torch.Tensor
-    eikonal: torch.Tensor
-    mask: torch.Tensor
-    psnr: torch.Tensor
-    """PSNR of the rays that hit the surface inside the mask (a training-time indicator)."""
-    hit_ratio: torch.Tensor
-    """Fraction of object rays that hit the surface."""
-
-
 def mask_alpha(config: IDRLossConfig, step: int) -> float:
     """The mask-loss sharpness at a step (alpha doubles at every milestone passed)."""
     passed = sum(1 for m in config.alpha_milestones if step >= m)
     return config.alpha_init * config.alpha_factor**passed
 
 
-class IDRModel(nn.Module):
+class IDRModel(Model):
     """IDR: trace the SDF's zero set, render colour at differentiable surface points."""
+
+    progress_keys = ("hit_ratio", "alpha")
 
     def __init__(self, config: IDRModelConfig) -> None:
         super().__init__()
@@ -97,25 +74,13 @@ class IDRModel(nn.Module):
         self.step = 0
         self._graphs: dict[tuple, GraphedTrace] = {}
 
-    def param_groups(self, lr: float, encoding_lr: float = 0.0) -> list[dict]:
-        """Optimiser parameter groups: grid tables (parameters named `table`, e.g. hash-grid entries) at
-        `encoding_lr` (0 = `lr`), everything else (MLPs, filter-bank trunks and filters) at `lr`.
-        Grid entries are each touched by few points per step and need a larger step size than weights
-        shared by every point (instant-ngp). Empty groups are left out."""
-        tables = [p for name, p in self.named_parameters() if name.rsplit(".", 1)[-1] == "table"]
-        table_ids = {id(p) for p in tables}
-        rest = [p for p in self.parameters() if id(p) not in table_ids]
-        groups = [{"name": "networks", "params": rest, "lr": lr}]
-        if tables:
-            groups.append({"name": "encodings", "params": tables, "lr": encoding_lr or lr})
-        return groups
+    @property
+    def bounding_radius(self) -> float:
+        return self.config.tracer.bounding_radius
 
-    def set_step(self, step: int) -> None:
-        """Schedule callback: encodings' coarse-to-fine windows."""
-        self.step = step
-        self.sdf_field.encoding.set_step(step)
-        if self.appearance.view_encoding is not None:
-            self.appearance.view_encoding.set_step(step)
+    @property
+    def surface_tracer(self) -> SphereTracer:
+        return self.tracer
 
     def _sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf_field.sdf(x)
@@ -141,11 +106,12 @@ class IDRModel(nn.Module):
             )
         return self._graphs[key](origins, directions, object_mask)
 
-    def training_loss(
-        self, origins: torch.Tensor, directions: torch.Tensor, rgb_gt: torch.Tensor, object_mask: torch.Tensor
-    ) -> LossOutput:
-        """Losses of one batch of N rays (origins/directions may carry camera gradients)."""
+    def training_loss(self, batch: RayBatch) -> LossOutput:
+        """Colour at the differentiable surface points of the rays that hit inside the mask, eikonal on
+        those, the mask points and uniform points, and the mask loss at the minimal-SDF points of the other
+        rays (origins/directions may carry camera gradients)."""
         cfg = self.config.loss
+        origins, directions, rgb_gt, object_mask = batch.origins, batch.directions, batch.rgb, batch.mask
         n = origins.shape[0]
         trace = self._trace(origins.detach(), directions.detach(), object_mask)
         surface = trace.hit & object_mask
@@ -182,18 +148,19 @@ class IDRModel(nn.Module):
             mse = ((rgb - rgb_gt[s_idx]) ** 2).mean() if ns else torch.tensor(1.0, device=origins.device)
             psnr = -10 * torch.log10(mse.clamp_min(1e-10))
             hit_ratio = surface.sum() / object_mask.sum().clamp_min(1)
-        return LossOutput(total=total, rgb=l_rgb, eikonal=l_eik, mask=l_mask, psnr=psnr, hit_ratio=hit_ratio)
+        return LossOutput(
+            total=total,
+            terms={"rgb": l_rgb, "eikonal": l_eik, "mask": l_mask},
+            metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": torch.tensor(alpha)},
+        )
 
-    def render(
-        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
-    ) -> RenderOutput:
-        """Render N rays for evaluation (no gradients to parameters)."""
+    def render(self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384) -> RenderOutputs:
         outs = [
             self._render_chunk(o, d) for o, d in zip(origins.split(chunk_size), directions.split(chunk_size))
         ]
-        return RenderOutput(*(torch.cat(parts) for parts in zip(*(vars(o).values() for o in outs))))
+        return RenderOutputs(*(torch.cat(parts) for parts in zip(*(vars(o).values() for o in outs))))
 
-    def _render_chunk(self, origins, directions) -> RenderOutput:
+    def _render_chunk(self, origins, directions) -> RenderOutputs:
         trace = self._trace(origins, directions)
         n = origins.shape[0]
         rgb = self.background.expand(n, 3).clone()
@@ -205,4 +172,6 @@ class IDRModel(nn.Module):
             with torch.no_grad():
                 rgb[idx] = self.appearance(x, out.gradient, directions[idx], out.features)
                 normals[idx] = torch.nn.functional.normalize(out.gradient, dim=-1)
-        return RenderOutput(rgb=rgb.detach(), hit=trace.hit, depth=trace.depth, normals=normals.detach())
+        return RenderOutputs(
+            rgb=rgb.detach(), opacity=trace.hit.float(), depth=trace.depth, normals=normals.detach()
+        )

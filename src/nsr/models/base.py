@@ -1,0 +1,158 @@
+"""The model contract: all that the trainer, run folders, evaluation, meshing, the pocket fill and reports
+know of a model.
+
+A model composes an SDF field (geometry), an appearance field and a renderer, and owns its losses and
+schedules. IDR (sphere tracing, `nsr.models.idr`) and NeuS (volume rendering, `nsr.models.neus`)
+implement it; code outside `models/` never asks which one it has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from nsr.cameras.rays import pixel_grid, pixel_rays
+from nsr.fields import AppearanceField, SDFField
+from nsr.renderers import SphereTracer, SphereTracerConfig
+
+
+@dataclass
+class RayBatch:
+    """N training rays with their ground truth."""
+
+    origins: torch.Tensor
+    """(N, 3) ray origins (normalised frame; may carry gradients to trained cameras)."""
+    directions: torch.Tensor
+    """(N, 3) unit directions (may carry gradients to trained cameras)."""
+    rgb: torch.Tensor
+    """(N, 3) ground-truth colours in [0, 1]."""
+    mask: torch.Tensor
+    """(N,) bool object mask (all True where the scene has no masks and none are used)."""
+
+
+@dataclass
+class RenderOutputs:
+    """Per-ray outputs of any renderer for N rays."""
+
+    rgb: torch.Tensor
+    """(N, 3) colours in [0, 1] (the background where the ray sees no object)."""
+    opacity: torch.Tensor
+    """(N,) how much of the ray the object covers, in [0, 1] (IDR: 1 where the ray hits the surface, else 0;
+    NeuS: the accumulated weight of the samples inside the bounding sphere)."""
+    depth: torch.Tensor
+    """(N,) distance along the ray to the surface (meaningful where `hit`)."""
+    normals: torch.Tensor
+    """(N, 3) unit surface normals (zero where the ray sees no object)."""
+
+    @property
+    def hit(self) -> torch.Tensor:
+        """(N,) bool, the ray sees the object (opacity above one half)."""
+        return self.opacity > 0.5
+
+
+@dataclass
+class LossOutput:
+    """One training step's loss, its terms and indicators."""
+
+    total: torch.Tensor
+    """Scalar loss to minimise (weighted sum of the terms)."""
+    terms: dict[str, torch.Tensor]
+    """Unweighted loss terms by name (e.g. rgb, eikonal, mask), scalars, for logging."""
+    metrics: dict[str, torch.Tensor]
+    """Training-time indicators by name (e.g. psnr, hit_ratio, inv_s), scalars, for logging; `psnr` is
+    always present."""
+
+
+class Model(nn.Module, ABC):
+    """A surface reconstruction model: SDF field + appearance field + renderer + losses + schedules.
+
+    Attributes every model has:
+        config: its dataclass config (a member of `nsr.models.ModelConfig`).
+        sdf_field: the SDF field (`SDFField`); meshing, pocket fill and evaluation use `sdf`.
+        appearance: the appearance field (`AppearanceField`), colour from point, normal, view, features.
+    """
+
+    config: object
+    sdf_field: SDFField
+    appearance: AppearanceField
+
+    progress_keys: tuple[str, ...] = ()
+    """Keys of `LossOutput.metrics` worth showing on a progress bar besides the loss and PSNR."""
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    @abstractmethod
+    def bounding_radius(self) -> float:
+        """Radius of the sphere about the origin (normalised frame) that contains the object."""
+
+    def sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, 3) points -> (M,) signed distances (positive outside)."""
+        return self.sdf_field.sdf(x)
+
+    @property
+    def surface_tracer(self) -> SphereTracer:
+        """A sphere tracer of this model's SDF (depth maps for the pocket fill and unseen-space filling)."""
+        return SphereTracer(SphereTracerConfig(bounding_radius=self.bounding_radius))
+
+    # ------------------------------------------------------------------ training
+    def param_groups(self, lr: float, encoding_lr: float = 0.0) -> list[dict]:
+        """Optimiser parameter groups: grid tables (parameters named `table`, e.g. hash-grid entries) at
+        `encoding_lr` (0 = `lr`), everything else at `lr`. Grid entries are each touched by few points per
+        step and need a larger step size than weights shared by every point (instant-ngp). Empty groups
+        are left out."""
+        tables = [p for name, p in self.named_parameters() if name.rsplit(".", 1)[-1] == "table"]
+        table_ids = {id(p) for p in tables}
+        rest = [p for p in self.parameters() if id(p) not in table_ids]
+        groups = [{"name": "networks", "params": rest, "lr": lr}]
+        if tables:
+            groups.append({"name": "encodings", "params": tables, "lr": encoding_lr or lr})
+        return groups
+
+    def before_step(self, step: int, progress: float) -> None:
+        """Schedule callback, called by the trainer before every training step.
+
+        Args:
+            step: the 0-based index of the step about to run.
+            progress: how far the run is, in [0, 1] (step / planned steps, see `nsr.engine.schedule`).
+        """
+        self.step = step
+        self.progress = progress
+        self.sdf_field.encoding.set_step(step)
+        if self.appearance.view_encoding is not None:
+            self.appearance.view_encoding.set_step(step)
+
+    @abstractmethod
+    def training_loss(self, batch: RayBatch) -> LossOutput:
+        """The loss of one batch of rays (gradients reach the fields and, through the rays, the cameras)."""
+
+    # ------------------------------------------------------------------ rendering
+    @property
+    def background_rgb(self) -> tuple[float, float, float] | None:
+        """The constant colour the model renders where a ray sees no object, against which evaluation
+        composites the ground truth outside the object mask; None when the model renders the scene's own
+        background (a background model), and images are compared as they are."""
+        return tuple(self.config.background)
+
+    @abstractmethod
+    def render(self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384) -> RenderOutputs:
+        """Render N rays for evaluation (no gradients to parameters)."""
+
+    def render_camera(
+        self, intrinsics: np.ndarray, c2w: np.ndarray, height: int, width: int, chunk_size: int = 16384
+    ) -> RenderOutputs:
+        """Render a (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs, in
+        eval mode (the model's previous mode is restored)."""
+        device = next(self.parameters()).device
+        k = torch.as_tensor(intrinsics, dtype=torch.float32, device=device)
+        pose = torch.as_tensor(c2w, dtype=torch.float32, device=device)
+        origins, directions = pixel_rays(k, pose, pixel_grid(height, width, device))
+        was_training = self.training
+        self.eval()
+        try:
+            return self.render(origins, directions, chunk_size)
+        finally:
+            self.train(was_training)
