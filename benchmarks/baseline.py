@@ -28,8 +28,9 @@ import trimesh
 from nsr.cli.train import with_overrides
 from nsr.config import TrainConfig, get_preset
 from nsr.data.idr import load_idr_scene
-from nsr.engine.evaluate import evaluate_views, extract_world_mesh
 from nsr.engine.trainer import Trainer
+from nsr.evaluation.images import evaluate_views
+from nsr.evaluation.meshes import extract_world_mesh
 from nsr.metrics.geometry import mesh_metrics
 
 
@@ -120,7 +121,7 @@ def main() -> None:
                 trainer.model, scene.scale_mat, args.resolution, clip_to_bounding_sphere=False
             )
             row["chamfer_rel_unclipped"] = mesh_metrics(raw, gt)["chamfer_rel"]
-        row.update(evaluate_views(trainer.model, scene, trainer.test_views, device))
+        row.update(evaluate_views(trainer.model, scene, trainer.test_views))
         print(json.dumps(row), flush=True)
         results.append(row)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

@@ -29,9 +29,9 @@ from nsr.config import get_preset
 from nsr.config.presets import set_camera_schedule
 from nsr.data.idr import load_idr_scene
 from nsr.engine.cameras import world_scale
-from nsr.engine.evaluate import extract_world_mesh, training_depth_views
 from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.engine.trainer import Trainer
+from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
 from nsr.metrics.geometry import mesh_metrics
 from nsr.metrics.poses import pose_errors
 

@@ -41,7 +41,7 @@ MESHES = {
 
 def available_encodings() -> list[str]:
     """The point encodings of the nsr being benchmarked (asked in a subprocess: same env as the runs)."""
-    code = "from nsr.engine.fit_sdf import point_encodings; print(' '.join(point_encodings()))"
+    code = "from nsr.fitting.fit_sdf import point_encodings; print(' '.join(point_encodings()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(None))
     if out.returncode != 0:
         sys.exit(f"cannot import nsr: {out.stderr.strip().splitlines()[-1:]}")

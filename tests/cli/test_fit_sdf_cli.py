@@ -7,7 +7,7 @@ import trimesh
 
 from nsr.cli.fit_sdf import format_table
 from nsr.cli.main import main
-from nsr.engine.fit_sdf import FitSDFResult
+from nsr.fitting.fit_sdf import FitSDFResult
 
 SMALL = [
     "--device", "cpu", "--steps", "30", "--batch-size", "256", "--hidden-dim", "32", "--num-layers", "2",

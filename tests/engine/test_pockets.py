@@ -13,10 +13,10 @@ from nsr.config.train import PocketFillConfig
 from nsr.data.idr import load_idr_scene
 from nsr.engine import Trainer
 from nsr.engine.pockets import PocketFill, uniform_ball
-from nsr.engine.report import read_scalars
 from nsr.mesh import extract_mesh
 from nsr.mesh.visibility import hidden_pockets, render_depth_views
 from nsr.renderers import SphereTracer, SphereTracerConfig
+from nsr.report.html import read_scalars
 
 BUBBLE_CENTRE, BUBBLE_RADIUS = torch.tensor([0.1, 0.0, 0.0]), 0.2
 

@@ -13,9 +13,9 @@ from nsr.config.io import ConfigError
 from nsr.data.download import DownloadError
 from nsr.data.errors import DataError
 from nsr.encodings import EncodingError
-from nsr.engine.fit_sdf import FitSDFError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
+from nsr.fitting.fit_sdf import FitSDFError
 from nsr.mesh.extract import MeshError
 from nsr.metrics.dtu import DTUDataError
 from nsr.metrics.lpips import LPIPSWeightsError
@@ -53,9 +53,7 @@ def friendly(fn: Callable[[], int]) -> int:
 class TrainProgress:
     """A tqdm bar showing loss and PSNR, fed by the trainer's `on_step`."""
 
-    def __init__(
-        self, total: int, initial: int = 0, desc: str = "train", keys: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, total: int, initial: int = 0, desc: str = "train", keys: tuple[str, ...] = ()) -> None:
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
         self.keys = keys
         """The model's indicators shown besides the loss and PSNR (`Model.progress_keys`)."""

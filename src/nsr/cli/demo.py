@@ -18,8 +18,9 @@ import tyro
 from nsr.cli.common import CountProgress, friendly, train_with_progress
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
-from nsr.engine.evaluate import evaluate_views, extract_world_mesh
 from nsr.engine.trainer import Trainer
+from nsr.evaluation.images import evaluate_views
+from nsr.evaluation.meshes import extract_world_mesh
 from nsr.mesh.extract import save_mesh
 from nsr.metrics.geometry import mesh_metrics
 from nsr.scenes import generate_default_scene
@@ -75,9 +76,7 @@ def _run(args: DemoArgs) -> int:
     save_mesh(mesh, args.out / "mesh.ply")
     gt = trimesh.load(scene_dir / "gt_mesh.ply", force="mesh")
     metrics = mesh_metrics(mesh, gt)
-    metrics.update(
-        evaluate_views(trainer.model, scene, trainer.test_views, trainer.device, args.out / "renders")
-    )
+    metrics.update(evaluate_views(trainer.model, scene, trainer.test_views, args.out))
     metrics["train_seconds"] = trainer.seconds
     metrics["steps"] = trainer.step
     metrics["total_seconds"] = time.perf_counter() - t0

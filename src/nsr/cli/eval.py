@@ -3,7 +3,7 @@
 Sections, run in order, each adding keys to one flat result:
 
 - images (default unless a geometry reference is given, or with `--images on`): render the views of the
-  split, PSNR / SSIM / LPIPS (conventions in nsr.engine.evaluation and docs/evaluation.md);
+  split, PSNR / SSIM / LPIPS (conventions in nsr.evaluation.images and docs/evaluation.md);
 - geometry (`--gt-mesh PATH`): mesh (extracted, or `--mesh PATH`) to GT mesh or point cloud;
 - dtu (`--dtu-gt DIR --scan N`): the DTU surface protocol against the official evaluation data.
 
@@ -30,8 +30,15 @@ import tyro
 
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
-from nsr.engine.evaluate import extract_world_mesh
-from nsr.engine.evaluation import (
+from nsr.engine.run import (
+    Run,
+    RunError,
+    cameras_start_elsewhere,
+    evaluate_run_cameras,
+    open_run,
+    run_poses,
+)
+from nsr.evaluation.images import (
     IMAGE_CONVENTIONS,
     evaluate_images,
     load_run_scene,
@@ -41,14 +48,7 @@ from nsr.engine.evaluation import (
     write_json,
     write_views_csv,
 )
-from nsr.engine.run import (
-    Run,
-    RunError,
-    cameras_start_elsewhere,
-    evaluate_run_cameras,
-    open_run,
-    run_poses,
-)
+from nsr.evaluation.meshes import extract_world_mesh
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import MaskCulling, mesh_metrics
 
@@ -210,7 +210,7 @@ def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
         print(status.message, file=sys.stderr)
     progress = CountProgress(f"rendering {args.split} views")
     try:
-        rows = evaluate_images(ctx.run.model, scene, views, device, lpips_model, ctx.out, progress)
+        rows = evaluate_images(ctx.run.model, scene, views, lpips_model, ctx.out, progress)
     finally:
         progress.close()
     summary = summarise(rows)

@@ -23,8 +23,8 @@ from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.errors import DataError
 from nsr.engine.cameras import GT_CAMERAS
-from nsr.engine.evaluate import extract_world_mesh, training_depth_views
 from nsr.engine.run import evaluate_run_cameras, open_run
+from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
 from nsr.mesh.extract import save_mesh, transform_mesh
 from nsr.metrics.geometry import mesh_metrics
 

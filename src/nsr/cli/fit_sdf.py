@@ -2,7 +2,7 @@
 
 Fits an SDF field with the named encoding directly to the mesh's signed distance, then reports the
 Chamfer distance of its zero level set to the mesh (mesh units, and relative to the mesh's
-bounding-box diagonal), the volumetric IoU and the training time. See `nsr.engine.fit_sdf` for the
+bounding-box diagonal), the volumetric IoU and the training time. See `nsr.fitting.fit_sdf` for the
 protocol and docs/fit_sdf.md for the options.
 """
 
@@ -18,7 +18,7 @@ import tyro
 from tqdm import tqdm
 
 from nsr.cli.common import CountProgress, friendly
-from nsr.engine.fit_sdf import (
+from nsr.fitting.fit_sdf import (
     EvalConfig,
     FitSDFConfig,
     FitSDFError,

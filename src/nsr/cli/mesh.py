@@ -9,8 +9,8 @@ from typing import Annotated
 import tyro
 
 from nsr.cli.common import CountProgress, friendly
-from nsr.engine.evaluate import extract_world_mesh, training_depth_views
 from nsr.engine.run import open_run
+from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
 from nsr.mesh.extract import save_mesh
 
 

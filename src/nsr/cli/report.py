@@ -11,8 +11,8 @@ import tyro
 
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly
-from nsr.engine.report import collect_run, decimate, find_mesh, render_html
 from nsr.engine.run import RunError
+from nsr.report.html import collect_run, decimate, find_mesh, render_html
 
 
 @dataclass
@@ -50,8 +50,8 @@ def _run(args: ReportArgs) -> int:
         mesh = trimesh.load(mesh_path, force="mesh", process=False)
         source = f"{mesh_path}"
     elif (args.run / "checkpoints" / "latest.pt").is_file():
-        from nsr.engine.evaluate import extract_world_mesh
         from nsr.engine.run import open_run
+        from nsr.evaluation.meshes import extract_world_mesh
 
         run_ = open_run(args.run, "latest", args.device)
         progress = CountProgress("marching cubes")

@@ -9,9 +9,9 @@ from typing import Literal
 import tyro
 
 from nsr.cli.common import CountProgress, friendly
-from nsr.engine.evaluation import load_run_scene, select_views
-from nsr.engine.novel_views import camera_path, render_to_folder, transfer_model
 from nsr.engine.run import open_run, with_run_poses
+from nsr.evaluation.images import load_run_scene, select_views
+from nsr.evaluation.novel_views import camera_path, render_to_folder, transfer_model
 
 
 @dataclass

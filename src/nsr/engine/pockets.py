@@ -45,7 +45,14 @@ class PocketFill:
             sdf = model.sdf
             radius = model.bounding_radius
             views = render_depth_views(
-                sdf, model.surface_tracer, intrinsics, c2w, height, width, max_side=cfg.max_side, device=self.device
+                sdf,
+                model.surface_tracer,
+                intrinsics,
+                c2w,
+                height,
+                width,
+                max_side=cfg.max_side,
+                device=self.device,
             )
             points = uniform_ball(cfg.samples, radius, self.generator).to(self.device)
             values = torch.cat([sdf(chunk) for chunk in points.split(1 << 16)])

@@ -138,7 +138,9 @@ class Model(nn.Module, ABC):
         return tuple(self.config.background)
 
     @abstractmethod
-    def render(self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384) -> RenderOutputs:
+    def render(
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
+    ) -> RenderOutputs:
         """Render N rays for evaluation (no gradients to parameters)."""
 
     def render_camera(

@@ -154,7 +154,9 @@ class IDRModel(Model):
             metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": torch.tensor(alpha)},
         )
 
-    def render(self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384) -> RenderOutputs:
+    def render(
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
+    ) -> RenderOutputs:
         outs = [
             self._render_chunk(o, d) for o, d in zip(origins.split(chunk_size), directions.split(chunk_size))
         ]

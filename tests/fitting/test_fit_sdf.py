@@ -7,7 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from nsr.engine.fit_sdf import (
+from nsr.fitting.fit_sdf import (
     EvalConfig,
     FitSDFConfig,
     FitSDFError,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from nsr.engine.report import ReportInputs, decimate, read_scalars, render_html
+from nsr.report.html import ReportInputs, decimate, read_scalars, render_html
 
 
 def test_decimate_keeps_shape_and_bounds_faces():

@@ -138,8 +138,8 @@ def test_render_orbit_writes_frames_and_gif(run_folder, tmp_path, capsys):
 
 
 def test_transfer_takes_colours_from_b_and_silhouettes_from_a(tiny_scene, tmp_path, capsys):
-    from nsr.engine.novel_views import camera_path, render_path, transfer_model
     from nsr.engine.run import open_run
+    from nsr.evaluation.novel_views import camera_path, render_path, transfer_model
 
     a = make_run(tiny_scene, tmp_path / "a", radius=0.6, colour=(0.1, 0.2, 0.9))  # big blue sphere
     b = make_run(tiny_scene, tmp_path / "b", radius=0.3, colour=(0.9, 0.3, 0.1))  # small orange sphere
@@ -218,8 +218,8 @@ def test_transfer_between_trained_runs_of_two_textures(tiny_scene, tmp_path, cap
     texture). Transferred frames must take B's colours and A's silhouette."""
     from PIL import Image
 
-    from nsr.engine.novel_views import camera_path, render_path, transfer_model
     from nsr.engine.run import open_run
+    from nsr.evaluation.novel_views import camera_path, render_path, transfer_model
 
     scene_b = tmp_path / "scene_b"
     shutil.copytree(tiny_scene, scene_b)

@@ -139,7 +139,6 @@ def evaluate_images(
     model: torch.nn.Module,
     scene: SceneData,
     views: list[int],
-    device: torch.device,
     lpips_model: LPIPS | None = None,
     out_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -177,6 +176,14 @@ def evaluate_images(
         if progress is not None:
             progress(done + 1, len(views))
     return rows
+
+
+def evaluate_views(
+    model: torch.nn.Module, scene: SceneData, views: list[int], out_dir: Path | None = None
+) -> dict:
+    """Render `views`, measure them (`evaluate_images`) and return the means (`summarise`): `psnr`,
+    `psnr_mask`, `ssim`, ... and `num_views`. With `out_dir`, the renders go to `out_dir/renders/`."""
+    return summarise(evaluate_images(model, scene, views, out_dir=out_dir))
 
 
 METRIC_KEYS = ("psnr", "psnr_mask", "ssim", "ssim_mask", "lpips", "hit_ratio")

@@ -1,4 +1,4 @@
-"""Evaluation used by training runs and the demo: held-out image metrics and mesh export."""
+"""Meshes of a run: marching cubes of its SDF in world units, optionally with unseen pockets filled."""
 
 from __future__ import annotations
 
@@ -8,39 +8,11 @@ import numpy as np
 import torch
 import trimesh
 
-from nsr.data.scene import SceneData
-from nsr.engine.evaluation import load_run_scene
 from nsr.engine.run import Run, model_sdf, with_run_poses
-from nsr.engine.trainer import render_view
+from nsr.evaluation.images import load_run_scene
 from nsr.mesh.extract import extract_mesh, transform_mesh
 from nsr.mesh.visibility import DepthViews, fill_unseen, render_depth_views
-from nsr.metrics.image import psnr
 from nsr.models import Model
-
-
-def evaluate_views(
-    model: Model, scene: SceneData, views: list[int], device: torch.device, out_dir: Path | None = None
-) -> dict[str, float]:
-    """Render views and compare with the ground truth.
-
-    Returns the mean `psnr` over the full image (background = the model's background colour) and
-    `psnr_mask` inside the object mask, plus `num_views`. Renders are saved as PNG in `out_dir`.
-    """
-    from PIL import Image
-
-    full, masked = [], []
-    for index in views:
-        out = render_view(model, scene, index)
-        rgb = out.rgb.reshape(scene.height, scene.width, 3).cpu().numpy()
-        full.append(psnr(rgb, scene.images[index]))
-        masked.append(psnr(rgb, scene.images[index], scene.masks[index]))
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            image = np.concatenate([rgb, scene.images[index]], axis=1)
-            Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)).save(
-                out_dir / f"view_{index:03d}.png"
-            )
-    return {"psnr": float(np.mean(full)), "psnr_mask": float(np.mean(masked)), "num_views": len(views)}
 
 
 def extract_world_mesh(

@@ -1,0 +1,1 @@
+"""Measuring a trained run: image metrics on chosen views, meshes in world units, novel views."""

@@ -1,0 +1,1 @@
+"""Fitting an SDF field to a mesh directly (the encodings compared without rendering)."""
