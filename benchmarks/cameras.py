@@ -10,7 +10,7 @@ Prints a table and writes OUT/results.json.
     python benchmarks/cameras.py --scene .data/synthetic_spot_mitsuba --gt-mesh .data/meshes/spot_cow/cow.obj \
         --background 1 1 1 --noise 3,0.03 --budget 600 --out /tmp/nsr-bench/cams-spot
 
-`--set KEY=VALUE` overrides a config field of both runs (e.g. `model.sdf.encoding.steps_per_level=600`), so
+`--set KEY=VALUE` overrides a config field of both runs (e.g. `model.sdf.encoding.unlock_every=0.04`), so
 the fixed-camera run stays the same run as the trained one but for the cameras.
 """
 
@@ -26,7 +26,6 @@ import trimesh
 
 from nsr.cli.train import with_overrides
 from nsr.config import get_preset
-from nsr.config.presets import set_camera_schedule
 from nsr.data.idr import load_idr_scene
 from nsr.engine.cameras import world_scale
 from nsr.engine.run import evaluate_run_cameras, open_run
@@ -49,7 +48,10 @@ def main() -> None:
         "--cam-lr", type=float, default=None, help="camera learning rate (default: the -cams preset's)"
     )
     parser.add_argument(
-        "--warmup-steps", type=int, default=None, help="steps with frozen cameras (default: the preset's)"
+        "--warmup-until",
+        type=float,
+        default=None,
+        help="fraction of the run with frozen cameras (default: the preset's)",
     )
     parser.add_argument(
         "--steps",
@@ -102,12 +104,8 @@ def main() -> None:
         config.data.holdout_every = args.holdout
         config.data.downscale = args.downscale
         config.max_seconds = args.budget
-        if args.steps is None:
-            # Time-budgeted: the step-fraction camera schedule never reaches its milestones.
-            config.steps = 10**9
-        else:
-            config.steps = args.steps
-            set_camera_schedule(config)  # also the pocket-fill schedule, which the fixed run shares
+        # Schedules are fractions of the run, which ends at the steps or the budget, whichever comes first.
+        config.steps = 10**9 if args.steps is None else args.steps
         config.val_every = 0
         config.tensorboard = False
         config.checkpoint_every = 10**9
@@ -115,9 +113,9 @@ def main() -> None:
             config.model.background = tuple(args.background)
         if mode == "cams":
             config.cameras.pose_noise = args.noise
-            if args.warmup_steps is not None or args.steps is None:
+            if args.warmup_until is not None:
                 config.cameras.warmup = "frozen"
-                config.cameras.warmup_steps = 500 if args.warmup_steps is None else args.warmup_steps
+                config.cameras.warmup_until = args.warmup_until
             if args.cam_lr is not None:
                 config.cameras.lr = args.cam_lr
         config.seed = args.seed

@@ -55,6 +55,16 @@ def tiny_config(scene: Path, steps: int = 4):
     return config
 
 
+def interrupted(trainer, at: int):
+    """A Trainer stopped after `at` of its steps with its checkpoint written, as a killed run leaves it
+    (test helper)."""
+    trainer.prepare_run_dir()
+    while trainer.step < at:
+        trainer.train_step()
+    trainer.save_checkpoint()
+    return trainer
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test on one torch thread: tiny tensors on a shared 2-core machine are faster that way

@@ -139,11 +139,13 @@ def test_bad_pose_noise_is_a_clear_error(text):
 
 
 def test_config_warmup_and_validation():
-    config = CameraRefineConfig(warmup_steps=100, lr_milestones=(300,), lr_factor=0.1)
-    assert [config.lr_factor_at(s) for s in (0, 50, 100, 299)] == [0.0, 0.5, 1.0, 1.0]
-    assert config.lr_factor_at(300) == pytest.approx(0.1)
-    frozen = CameraRefineConfig(warmup_steps=100, warmup="frozen")
-    assert [frozen.lr_factor_at(s) for s in (0, 99, 100)] == [0.0, 0.0, 1.0]
+    config = CameraRefineConfig(warmup_until=0.1, lr_milestones=(0.3,), lr_factor=0.1)
+    assert [config.lr_factor_at(p) for p in (0, 0.05, 0.1, 0.299)] == [0.0, 0.5, 1.0, 1.0]
+    assert config.lr_factor_at(0.3) == pytest.approx(0.1)
+    frozen = CameraRefineConfig(warmup_until=0.1, warmup="frozen")
+    assert [frozen.lr_factor_at(p) for p in (0, 0.099, 0.1)] == [0.0, 0.0, 1.0]
+    with pytest.raises(CameraConfigError, match="warmup_until"):
+        CameraRefineConfig(warmup_until=2.0).validate()
     with pytest.raises(CameraConfigError, match="warmup"):
         CameraRefineConfig(warmup="cosine").validate()
     with pytest.raises(PoseNoiseError):

@@ -119,16 +119,16 @@ def test_smoothstep_interpolation():
 
 
 def test_coarse_to_fine_masks_levels_and_shrinks_the_step():
-    g = grid(num_levels=4, base_resolution=4, finest_resolution=32, start_levels=2, steps_per_level=10)
+    g = grid(num_levels=4, base_resolution=4, finest_resolution=32, start_levels=2, unlock_every=0.1)
     x = torch.rand(64, 3) * 2 - 1
     features = g.level_features(x)
     assert features[:, 2:].abs().max() == 0 and features[:, :2].abs().max() > 0
     assert g.finite_difference_step() == pytest.approx(1 / 8)  # half a cell of the finest active level
     features.sum().backward()
     assert g.table.grad[g.level_offsets[2] :].abs().max() == 0  # locked levels do not train
-    g.set_step(15)
+    g.set_progress(0.15)
     assert g.active_levels == 3 and g.level_features(x)[:, 3].abs().max() == 0
-    g.set_step(1000)
+    g.set_progress(1.0)
     assert g.active_levels == 4 and g.level_features(x)[:, 3].abs().max() > 0
     assert g.finite_difference_step() == pytest.approx(1 / 32)
     assert grid(num_levels=4, start_levels=0).active_levels == 4
@@ -446,6 +446,7 @@ def test_torch_backend_trains_with_finite_differences():
 
 
 def trainer_config(tiny_scene, steps, steps_per_level=2):
+    """A tiny coarse-to-fine hash-grid run: 2 of 4 levels, one more every `steps_per_level` of its steps."""
     from conftest import tiny_config
 
     c = tiny_config(tiny_scene, steps=steps)
@@ -455,7 +456,7 @@ def trainer_config(tiny_scene, steps, steps_per_level=2):
         finest_resolution=32,
         log2_table_size=10,
         start_levels=2,
-        steps_per_level=steps_per_level,
+        unlock_every=steps_per_level / steps,
     )  # 5^3, 9^3 vertices: dense; 17^3, 33^3: hashed
     c.model.sdf.gradient = "finite_difference"
     c.model.loss.tv_weight = 0.01  # samples the hashed levels: uses the random generator
@@ -480,13 +481,14 @@ def test_trainer_trains_and_reopens_a_coarse_to_fine_hash_grid(tiny_scene, tmp_p
 
 @pytest.mark.slow
 def test_trainer_resumes_a_hash_grid_run_exactly(tiny_scene, tmp_path):
+    from conftest import interrupted
     from nsr.data.idr import load_idr_scene
     from nsr.engine import Trainer
 
     scene = load_idr_scene(tiny_scene)
     straight = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "a")
     straight.train()
-    Trainer(trainer_config(tiny_scene, 4), scene, tmp_path / "b").train()
+    interrupted(Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "b"), at=4)
     second = Trainer(trainer_config(tiny_scene, 6), scene, tmp_path / "b")
     assert second.resume() and second.step == 4
     second.train()

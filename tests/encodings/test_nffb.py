@@ -77,13 +77,13 @@ def test_every_level_and_layer_is_used(cls):
 
 
 def test_coarse_to_fine_levels_follow_the_schedule():
-    enc = NFFBConfig(**SMALL, start_levels=1, steps_per_level=10).build(3)
+    enc = NFFBConfig(**SMALL, start_levels=1, unlock_every=0.1).build(3)
     _randomise_grid(enc)
     x = _points(16)
-    enc.set_step(0)
+    enc.set_progress(0.0)
     assert enc.grid.level_features(x)[:, 1:].abs().sum() == 0
     early = enc(x)
-    enc.set_step(20)
+    enc.set_progress(0.2)
     assert enc.grid.active_levels == 3
     assert not torch.allclose(enc(x), early)
 

@@ -25,12 +25,12 @@ def test_without_input_and_identity():
 
 
 def test_coarse_to_fine_window():
-    enc = PositionalEncodingConfig(num_frequencies=4, coarse_to_fine_steps=100).build(3)
+    enc = PositionalEncodingConfig(num_frequencies=4, coarse_to_fine=0.5).build(3)
     x = torch.rand(5, 3)
-    enc.set_step(0)
+    enc.set_progress(0.0)
     assert torch.count_nonzero(enc(x)[:, 3:]) == 0
-    enc.set_step(50)  # two of four bands fully on
+    enc.set_progress(0.25)  # two of four bands fully on
     y = enc(x)[:, 3:].reshape(5, 4, 2, 3)
     assert y[:, :2].abs().sum() > 0 and y[:, 2:].abs().sum() == 0
-    enc.set_step(100)
+    enc.set_progress(0.5)
     assert torch.allclose(enc(x), PositionalEncodingConfig(num_frequencies=4).build(3)(x))

@@ -9,7 +9,7 @@ def test_presets_round_trip_through_yaml(tmp_path, name):
     save_yaml(config, tmp_path / "config.yaml", "train")
     assert load_yaml(TrainConfig, tmp_path / "config.yaml", "train") == config
     text = (tmp_path / "config.yaml").read_text()
-    assert "kind: train" in text and "schema_version: 1" in text and "!!python" not in text
+    assert "kind: train" in text and "schema_version: 2" in text and "!!python" not in text
 
 
 def test_unknown_keys_and_kinds_are_clear_errors(tmp_path):

@@ -91,7 +91,7 @@ def test_initial_poses_from_a_camera_file(tiny_scene, tmp_path):
 
 def test_frozen_warmup_keeps_cameras_and_adam_untouched(tiny_scene, tmp_path):
     config = cams_config(tiny_scene)
-    config.cameras.warmup, config.cameras.warmup_steps = "frozen", 2
+    config.cameras.warmup, config.cameras.warmup_until = "frozen", 2 / config.steps
     trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
     trainer.train_step()
     assert trainer.cameras.correction.grad is None and trainer.cameras.correction.abs().sum() == 0

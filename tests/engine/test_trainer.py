@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import interrupted, tiny_config
 from nsr.data.idr import load_idr_scene
 from nsr.engine import Trainer, TrainingError, split_views
 from nsr.engine.run import open_run
@@ -45,8 +45,7 @@ def test_resume_continues_exactly(tiny_scene, tmp_path):
     straight = Trainer(tiny_config(tiny_scene, steps=6), scene, tmp_path / "a")
     straight.train()
 
-    first = Trainer(tiny_config(tiny_scene, steps=4), scene, tmp_path / "b")
-    first.train()
+    interrupted(Trainer(tiny_config(tiny_scene, steps=6), scene, tmp_path / "b"), at=4)
     second = Trainer(tiny_config(tiny_scene, steps=6), scene, tmp_path / "b")
     assert second.resume() and second.step == 4
     second.train()

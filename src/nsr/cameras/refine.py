@@ -43,14 +43,16 @@ class CameraRefineConfig:
     """Optimise one pose correction per camera together with the surface."""
     lr: float = 1e-4
     """Adam learning rate of the pose corrections (radians and normalised-frame units per step; IDR: 1e-4)."""
-    lr_milestones: tuple[int, ...] = ()
-    """Steps at which the camera learning rate is multiplied by `lr_factor`."""
+    lr_milestones: tuple[float, ...] = ()
+    """Fractions of the run at which the camera learning rate is multiplied by `lr_factor`."""
     lr_factor: float = 0.5
     """Decay factor of the camera learning rate at each milestone."""
-    warmup_steps: int = 0
-    """Steps before the cameras move at full speed (the surface first settles on the initial poses)."""
+    warmup_until: float = 0.0
+    """Fraction of the run before the cameras move at full speed (the surface first settles on the
+    initial poses)."""
     warmup: str = "linear"
-    """`linear`: the camera learning rate ramps from 0 to `lr` over `warmup_steps`; `frozen`: it is 0 until then."""
+    """`linear`: the camera learning rate ramps from 0 to `lr` until `warmup_until`; `frozen`: it is 0 until
+    then."""
     pivot: str = "scene"
     """Rotation centre of the corrections: `scene` (the scene centre's depth on the optical axis) or
     `camera` (the camera centre); see nsr.cameras.refine."""
@@ -70,17 +72,20 @@ class CameraRefineConfig:
             raise CameraConfigError(f"cameras.warmup must be 'linear' or 'frozen', got {self.warmup!r}")
         if self.pivot not in ("scene", "camera"):
             raise CameraConfigError(f"cameras.pivot must be 'scene' or 'camera', got {self.pivot!r}")
-        if self.lr < 0 or self.warmup_steps < 0:
-            raise CameraConfigError("cameras.lr and cameras.warmup_steps must not be negative")
+        if self.lr < 0 or not 0 <= self.warmup_until <= 1:
+            raise CameraConfigError(
+                f"cameras.lr must not be negative and cameras.warmup_until must be a fraction of the run in [0, 1] "
+                f"(got {self.lr}, {self.warmup_until})"
+            )
         if self.pose_noise:
             PoseNoise.parse(self.pose_noise)
 
-    def lr_factor_at(self, step: int) -> float:
-        """Multiplier of `lr` at a step: warm-up times milestone decay."""
+    def lr_factor_at(self, progress: float) -> float:
+        """Multiplier of `lr` at a point of the run (`progress` in [0, 1]): warm-up times milestone decay."""
         warm = 1.0
-        if self.warmup_steps > 0 and step < self.warmup_steps:
-            warm = 0.0 if self.warmup == "frozen" else step / self.warmup_steps
-        return warm * self.lr_factor ** sum(1 for m in self.lr_milestones if step >= m)
+        if self.warmup_until > 0 and progress < self.warmup_until:
+            warm = 0.0 if self.warmup == "frozen" else progress / self.warmup_until
+        return warm * self.lr_factor ** sum(1 for m in self.lr_milestones if progress >= m)
 
     def build(self, initial_c2w: np.ndarray | torch.Tensor) -> CameraRefinement:
         """The refinement module for (N, 4, 4) initial camera-to-world transforms."""

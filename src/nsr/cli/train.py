@@ -12,9 +12,9 @@ import tyro
 from nsr.cli.common import friendly, train_with_progress
 from nsr.cli.kinds import apply_kind_switches
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
-from nsr.config.presets import CAMERA_SUFFIX, set_camera_schedule
+from nsr.config.train import CONFIG_KIND
 from nsr.data.formats import load_scene
-from nsr.engine.trainer import CONFIG_KIND, Trainer
+from nsr.engine.trainer import Trainer
 
 PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
 ALIASES = {
@@ -58,12 +58,6 @@ def parse(argv: list[str], config: TrainConfig | None = None) -> TrainArgs:
     argv = [ALIASES.get(a, a) for a in argv]
     preset = _preset_name(argv)
     default = TrainArgs(out=Path("runs/run"), preset=preset, config=config or get_preset(preset))
-    steps = _flag_value(argv, "--steps")
-    if config is None and preset.endswith(CAMERA_SUFFIX) and steps is not None and steps.isdigit():
-        # A -cams preset's camera schedule is in fractions of the run: derive it for these steps
-        # (explicit --cameras.* flags still override it below).
-        default.config.steps = int(steps)
-        set_camera_schedule(default.config)
     argv = apply_kind_switches(default.config, argv)
     # Union fields show the preset's kind (no subcommands), so nested overrides need no subcommand name.
     return tyro.cli(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -17,7 +18,12 @@ import yaml
 from nsr.atomic import atomic_write
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2: schedules in fractions of the run (version 1 had them in steps) and a `kind` on the model."""
+
+MIGRATIONS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""(config kind, schema version) -> a function turning such a config's plain data into the next version's.
+A version without an entry for a kind needs no change for it."""
 
 
 class ConfigError(ValueError):
@@ -109,12 +115,15 @@ def load_yaml(cls: type[T], path: str | Path, kind: str) -> T:
         raise ConfigError(f"{path}: cannot read config ({err})") from None
     if not isinstance(payload, dict) or payload.get("kind") != kind:
         raise ConfigError(f"{path}: not an NSR {kind} config")
-    if payload.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(
-            f"{path}: schema version {payload.get('schema_version')} (this NSR reads {SCHEMA_VERSION})"
-        )
+    version = payload.get("schema_version")
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise ConfigError(f"{path}: schema version {version} (this NSR reads 1 to {SCHEMA_VERSION})")
+    data = payload["config"]
     try:
-        return from_dict(cls, payload["config"])
+        for old in range(version, SCHEMA_VERSION):
+            if (kind, old) in MIGRATIONS:
+                data = MIGRATIONS[(kind, old)](data)
+        return from_dict(cls, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 

@@ -34,9 +34,9 @@ class Preset:
 def positional() -> TrainConfig:
     """IDR as published (NeRF positional encoding, 8x512 SDF MLP, 4x512 appearance MLP), fixed cameras.
 
-    IDR's epoch-based schedules (DTU: 49 images of 2048 pixels per epoch, 2000 epochs) are expressed in
-    steps of 2048 rays: alpha milestones every 250 epochs and learning-rate milestones at 1000 and 1500
-    epochs become multiples of 12250 steps.
+    IDR's epoch-based schedules (DTU: 49 images of 2048 pixels per epoch, 2000 epochs = 98000 steps of
+    2048 rays): alpha milestones every 250 epochs and learning-rate milestones at 1000 and 1500 epochs,
+    written as fractions of the run.
     """
     epoch = 49
     return TrainConfig(
@@ -55,10 +55,10 @@ def positional() -> TrainConfig:
             loss=IDRLossConfig(
                 eikonal_weight=0.1,
                 mask_weight=100.0,
-                alpha_milestones=tuple(epoch * e for e in (250, 500, 750, 1000, 1250)),
+                alpha_milestones=tuple(e / 2000 for e in (250, 500, 750, 1000, 1250)),
             ),
         ),
-        optim=OptimConfig(lr=1e-4, lr_milestones=(epoch * 1000, epoch * 1500), lr_factor=0.5),
+        optim=OptimConfig(lr=1e-4, lr_milestones=(1000 / 2000, 1500 / 2000), lr_factor=0.5),
         steps=epoch * 2000,
         rays_per_batch=2048,
         checkpoint_every=2000,
@@ -82,11 +82,9 @@ def demo() -> TrainConfig:
                 view_encoding=PositionalEncodingConfig(num_frequencies=2), hidden_dim=128, num_layers=2
             ),
             tracer=SphereTracerConfig(num_samples=64, mask_samples=32),
-            loss=IDRLossConfig(
-                eikonal_weight=0.1, mask_weight=100.0, alpha_milestones=(400, 800, 1200, 1600)
-            ),
+            loss=IDRLossConfig(eikonal_weight=0.1, mask_weight=100.0, alpha_milestones=(0.2, 0.4, 0.6, 0.8)),
         ),
-        optim=OptimConfig(lr=5e-4, lr_milestones=(1200, 1700), lr_factor=0.5),
+        optim=OptimConfig(lr=5e-4, lr_milestones=(1200 / 2000, 1700 / 2000), lr_factor=0.5),
         steps=2000,
         rays_per_batch=1024,
         checkpoint_every=250,
@@ -105,6 +103,11 @@ def fourier() -> TrainConfig:
     return config
 
 
+FAST_STEPS = 15000
+"""Nominal length of the grid and filter-bank presets; their schedules were set (and measured) in steps of
+a run this long and are written as fractions of it."""
+
+
 def _fast(
     encoding: EncodingConfig,
     view_encoding: EncodingConfig,
@@ -113,7 +116,8 @@ def _fast(
 ) -> TrainConfig:
     """The shared recipe of the grid and filter-bank presets: a rich encoding, small MLPs (2x64 SDF,
     2x64 appearance), higher learning rates, the fixed-shape tracer captured as a CUDA graph on GPUs,
-    and schedules sized for minutes of training (about 10k steps), not IDR's hours."""
+    and schedules sized for minutes of training (15000 steps; every schedule is in fractions of the run, so
+    `--steps` or `--max-seconds` stretch or shrink all of it), not IDR's hours."""
     return TrainConfig(
         model=IDRModelConfig(
             sdf=SDFFieldConfig(
@@ -127,11 +131,18 @@ def _fast(
             appearance=AppearanceFieldConfig(view_encoding=view_encoding, hidden_dim=64, num_layers=2),
             tracer=SphereTracerConfig(mode="auto", cuda_graph=True),
             loss=IDRLossConfig(
-                eikonal_weight=0.1, mask_weight=100.0, alpha_milestones=(1000, 2000, 3000, 4000, 5000)
+                eikonal_weight=0.1,
+                mask_weight=100.0,
+                alpha_milestones=tuple(k / FAST_STEPS for k in (1000, 2000, 3000, 4000, 5000)),
             ),
         ),
-        optim=OptimConfig(lr=1e-3, encoding_lr=encoding_lr, lr_milestones=(8000, 12000), lr_factor=0.3),
-        steps=15000,
+        optim=OptimConfig(
+            lr=1e-3,
+            encoding_lr=encoding_lr,
+            lr_milestones=(8000 / FAST_STEPS, 12000 / FAST_STEPS),
+            lr_factor=0.3,
+        ),
+        steps=FAST_STEPS,
         rays_per_batch=2048,
         checkpoint_every=1000,
         val_every=1000,
@@ -147,7 +158,7 @@ def _points_grid(backend: str) -> HashGridConfig:
         finest_resolution=1024,
         backend=backend,
         start_levels=6,
-        steps_per_level=250,
+        unlock_every=250 / FAST_STEPS,
     )
 
 
@@ -202,7 +213,7 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
         w0=3.0,
         backend=backend,
         start_levels=2,
-        steps_per_level=500,
+        unlock_every=500 / FAST_STEPS,
     )
 
 
@@ -275,20 +286,21 @@ CAMERA_SUFFIX = "-cams"
 
 
 CAMERA_FREEZE_MAX_STEPS = 1000
-"""The `-cams` cameras stay frozen for 15% of the steps but never longer than this. On Spot (one H100,
-2026-11-27, hashgrid-fused-cams, 3 deg / 3% noise) a 1050-step freeze in a 7000-step run recovered the
-poses to 0.15 deg / 0.26%, while the 15000-step preset's 2250-step freeze let the hash grid's fine levels
-fit the noisy poses first: the centres drifted to 4.5% before recovering to 0.29 deg / 0.51%. With the
-cap the 15000-step preset ends at 0.065-0.080 deg / 0.095-0.124% (two noise seeds, benchmarks/RESULTS.md)."""
+"""The `-cams` cameras stay frozen for 15% of the preset's steps but never longer than this. On Spot (one
+H100, 2026-11-27, hashgrid-fused-cams, 3 deg / 3% noise) a 1050-step freeze in a 7000-step run recovered
+the poses to 0.15 deg / 0.26%, while the 15000-step preset's 2250-step freeze let the hash grid's fine
+levels fit the noisy poses first: the centres drifted to 4.5% before recovering to 0.29 deg / 0.51%. With
+the cap the 15000-step preset ends at 0.065-0.080 deg / 0.095-0.124% (two noise seeds,
+benchmarks/RESULTS.md). The freeze is kept as that fraction of the run at any length."""
 
 
 def set_camera_schedule(config: TrainConfig) -> TrainConfig:
-    """The `-cams` schedules for `config.steps` steps: the cameras frozen for the first 15% (at most
-    `CAMERA_FREEZE_MAX_STEPS`), then x0.3 at 50% and 75%; and, where the pocket fill is on, its refreshes
-    (`set_pocket_schedule`). Call again after changing `steps`."""
+    """The `-cams` schedules, in fractions of the run: the cameras frozen for the first 15% of the preset's
+    steps (at most `CAMERA_FREEZE_MAX_STEPS` of them), then x0.3 at 50% and 75%; and, where the pocket fill
+    is on, its refreshes (`set_pocket_schedule`)."""
     config.cameras.warmup = "frozen"
-    config.cameras.warmup_steps = min(int(0.15 * config.steps), CAMERA_FREEZE_MAX_STEPS)
-    config.cameras.lr_milestones = (config.steps // 2, 3 * config.steps // 4)
+    config.cameras.warmup_until = min(0.15, CAMERA_FREEZE_MAX_STEPS / config.steps)
+    config.cameras.lr_milestones = (0.5, 0.75)
     config.cameras.lr_factor = 0.3
     if config.pockets.every > 0:
         set_pocket_schedule(config)
@@ -296,10 +308,10 @@ def set_camera_schedule(config: TrainConfig) -> TrainConfig:
 
 
 def set_pocket_schedule(config: TrainConfig) -> TrainConfig:
-    """Fill hidden pockets from 20% of `config.steps` on, refreshed every 2/15 of them (3000, 5000, ...,
-    13000 of 15000; see nsr.engine.pockets)."""
-    config.pockets.start = config.steps // 5
-    config.pockets.every = max(1, 2 * config.steps // 15)
+    """Fill hidden pockets from 20% of the run on, refreshed every 2/15 of it (3000, 5000, ..., 13000 of
+    15000 steps; see nsr.engine.pockets)."""
+    config.pockets.start = 0.2
+    config.pockets.every = 2 / 15
     return config
 
 

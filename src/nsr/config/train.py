@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from nsr.cameras.refine import CameraRefineConfig
+from nsr.config.io import MIGRATIONS
 from nsr.models import IDRModelConfig, ModelConfig
 
 
@@ -29,33 +31,56 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam with step-wise learning-rate decay."""
+    """Adam with a learning-rate schedule in fractions of the run (see nsr.engine.schedule)."""
 
     lr: float = 1e-4
     """Learning rate of the networks' parameters."""
     encoding_lr: float = 0.0
     """Learning rate of grid tables (hash-grid entries, also inside filter banks); 0 = `lr`."""
-    lr_milestones: tuple[int, ...] = (100000, 150000)
-    """Steps at which the learning rate is multiplied by `lr_factor`."""
+    schedule: Literal["step", "cosine", "exponential"] = "step"
+    """Decay of the learning rates over the run: `step` multiplies them by `lr_factor` at each of
+    `lr_milestones`; `cosine` follows half a cosine from 1 to `final_factor`; `exponential` decays
+    geometrically from 1 to `final_factor` (instant-ngp, NeuS2)."""
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    """`step` schedule: fractions of the run at which the learning rates are multiplied by `lr_factor`."""
     lr_factor: float = 0.5
-    """Decay factor at each milestone."""
+    """`step` schedule: decay factor at each milestone."""
+    final_factor: float = 0.1
+    """`cosine` / `exponential` schedules: the learning rates at the end of the run, relative to the start."""
+    warmup: float = 0.0
+    """Fraction of the run over which the learning rates ramp up linearly from zero (NeuS: 5000 of 300000
+    steps)."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = off)."""
+
+    def lr_factor_at(self, progress: float) -> float:
+        """Multiplier of the learning rates at a point of the run (`progress` in [0, 1])."""
+        progress = min(max(progress, 0.0), 1.0)
+        warm = min(1.0, progress / self.warmup) if self.warmup > 0 else 1.0
+        # The smooth decays run over what follows the warm-up.
+        t = max(0.0, progress - self.warmup) / (1 - self.warmup) if self.warmup < 1 else 1.0
+        if self.schedule == "cosine":
+            decay = self.final_factor + (1 - self.final_factor) * 0.5 * (1 + math.cos(math.pi * t))
+        elif self.schedule == "exponential":
+            decay = self.final_factor**t
+        else:
+            decay = self.lr_factor ** sum(1 for m in self.lr_milestones if progress >= m)
+        return warm * decay
 
 
 @dataclass
 class PocketFillConfig:
     """Fill hidden pockets of the SDF while training (see nsr.engine.pockets).
 
-    Every `every` steps from `start` on, points are drawn in the bounding sphere and those that are
+    Every `every` of the run from `start` on, points are drawn in the bounding sphere and those that are
     positive, seen as empty by no training camera (depth maps of the model from the current poses) and
     enclosed by the surface are kept; until the next refresh, each step pushes `batch` of them to a
     negative SDF. Runs with trained cameras carve such pockets while the poses are still wrong."""
 
-    every: int = 0
-    """Steps between refreshes of the pocket points (0 = off)."""
-    start: int = 0
-    """First refresh at this step (after the poses have settled)."""
+    every: float = 0.0
+    """Fraction of the run between refreshes of the pocket points (0 = off)."""
+    start: float = 0.0
+    """First refresh at this fraction of the run (after the poses have settled)."""
     samples: int = 1 << 20
     """Candidate points drawn in the bounding sphere at each refresh."""
     batch: int = 1024
@@ -72,9 +97,13 @@ class PocketFillConfig:
     def enabled(self) -> bool:
         return self.every > 0 and self.weight > 0
 
-    def refresh_due(self, step: int) -> bool:
-        """Whether the pocket points are refreshed before training step `step` (0-based)."""
-        return self.enabled and step >= self.start and (step - self.start) % self.every == 0
+    def refresh_index(self, progress: float) -> int:
+        """The number of refreshes due by a point of the run (`progress` in [0, 1]): a refresh is due before
+        a step whenever this grows (0 before `start`)."""
+        if not self.enabled or progress < self.start:
+            return 0
+        # The small tolerance keeps start + k * every, reached exactly, from rounding down to k - 1.
+        return 1 + math.floor((progress - self.start) / self.every + 1e-6)
 
 
 @dataclass
@@ -89,7 +118,7 @@ class TrainConfig:
     pockets: PocketFillConfig = field(default_factory=PocketFillConfig)
     """Filling hidden pockets during training (on in the `-cams` presets)."""
     steps: int = 200000
-    """Number of optimisation steps."""
+    """Number of optimisation steps (the run's length when no `max_seconds` ends it first)."""
     rays_per_batch: int = 2048
     """Rays (pixels) per step, drawn uniformly from all training views."""
     seed: int = 0
@@ -105,6 +134,42 @@ class TrainConfig:
     tensorboard: bool = True
     """Log scalars to RUN/tensorboard (needs the tensorboard package)."""
     max_seconds: float = 0.0
-    """Stop after this much training time, in seconds (0 = no limit). Validation and I/O are not counted."""
+    """Stop after this much training time, in seconds (0 = no limit). Validation and I/O are not counted.
+    Schedules then follow whichever of `steps` and `max_seconds` ends the run first (nsr.engine.schedule)."""
     snapshot_seconds: tuple[float, ...] = ()
     """Also save checkpoints `snapshot_<s>s.pt` when the training time passes each of these budgets."""
+
+
+def _v1_schedules_in_fractions(data: dict) -> dict:
+    """A version-1 train config (schedules in steps, no model kind) as version 2 (fractions of `steps`)."""
+    steps = max(1, int(data.get("steps", TrainConfig.steps)))
+
+    def fraction(value):
+        return value / steps
+
+    def scale(section: dict | None, key: str, new_key: str | None = None) -> None:
+        if not isinstance(section, dict) or key not in section:
+            return
+        value = section.pop(key)
+        section[new_key or key] = [fraction(v) for v in value] if isinstance(value, list) else fraction(value)
+
+    model = data.get("model")
+    if isinstance(model, dict):
+        model.setdefault("kind", "idr")
+        scale(model.get("loss"), "alpha_milestones")
+        encodings = [model.get("sdf", {}).get("encoding"), model.get("appearance", {}).get("view_encoding")]
+        for encoding in encodings:
+            scale(encoding, "steps_per_level", "unlock_every")
+            scale(encoding, "coarse_to_fine_steps", "coarse_to_fine")
+    scale(data.get("optim"), "lr_milestones")
+    scale(data.get("cameras"), "warmup_steps", "warmup_until")
+    scale(data.get("cameras"), "lr_milestones")
+    scale(data.get("pockets"), "start")
+    scale(data.get("pockets"), "every")
+    return data
+
+
+CONFIG_KIND = "train"
+"""The `kind` of a saved training config (RUN/config.yaml)."""
+
+MIGRATIONS[(CONFIG_KIND, 1)] = _v1_schedules_in_fractions

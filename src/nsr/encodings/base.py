@@ -15,19 +15,21 @@ class Encoding(nn.Module):
 
     Encodings whose output starts with the raw input (`includes_input = True`, channels
     0..in_dim-1 equal the input) let the SDF field apply the geometric (sphere) initialisation.
-    Encodings with a schedule (coarse-to-fine frequencies or levels) implement `set_step`, which the
-    trainer calls through the model's callbacks before each step.
+    Encodings with a schedule (coarse-to-fine frequencies or levels) implement `set_progress`, which the
+    trainer calls through the model's callbacks before each step. Schedules are in fractions of the run,
+    so a short and a long run both go through all of it.
     """
 
     in_dim: int
     out_dim: int
     includes_input: bool = False
 
-    def set_step(self, step: int) -> None:
-        """Update step-dependent state (coarse-to-fine windows). Default: nothing to do."""
+    def set_progress(self, progress: float) -> None:
+        """Update schedule-dependent state (coarse-to-fine windows) for a run that is `progress` (in [0, 1])
+        of the way through. Default: nothing to do."""
 
     def schedule_key(self) -> tuple:
-        """Step-dependent state held in Python (not in tensors), e.g. the number of active levels.
+        """Schedule-dependent state held in Python (not in tensors), e.g. the number of active levels.
 
         A captured CUDA graph bakes such state in, so the model captures a new graph whenever this key
         changes. State kept in tensors updated in place (a coarse-to-fine window) needs no key.

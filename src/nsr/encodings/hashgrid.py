@@ -60,9 +60,10 @@ class HashGridConfig:
     backend: Literal["torch", "fused", "tcnn", "auto"] = "auto"
     """`torch` reference, `fused` Triton kernel (CUDA), `tcnn` tiny-cuda-nn, `auto` the fastest available."""
     start_levels: int = 0
-    """Coarse-to-fine: levels active at step 0 (0 = all levels from the start)."""
-    steps_per_level: int = 0
-    """Coarse-to-fine: one more level is unlocked every this many steps (masked levels output zero)."""
+    """Coarse-to-fine: levels active at the start (0 = all levels from the start)."""
+    unlock_every: float = 0.0
+    """Coarse-to-fine: one more level is unlocked every this fraction of the run (masked levels output
+    zero; 0 = only `start_levels` ever)."""
     tv_samples: int = 4096
     """Vertices sampled per hashed level by `total_variation` (dense levels are summed exactly)."""
 
@@ -226,17 +227,18 @@ class HashGrid(Encoding):
             self.table = nn.Parameter(table)
 
     # -- schedule -------------------------------------------------------------------------------
-    def _active_at(self, step: int) -> int:
+    def _active_at(self, progress: float) -> int:
         c = self.config
         if c.start_levels <= 0 or c.start_levels >= c.num_levels:
             return c.num_levels
-        if c.steps_per_level <= 0:
+        if c.unlock_every <= 0:
             return c.start_levels
-        return min(c.num_levels, c.start_levels + step // c.steps_per_level)
+        # The small tolerance keeps k * unlock_every, reached exactly, from rounding down to k - 1.
+        return min(c.num_levels, c.start_levels + math.floor(progress / c.unlock_every + 1e-6))
 
-    def set_step(self, step: int) -> None:
-        """Coarse-to-fine: unlock one level every `steps_per_level` steps after `start_levels`."""
-        self.active_levels = self._active_at(step)
+    def set_progress(self, progress: float) -> None:
+        """Coarse-to-fine: unlock one level every `unlock_every` of the run after `start_levels`."""
+        self.active_levels = self._active_at(progress)
 
     def schedule_key(self) -> tuple:
         return (self.active_levels,)

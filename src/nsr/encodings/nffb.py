@@ -50,9 +50,9 @@ class NFFBConfig:
     interpolation: Literal["linear", "smoothstep"] = "linear"
     """Grid corner weights (see the hash-grid encoding)."""
     start_levels: int = 0
-    """Coarse-to-fine: grid levels active at step 0 (0 = all); locked levels give zero features."""
-    steps_per_level: int = 0
-    """Coarse-to-fine: one more grid level is unlocked every this many steps."""
+    """Coarse-to-fine: grid levels active at the start (0 = all); locked levels give zero features."""
+    unlock_every: float = 0.0
+    """Coarse-to-fine: one more grid level is unlocked every this fraction of the run."""
     backend: Literal["torch", "fused", "tcnn", "auto"] = "auto"
     """Hash-grid implementation (see the hash-grid encoding); the trunk is plain PyTorch."""
 
@@ -72,7 +72,7 @@ class NFFBConfig:
             include_input=False,
             backend=self.backend,
             start_levels=self.start_levels,
-            steps_per_level=self.steps_per_level,
+            unlock_every=self.unlock_every,
         )
 
 
@@ -126,8 +126,8 @@ class NFFB(Encoding):
         )
         self.head_bias = nn.Parameter(torch.empty(levels, config.out_features).uniform_(-limit, limit))
 
-    def set_step(self, step: int) -> None:
-        self.grid.set_step(step)
+    def set_progress(self, progress: float) -> None:
+        self.grid.set_progress(progress)
 
     def schedule_key(self) -> tuple:
         return self.grid.schedule_key()

@@ -22,8 +22,8 @@ class PositionalEncodingConfig:
     """Put the raw input first in the output (needed for the SDF field's geometric init)."""
     use_pi: bool = True
     """Multiply the frequencies by pi (NeRF); IDR's original code omits it."""
-    coarse_to_fine_steps: int = 0
-    """If > 0, bands are faded in linearly over this many steps (Nerfies/BARF window); 0 = all on."""
+    coarse_to_fine: float = 0.0
+    """If > 0, bands are faded in over this fraction of the run (Nerfies/BARF window); 0 = all on."""
 
     def build(self, in_dim: int) -> PositionalEncoding:
         return PositionalEncoding(in_dim, self)
@@ -47,12 +47,12 @@ class PositionalEncoding(Encoding):
         if self.out_dim == 0:
             raise ValueError("positional encoding with no frequencies must include the input")
 
-    def set_step(self, step: int) -> None:
-        steps = self.config.coarse_to_fine_steps
+    def set_progress(self, progress: float) -> None:
+        span = self.config.coarse_to_fine
         k = self.config.num_frequencies
-        if steps <= 0 or k == 0:
+        if span <= 0 or k == 0:
             return
-        alpha = k * min(1.0, step / steps)
+        alpha = k * min(1.0, progress / span)
         bands = torch.arange(k, dtype=torch.float32, device=self.window.device)
         weight = (1 - torch.cos(math.pi * (alpha - bands).clamp(0, 1))) / 2
         self.window.copy_(weight)

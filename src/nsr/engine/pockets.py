@@ -33,12 +33,23 @@ class PocketFill:
         """(P, 3) pocket points of the last refresh (normalised frame)."""
         self.values = torch.empty(0, device=device)
         """(P,) their SDF at the refresh: the loss asks for at most minus this (the pocket mirrored)."""
+        self.refreshes = 0
+        """Refreshes done so far (`PocketFillConfig.refresh_index` of the last one)."""
+
+    def due(self, progress: float) -> bool:
+        """Whether a refresh is due before a step at `progress` (in [0, 1]) of the run."""
+        return self.config.refresh_index(progress) > self.refreshes
 
     @torch.no_grad()
-    def refresh(self, model: Model, intrinsics, c2w, height: int, width: int) -> int:
+    def refresh(
+        self, model: Model, intrinsics, c2w, height: int, width: int, progress: float | None = None
+    ) -> int:
         """Find the pocket points of the model's current SDF seen from cameras (N, 3, 3) K / (N, 4, 4)
-        camera-to-world (normalised frame, images of height x width); returns how many were found."""
+        camera-to-world (normalised frame, images of height x width); returns how many were found.
+        `progress`: where the run is (the refresh then counts as the one due there)."""
         cfg = self.config
+        if progress is not None:
+            self.refreshes = cfg.refresh_index(progress)
         was_training = model.training
         model.eval()
         try:
@@ -71,12 +82,18 @@ class PocketFill:
         return torch.relu(model.sdf(self.points[index]) + self.values[index]).mean()
 
     def state_dict(self) -> dict:
-        return {"points": self.points.cpu(), "values": self.values.cpu(), "rng": self.generator.get_state()}
+        return {
+            "points": self.points.cpu(),
+            "values": self.values.cpu(),
+            "rng": self.generator.get_state(),
+            "refreshes": self.refreshes,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.points = state["points"].to(self.device)
         self.values = state["values"].to(self.device)
         self.generator.set_state(state["rng"])
+        self.refreshes = state.get("refreshes", 0)
 
 
 def uniform_ball(count: int, radius: float, generator: torch.Generator) -> torch.Tensor:

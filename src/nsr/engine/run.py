@@ -12,13 +12,13 @@ import torch
 
 from nsr.cameras.refine import CameraRefinement
 from nsr.config.io import load_yaml
-from nsr.config.train import TrainConfig
+from nsr.config.train import CONFIG_KIND, TrainConfig
 from nsr.data.errors import DataError
 from nsr.data.idr import load_cameras
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
 from nsr.engine.checkpoint import load_checkpoint
-from nsr.engine.trainer import CONFIG_KIND, resolve_device
+from nsr.engine.trainer import resolve_device
 from nsr.models import Model
 
 

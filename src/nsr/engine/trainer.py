@@ -14,15 +14,14 @@ import numpy as np
 import torch
 
 from nsr.cameras import pixel_grid, pixel_rays
-from nsr.config.io import save_yaml
-from nsr.config.train import TrainConfig
+from nsr.config.io import save_yaml, to_dict
+from nsr.config.train import CONFIG_KIND, TrainConfig
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from nsr.engine.pockets import PocketFill
+from nsr.engine.schedule import ScheduleRecord, run_progress
 from nsr.models import Model, RayBatch, RenderOutputs
-
-CONFIG_KIND = "train"
 
 
 class TrainingError(RuntimeError):
@@ -126,17 +125,13 @@ class Trainer:
         # The fused CUDA Adam updates all parameters in a few kernels instead of several per tensor.
         fused = self.device.type == "cuda"
         groups = self.model.param_groups(config.optim.lr, config.optim.encoding_lr)
+        for group in groups:
+            group["initial_lr"] = group["lr"]  # the schedule multiplies this (nsr.engine.schedule)
         self.optimizer = torch.optim.Adam(groups, lr=config.optim.lr, fused=fused)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=list(config.optim.lr_milestones), gamma=config.optim.lr_factor
-        )
         self.cameras = config.cameras.build(scene.c2w).to(self.device) if config.cameras.trainable else None
-        self.camera_optimizer = self.camera_scheduler = None
+        self.camera_optimizer = None
         if self.cameras is not None:
             self.camera_optimizer = torch.optim.Adam([self.cameras.correction], lr=config.cameras.lr)
-            self.camera_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.camera_optimizer, config.cameras.lr_factor_at
-            )
             self._train_view_ids = torch.tensor(self.train_views, dtype=torch.long, device=self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.batcher = RayBatcher(self.train_scene, self.device, self.generator)
@@ -145,7 +140,19 @@ class Trainer:
         )
         self.step = 0
         self.seconds = 0.0
+        self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
         self._writer = None
+
+    def _schedule_fractions(self) -> dict:
+        """The run's schedules in fractions of the run, by owner (for RUN/schedule.json)."""
+        cfg = self.config
+        fractions = {"optim": to_dict(cfg.optim), "model": self.model.schedule_fractions()}
+        if cfg.cameras.trainable:
+            keys = ("warmup", "warmup_until", "lr_milestones", "lr_factor")
+            fractions["cameras"] = {k: to_dict(getattr(cfg.cameras, k)) for k in keys}
+        if cfg.pockets.enabled:
+            fractions["pockets"] = {"start": cfg.pockets.start, "every": cfg.pockets.every}
+        return fractions
 
     # ---------------------------------------------------------------- run folder
     @property
@@ -183,15 +190,15 @@ class Trainer:
             "step": self.step,
             "seconds": self.seconds,
             "model": self.model.state_dict(),
+            "progress": self.progress(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "rng": rng_state(),
             "sampler_rng": self.generator.get_state(),
         }
         if self.cameras is not None:
             state["cameras"] = self.cameras.state_dict()
             state["camera_optimizer"] = self.camera_optimizer.state_dict()
-            state["camera_scheduler"] = self.camera_scheduler.state_dict()
         if self.pockets is not None:
             state["pockets"] = self.pockets.state_dict()
         return state
@@ -200,6 +207,7 @@ class Trainer:
         payload = self.state_dict()
         path = self.checkpoint_dir / (name or f"step_{self.step:07d}.pt")
         save_atomic(payload, path)
+        self.schedule.save(self.run_dir / "schedule.json")
         if name is None:
             save_atomic(payload, self.checkpoint_dir / "latest.pt")
         return path
@@ -208,7 +216,8 @@ class Trainer:
         state = load_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if "schedule" in state:
+            self.schedule.load_state_dict(state["schedule"])
         self.step = state["step"]
         self.seconds = state["seconds"]
         set_rng_state(state["rng"])
@@ -218,7 +227,6 @@ class Trainer:
                 raise TrainingError(f"{path}: checkpoint of a run without trainable cameras")
             self.cameras.load_state_dict(state["cameras"])
             self.camera_optimizer.load_state_dict(state["camera_optimizer"])
-            self.camera_scheduler.load_state_dict(state["camera_scheduler"])
         if self.pockets is not None and "pockets" in state:
             self.pockets.load_state_dict(state["pockets"])
 
@@ -235,16 +243,22 @@ class Trainer:
         cfg = self.config
         start = time.perf_counter()
         self.model.train()
-        self.model.before_step(self.step, self.progress())
+        progress = self.progress()
+        self.model.before_step(self.step, progress)
+        lr_factor = cfg.optim.lr_factor_at(progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor
+        self.schedule.add(self.step, self.seconds, progress, lr_factor)
         # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
         # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
-        cameras_move = self.cameras is not None and cfg.cameras.lr_factor_at(self.step) > 0
         poses = None
         if self.cameras is not None:
-            with torch.set_grad_enabled(cameras_move):
+            camera_factor = cfg.cameras.lr_factor_at(progress)
+            self.camera_optimizer.param_groups[0]["lr"] = cfg.cameras.lr * camera_factor
+            with torch.set_grad_enabled(camera_factor > 0):
                 poses = self.cameras(self._train_view_ids)
-        if self.pockets is not None and cfg.pockets.refresh_due(self.step):
-            self._refresh_pockets(poses)
+        if self.pockets is not None and self.pockets.due(progress):
+            self._refresh_pockets(poses, progress)
         _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(RayBatch(origins, dirs, rgb, mask))
         total = losses.total
@@ -265,10 +279,8 @@ class Trainer:
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
         if self.camera_optimizer is not None:
             self.camera_optimizer.step()  # no gradient while frozen: Adam leaves the cameras and its moments alone
-            self.camera_scheduler.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - start
@@ -282,17 +294,18 @@ class Trainer:
             metrics={k: v.item() for k, v in losses.metrics.items()},
         )
 
-    def _refresh_pockets(self, poses: torch.Tensor | None) -> None:
+    def _refresh_pockets(self, poses: torch.Tensor | None, progress: float) -> None:
         """Find the hidden pockets of the current SDF, seen from the training cameras at their current poses."""
         scene = self.train_scene
         c2w = scene.c2w if poses is None else poses.detach().cpu().numpy()
-        found = self.pockets.refresh(self.model, scene.intrinsics, c2w, scene.height, scene.width)
+        found = self.pockets.refresh(self.model, scene.intrinsics, c2w, scene.height, scene.width, progress)
         if self.config.tensorboard:
             self.writer.add_scalar("train/pocket_points", found, self.step)
 
     def progress(self) -> float:
-        """How far the run is, in [0, 1]: the fraction of its steps done."""
-        return min(1.0, self.step / max(1, self.config.steps))
+        """How far the run is, in [0, 1] (nsr.engine.schedule.run_progress)."""
+        cfg = self.config
+        return run_progress(self.step, self.seconds, cfg.steps, cfg.max_seconds)
 
     def _done(self) -> bool:
         cfg = self.config

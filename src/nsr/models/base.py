@@ -19,6 +19,9 @@ from nsr.cameras.rays import pixel_grid, pixel_rays
 from nsr.fields import AppearanceField, SDFField
 from nsr.renderers import SphereTracer, SphereTracerConfig
 
+SCHEDULE_FIELDS = ("start_levels", "unlock_every", "coarse_to_fine")
+"""Encoding config fields that describe a coarse-to-fine schedule."""
+
 
 @dataclass
 class RayBatch:
@@ -117,13 +120,27 @@ class Model(nn.Module, ABC):
 
         Args:
             step: the 0-based index of the step about to run.
-            progress: how far the run is, in [0, 1] (step / planned steps, see `nsr.engine.schedule`).
+            progress: how far the run is, in [0, 1] (`nsr.engine.schedule.run_progress`); every schedule
+                of a model is written in fractions of the run.
         """
         self.step = step
         self.progress = progress
-        self.sdf_field.encoding.set_step(step)
+        self.sdf_field.encoding.set_progress(progress)
         if self.appearance.view_encoding is not None:
-            self.appearance.view_encoding.set_step(step)
+            self.appearance.view_encoding.set_progress(progress)
+
+    def schedule_fractions(self) -> dict:
+        """The model's schedules in fractions of the run, by name (recorded in RUN/schedule.json)."""
+        fractions = {}
+        for name, encoding in (
+            ("sdf_encoding", self.sdf_field.encoding),
+            ("view_encoding", self.appearance.view_encoding),
+        ):
+            config = getattr(encoding, "config", None)
+            found = {k: getattr(config, k) for k in SCHEDULE_FIELDS if hasattr(config, k)}
+            if found:
+                fractions[name] = found
+        return fractions
 
     @abstractmethod
     def training_loss(self, batch: RayBatch) -> LossOutput:

@@ -26,8 +26,8 @@ class IDRLossConfig:
     """Initial sharpness alpha of the mask loss."""
     alpha_factor: float = 2.0
     """alpha is multiplied by this at every milestone."""
-    alpha_milestones: tuple[int, ...] = (25000, 50000, 75000, 100000, 125000)
-    """Steps at which alpha grows."""
+    alpha_milestones: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.625)
+    """Fractions of the run at which alpha grows (IDR: every 250 of its 2000 epochs)."""
     eikonal_points_ratio: float = 0.5
     """Uniform eikonal points per ray (IDR: half the number of rays)."""
     tv_weight: float = 0.0
@@ -51,9 +51,10 @@ class IDRModelConfig:
         return IDRModel(self)
 
 
-def mask_alpha(config: IDRLossConfig, step: int) -> float:
-    """The mask-loss sharpness at a step (alpha doubles at every milestone passed)."""
-    passed = sum(1 for m in config.alpha_milestones if step >= m)
+def mask_alpha(config: IDRLossConfig, progress: float) -> float:
+    """The mask-loss sharpness at a point of the run (alpha grows by `alpha_factor` at every milestone
+    passed)."""
+    passed = sum(1 for m in config.alpha_milestones if progress >= m)
     return config.alpha_init * config.alpha_factor**passed
 
 
@@ -72,6 +73,7 @@ class IDRModel(Model):
             "background", torch.tensor(config.background, dtype=torch.float32), persistent=False
         )
         self.step = 0
+        self.progress = 0.0
         self._graphs: dict[tuple, GraphedTrace] = {}
 
     @property
@@ -81,6 +83,12 @@ class IDRModel(Model):
     @property
     def surface_tracer(self) -> SphereTracer:
         return self.tracer
+
+    def schedule_fractions(self) -> dict:
+        return {
+            **super().schedule_fractions(),
+            "mask_alpha_milestones": list(self.config.loss.alpha_milestones),
+        }
 
     def _sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf_field.sdf(x)
@@ -137,7 +145,7 @@ class IDRModel(Model):
         rgb = self.appearance(x_surf, out.gradient[:ns], directions[s_idx], out.features[:ns])
         l_rgb = rgb_loss(rgb, rgb_gt[s_idx], n)
         l_eik = eikonal_loss(out.gradient)
-        alpha = mask_alpha(cfg, self.step)
+        alpha = mask_alpha(cfg, self.progress)
         l_mask = mask_loss(out.sdf[ns : ns + no], object_mask[o_idx], alpha, n)
         total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
         if cfg.tv_weight > 0:

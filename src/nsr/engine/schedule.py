@@ -1,0 +1,74 @@
+"""Where a run is: progress in [0, 1], from the steps done or the training time spent.
+
+Every schedule of a run (learning rates, the mask-loss sharpness, coarse-to-fine grid levels and
+frequency bands, camera warm-up and milestones, pocket-fill refreshes) is written in fractions of the
+run and read at `run_progress`: the fraction of `steps` done or of `max_seconds` spent, whichever is
+larger. A run cut by its time budget therefore goes through its whole schedule, annealed at the end,
+whether the budget is 30 s or 10 minutes; a run without a budget follows its steps exactly (and
+resumes bit for bit). With a time budget the progress of a step depends on the machine's speed, so two
+such runs differ as their timings do.
+
+`ScheduleRecord` keeps what happened: the step, training time and learning-rate factor at every percent
+of progress, written to RUN/schedule.json with the fractions themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from nsr.atomic import atomic_write
+
+
+def run_progress(step: int, seconds: float, steps: int, max_seconds: float = 0.0) -> float:
+    """max(step / steps, seconds / max_seconds) (the time term only with a budget), clipped to [0, 1]."""
+    progress = step / max(1, steps)
+    if max_seconds > 0:
+        progress = max(progress, seconds / max_seconds)
+    return min(1.0, max(0.0, progress))
+
+
+class ScheduleRecord:
+    """The run's schedule as it happened: a row (step, seconds, progress, lr factor) whenever progress
+    passes another percent, plus the last step."""
+
+    def __init__(self, steps: int, max_seconds: float, fractions: dict) -> None:
+        self.steps = steps
+        self.max_seconds = max_seconds
+        self.fractions = fractions
+        """The schedules in fractions of the run, by owner (optim, model, cameras, pockets)."""
+        self.rows: list[list[float]] = []
+        self.last: list[float] | None = None
+
+    def add(self, step: int, seconds: float, progress: float, lr_factor: float) -> None:
+        """Record the state before step `step` (0-based) ran."""
+        row = [step, round(seconds, 4), round(progress, 6), lr_factor]
+        percent = math.floor(100 * progress + 1e-9)
+        if not self.rows or percent > math.floor(100 * self.rows[-1][2] + 1e-9):
+            self.rows.append(row)
+        self.last = row
+
+    def to_dict(self) -> dict:
+        return {
+            "progress": "max(step / steps, seconds / max_seconds)"
+            if self.max_seconds > 0
+            else "step / steps",
+            "steps": self.steps,
+            "max_seconds": self.max_seconds,
+            "fractions": self.fractions,
+            "columns": ["step", "seconds", "progress", "lr_factor"],
+            "rows": self.rows,
+            "last": self.last,
+        }
+
+    def state_dict(self) -> dict:
+        return {"rows": [list(r) for r in self.rows], "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = [list(r) for r in state["rows"]]
+        self.last = state["last"]
+
+    def save(self, path: str | Path) -> Path:
+        text = json.dumps(self.to_dict(), indent=1)
+        return atomic_write(path, lambda f: f.write(text.encode()))
