@@ -416,6 +416,8 @@ def test_constant_background_and_none():
     assert torch.allclose(out.rgb[0], torch.tensor([0.2, 0.6, 0.9]), atol=1e-4)
     none = render(VolumeRendererConfig(), o, d, 1e3)
     assert torch.allclose(none.rgb, out.rgb - (1 - out.opacity)[:, None] * colour, atol=1e-6)
+    per_ray = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.2, 0.3]])
+    assert torch.allclose(render(cfg, o, d, 1e3, background_color=per_ray).rgb[1], per_ray[1], atol=1e-4)
     with pytest.raises(ValueError, match="background_color"):
         render(cfg, o, d, 1e3)
 

@@ -336,7 +336,7 @@ class VolumeRenderer:
             cos_anneal_ratio: 0 -> 1 over the start of training (see `neus_alpha`).
             occupancy: a grid whose occupied span limits each ray's samples (or None).
             background_fn: the background model when `config.background == "field"`.
-            background_color: (3,) colour when `config.background == "constant"`.
+            background_color: (3,) colour, or (N, 3) colours per ray, when `config.background == "constant"`.
             training: jitter the samples (when `config.perturb`).
         """
         background = self._check_background(background_fn, background_color)
