@@ -594,3 +594,47 @@ def test_training_render_and_backward_do_not_synchronise_on_gpu():
         (out.rgb.sum() + out.samples.weights.sum()).backward()
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.parametrize("gradient", ["analytic", "finite_difference"])
+def test_renders_the_neural_fields_in_training_and_in_chunks(gradient):
+    """The model's composition with SDFField + AppearanceField: training renders keep the graph to the
+    weights (eikonal and curvature included); chunked renders run under no_grad and still get normals."""
+    from nsr.encodings import PositionalEncodingConfig
+    from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
+    from nsr.losses import curvature_loss, eikonal_loss
+
+    sdf_field = SDFFieldConfig(
+        encoding=PositionalEncodingConfig(2), hidden_dim=32, num_layers=2, skip_layers=(), feature_dim=4,
+        gradient=gradient, finite_difference_taps=6,
+    ).build()  # fmt: skip
+    appearance = AppearanceFieldConfig(
+        hidden_dim=16, num_layers=2, view_encoding=PositionalEncodingConfig(2)
+    ).build(4)
+
+    def field_fn(points, view_dirs):
+        out = sdf_field.with_gradient(points, create_graph=torch.is_grad_enabled(), laplacian=True)
+        rgb = appearance(points, out.gradient, view_dirs, out.features)
+        return FieldSamples(sdf=out.sdf, gradient=out.gradient, rgb=rgb, laplacian=out.laplacian)
+
+    renderer = VolumeRenderer(VolumeRendererConfig(num_samples=16, num_importance=16, up_sample_steps=2))
+    o, d = rays_towards(((torch.rand(24, 3) - 0.5) * 1.6).tolist())
+    s = torch.tensor(30.0)
+    out = renderer.render(o, d, sdf_field.sdf, field_fn, s, 0.3, training=True)
+    smp = out.samples
+    assert smp.laplacian.shape == smp.sdf.shape == (24, 32)
+    loss = out.rgb.sum() + eikonal_loss(smp.gradients, smp.inside) + curvature_loss(smp.laplacian, smp.inside)
+    loss.backward()
+    assert all(p.grad is not None for p in sdf_field.parameters())
+    image = renderer.render_chunked(o, d, sdf_field.sdf, field_fn, s, 0.3, chunk_size=10)
+    assert not image.rgb.requires_grad
+    assert torch.allclose(image.normals.norm(dim=-1), torch.ones(24), atol=1e-5)
+    assert torch.allclose(image.rgb, out.rgb.detach(), atol=0.1)  # jittered vs deterministic samples
+
+
+def test_configs_round_trip_through_plain_data():
+    from nsr.config.io import from_dict, to_dict
+    from nsr.fields import BackgroundFieldConfig, VarianceConfig
+
+    for config in (VolumeRendererConfig(background="field"), BackgroundFieldConfig(), VarianceConfig()):
+        assert from_dict(type(config), to_dict(config)) == config
