@@ -34,3 +34,42 @@ def test_mask_loss_values_and_direction():
 def test_alpha_doubles_at_milestones():
     cfg = IDRLossConfig(alpha_init=50.0, alpha_factor=2.0, alpha_milestones=(10, 20))
     assert [mask_alpha(cfg, s) for s in (0, 9, 10, 19, 20, 1000)] == [50, 50, 100, 100, 200, 200]
+
+
+def test_eikonal_loss_with_a_mask_averages_the_selected_points():
+    g = torch.tensor([[[3.0, 4.0, 0.0], [0.0, 1.0, 0.0]], [[0.0, 0.0, 2.0], [0.0, 0.0, 0.0]]])
+    mask = torch.tensor([[True, True], [True, False]])
+    assert eikonal_loss(g, mask).item() == pytest.approx((16 + 0 + 1) / 3)
+    assert eikonal_loss(g, torch.zeros(2, 2, dtype=torch.bool)).item() == 0.0
+    assert eikonal_loss(g).item() == pytest.approx((16 + 0 + 1 + 1) / 4)
+
+
+def test_volume_rgb_loss_sums_channels_and_averages_rays():
+    from nsr.losses import rgb_l1_loss
+
+    pred = torch.zeros(4, 3)
+    target = torch.tensor([[0.5, 0.5, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.3, 0.3, 0.3]])
+    assert rgb_l1_loss(pred, target).item() == pytest.approx((1.5 + 1.0 + 0.0 + 0.9) / 4)
+    mask = torch.tensor([True, False, True, False])
+    assert rgb_l1_loss(pred, target, mask).item() == pytest.approx((1.5 + 0.0) / 2)
+
+
+def test_opacity_mask_loss_is_the_clipped_bce():
+    from nsr.losses import opacity_mask_loss
+
+    opacity = torch.tensor([0.9, 0.2, 1.0, 0.0], requires_grad=True)
+    mask = torch.tensor([True, False, True, False])
+    loss = opacity_mask_loss(opacity, mask)
+    expected = -(math.log(0.9) + math.log(0.8) + 2 * math.log(1 - 1e-3)) / 4
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    # Object rays are pushed to opaque, background rays to transparent; saturated ones are clipped.
+    assert opacity.grad[0] < 0 and opacity.grad[1] > 0 and opacity.grad[2] == 0 and opacity.grad[3] == 0
+
+
+def test_curvature_loss_is_the_mean_absolute_laplacian():
+    from nsr.losses import curvature_loss
+
+    lap = torch.tensor([[2.0, -4.0], [1.0, 100.0]])
+    assert curvature_loss(lap).item() == pytest.approx(107 / 4)
+    assert curvature_loss(lap, torch.tensor([[True, True], [True, False]])).item() == pytest.approx(7 / 3)

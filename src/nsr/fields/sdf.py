@@ -58,6 +58,44 @@ class SDFOutput:
     """(N, F) feature vectors."""
     gradient: torch.Tensor | None = None
     """(N, 3) spatial gradient of the SDF, when asked for."""
+    laplacian: torch.Tensor | None = None
+    """(N,) Laplacian of the SDF (finite differences), when asked for (curvature loss)."""
+
+
+def stencil_offsets(taps: int, device=None, dtype=None) -> torch.Tensor:
+    """Unit offsets of a finite-difference stencil: 6 (+-x, +-y, +-z) or 4 (tetrahedron vertices, with
+    sum_k v_k = 0 and sum_k v_k v_k^T = 4 I)."""
+    if taps == 6:
+        eye = torch.eye(3, device=device, dtype=dtype)
+        return torch.cat([eye, -eye])  # (6, 3): +x, +y, +z, -x, -y, -z
+    if taps == 4:
+        return torch.tensor([[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], device=device, dtype=dtype)
+    raise ValueError(f"finite-difference stencils have 4 or 6 taps, not {taps}")
+
+
+def finite_difference_derivatives(
+    centre: torch.Tensor, values: torch.Tensor, step: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient and Laplacian of f at N points from its values at the taps x + step * v_k.
+
+    Args:
+        centre: (N,) f(x).
+        values: (K, N) f at the taps of `stencil_offsets(K)` (K = 6 or 4), in that order.
+
+    Returns:
+        gradient (N, 3) and Laplacian (N,). With 6 taps, central differences: errors O(h^2). With 4 taps
+        (Neuralangelo's tetrahedron), grad = sum_k f_k v_k / (4h) and
+        lap = (sum_k f_k - 4 f) / (2 h^2) = tr H + 2 h f_xyz + O(h^2) (the tetrahedron's odd moment).
+    """
+    k, h = values.shape[0], step
+    if k == 6:
+        grad = (values[:3] - values[3:]).T / (2 * h)
+        lap = (values.sum(0) - 6 * centre) / h**2
+    else:
+        offsets = stencil_offsets(4, values.device, values.dtype)
+        grad = torch.einsum("kn,kd->nd", values, offsets) / (4 * h)
+        lap = (values.sum(0) - 4 * centre) / (2 * h**2)
+    return grad, lap
 
 
 class SDFField(nn.Module):
@@ -143,43 +181,50 @@ class SDFField(nn.Module):
         step = self.encoding.finite_difference_step()
         return self.config.finite_difference_step if step is None else float(step)
 
-    def with_gradient(self, x: torch.Tensor, create_graph: bool = True) -> SDFOutput:
+    def with_gradient(self, x: torch.Tensor, create_graph: bool = True, laplacian: bool = False) -> SDFOutput:
         """Values and spatial gradient at x; `create_graph` keeps the graph for second-order losses.
 
         With `gradient = "finite_difference"` the gradient is a 4- or 6-tap difference of SDF values,
         all taps evaluated in one batch with the centre; it is differentiable (first order) in the
         parameters and in x when `create_graph`, and detached otherwise.
+
+        `laplacian`: also return the SDF's Laplacian (`SDFOutput.laplacian`, for Neuralangelo's curvature
+        loss) from the same taps (`finite_difference_derivatives`); with analytic gradients, from the
+        6-tap stencil evaluated in the same batch. Same graph rules as the gradient.
         """
         if self.config.gradient == "finite_difference":
-            return self._finite_difference(x, create_graph)
+            return self._finite_difference(x, create_graph, laplacian)
         with torch.enable_grad():
             if not x.requires_grad:
                 x = x.detach().requires_grad_(True)
-            out = self.forward(x)
+            if laplacian:
+                out, lap = self._with_taps(x, 6)
+            else:
+                out = self.forward(x)
             (grad,) = torch.autograd.grad(
                 out.sdf, x, torch.ones_like(out.sdf), create_graph=create_graph, retain_graph=create_graph
             )
         out.gradient = grad
+        if laplacian:
+            out.laplacian = lap if create_graph else lap.detach()
         return out
 
-    def _finite_difference(self, x: torch.Tensor, create_graph: bool) -> SDFOutput:
+    def _with_taps(self, x: torch.Tensor, taps: int) -> tuple[SDFOutput, torch.Tensor]:
+        """The field at x and its finite-difference gradient (in `.gradient`) and Laplacian, in one batch."""
         h = self.finite_difference_step()
-        if self.config.finite_difference_taps == 6:
-            eye = torch.eye(3, device=x.device, dtype=x.dtype)
-            offsets = torch.cat([eye, -eye])  # (6, 3): +x, +y, +z, -x, -y, -z
-        else:
-            offsets = torch.tensor(
-                [[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], device=x.device, dtype=x.dtype
-            )  # tetrahedron vertices: sum_k v_k v_k^T = 4 I
-        n, k = x.shape[0], offsets.shape[0]
+        offsets = stencil_offsets(taps, x.device, x.dtype)
+        n = x.shape[0]
         # Evaluated in the caller's grad mode: the centre values behave as `forward`'s would.
-        taps = (x[None, :, :] + h * offsets[:, None, :]).reshape(-1, 3)
-        out = self.forward(torch.cat([x, taps]))
-        values = out.sdf[n:].view(k, n)
-        if k == 6:
-            grad = (values[:3] - values[3:]).T / (2 * h)
-        else:
-            grad = torch.einsum("kn,kd->nd", values, offsets) / (4 * h)
+        points = (x[None, :, :] + h * offsets[:, None, :]).reshape(-1, 3)
+        out = self.forward(torch.cat([x, points]))
+        centre = out.sdf[:n]
+        grad, lap = finite_difference_derivatives(centre, out.sdf[n:].view(taps, n), h)
+        return SDFOutput(sdf=centre, features=out.features[:n], gradient=grad), lap
+
+    def _finite_difference(self, x: torch.Tensor, create_graph: bool, laplacian: bool = False) -> SDFOutput:
+        out, lap = self._with_taps(x, self.config.finite_difference_taps)
         if not create_graph:
-            grad = grad.detach()
-        return SDFOutput(sdf=out.sdf[:n], features=out.features[:n], gradient=grad)
+            out.gradient, lap = out.gradient.detach(), lap.detach()
+        if laplacian:
+            out.laplacian = lap
+        return out

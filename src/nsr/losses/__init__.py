@@ -1,5 +1,6 @@
 """Training losses."""
 
 from nsr.losses.idr import eikonal_loss, mask_loss, rgb_loss
+from nsr.losses.volume import curvature_loss, opacity_mask_loss, rgb_l1_loss
 
-__all__ = ["eikonal_loss", "mask_loss", "rgb_loss"]
+__all__ = ["curvature_loss", "eikonal_loss", "mask_loss", "opacity_mask_loss", "rgb_l1_loss", "rgb_loss"]

@@ -18,11 +18,21 @@ def rgb_loss(pred: torch.Tensor, target: torch.Tensor, num_rays: int) -> torch.T
     return (pred - target).abs().sum() / num_rays
 
 
-def eikonal_loss(gradients: torch.Tensor) -> torch.Tensor:
-    """Mean of (|grad f| - 1)^2 over (M, 3) gradients."""
-    if gradients.shape[0] == 0:
+def eikonal_loss(gradients: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of (|grad f| - 1)^2 over (..., 3) gradients.
+
+    Args:
+        mask: (...) bool or float weights: the mean over the selected points (a volume renderer's samples
+            inside the bounding sphere), computed without indexing (no host synchronisation); 0 when
+            none is selected.
+    """
+    if gradients.numel() == 0:
         return gradients.sum() * 0.0
-    return ((gradients.norm(dim=-1) - 1.0) ** 2).mean()
+    error = (gradients.norm(dim=-1) - 1.0) ** 2
+    if mask is None:
+        return error.mean()
+    mask = mask.to(error.dtype)
+    return (error * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def mask_loss(sdf: torch.Tensor, object_mask: torch.Tensor, alpha: float, num_rays: int) -> torch.Tensor:
