@@ -24,8 +24,14 @@ def small(config, scene):
     config.checkpoint_every = 2
     config.val_every = 0
     config.tensorboard = False
-    config.model.tracer.num_samples = 12
-    config.model.tracer.mask_samples = 6
+    if config.model.kind == "idr":
+        config.model.tracer.num_samples = 12
+        config.model.tracer.mask_samples = 6
+    else:
+        renderer = config.model.renderer
+        renderer.num_samples, renderer.num_importance, renderer.up_sample_steps = 8, 8, 2
+        renderer.occupancy.resolution = 16
+        renderer.background_samples = 4
     return config
 
 
@@ -46,6 +52,26 @@ def test_preset_smoke_trains(name, tiny_scene, tmp_path):
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     assert changed, "no parameter changed"
     assert (tmp_path / name / "checkpoints" / "latest.pt").is_file()
+
+
+@pytest.mark.parametrize("name", ["neus-demo", "neus-hashgrid-fused"])
+def test_neus_presets_smoke_train_without_masks(name, tiny_scene, tmp_path):
+    config = small(get_preset(name), tiny_scene)
+    config.data.use_masks = False
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / name)
+    assert trainer.model.background_field is not None and trainer.model.background_rgb is None
+    assert config.model.loss.mask_weight == 0 and trainer.train_scene.masks.all()
+    trainer.train()
+    assert trainer.step == 2 and trainer.model.background_field.colour_head.weight.grad is not None
+
+
+def test_idr_presets_refuse_to_train_without_masks(tiny_scene, tmp_path):
+    from nsr.models import ModelError
+
+    config = small(get_preset("demo"), tiny_scene)
+    config.data.use_masks = False
+    with pytest.raises(ModelError, match="needs object masks"):
+        Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
 
 
 def test_grid_presets_train_the_encoding_at_its_own_learning_rate(tiny_scene, tmp_path):

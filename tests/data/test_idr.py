@@ -122,6 +122,17 @@ def test_downscale_resizes_by_area_and_moves_projections_to_matching_pixels(
         np.testing.assert_allclose(small.images, blocks, atol=1e-5)
 
 
+def test_a_scene_without_a_mask_folder_loads_unmasked(tmp_path: Path) -> None:
+    scene = _make_scene()
+    write_idr_scene(scene, tmp_path)
+    shutil.rmtree(tmp_path / "mask")
+    loaded = load_idr_scene(tmp_path)
+    assert not loaded.has_masks and loaded.masks.all() and loaded.masks.shape == scene.masks.shape
+    np.testing.assert_allclose(loaded.images, scene.images, atol=1 / 255)
+    assert load_idr_scene(tmp_path, downscale=2).masks.all()
+    assert not loaded.subset([0, 1]).has_masks
+
+
 def test_downscaled_masks_threshold_the_area_average(tmp_path: Path) -> None:
     scene = _make_scene()
     scene.masks[:] = False
@@ -220,7 +231,7 @@ def _differing_scale_mat() -> np.ndarray:
 BAD_INPUTS: dict[str, tuple[Callable[[Path], object], str, tuple[str, ...]]] = {
     "missing root": (lambda root: shutil.rmtree(root), "", ("not found",)),
     "missing image folder": (lambda root: shutil.rmtree(root / "image"), "image", ("not found",)),
-    "missing mask folder": (lambda root: shutil.rmtree(root / "mask"), "mask", ("not found",)),
+    "misnamed mask folder": (lambda root: (root / "mask").rename(root / "masks"), "mask", ("not found",)),
     "empty image folder": (
         lambda root: [p.unlink() for p in (root / "image").iterdir()],
         "image",

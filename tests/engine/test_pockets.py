@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ball, ring_of_cameras, tiny_config, with_bite, with_bubble
+from conftest import ball, interrupted, ring_of_cameras, tiny_config, with_bite, with_bubble
 from nsr.config.train import PocketFillConfig
 from nsr.data.idr import load_idr_scene
 from nsr.engine import Trainer
@@ -96,7 +96,7 @@ def test_the_fill_loss_closes_a_hidden_bubble_and_leaves_the_outer_surface():
 def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     def config(steps):
         c = tiny_config(tiny_scene, steps=steps)
-        c.pockets = PocketFillConfig(every=2, start=1, samples=4096, batch=64, max_side=24)
+        c.pockets = PocketFillConfig(every=2 / 6, start=1 / 6, samples=4096, batch=64, max_side=24)
         return c
 
     scene = load_idr_scene(tiny_scene)
@@ -106,8 +106,7 @@ def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     assert all(math.isfinite(m.terms["pocket"]) for m in seen)
     curves = read_scalars(tmp_path / "a" / "tensorboard")
     assert len(curves["train/pocket"][0]) == 6 and curves["train/pocket_points"][0].tolist() == [1, 3, 5]
-    first = Trainer(config(4), scene, tmp_path / "b")
-    first.train()
+    first = interrupted(Trainer(config(6), scene, tmp_path / "b"), at=4)
     assert "pockets" in first.state_dict()
     second = Trainer(config(6), scene, tmp_path / "b")
     assert second.resume() and second.step == 4

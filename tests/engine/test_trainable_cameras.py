@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import interrupted, tiny_config
 from nsr.cameras.refine import PoseNoise, perturb_poses
 from nsr.data import DataError
 from nsr.data.idr import load_cameras, load_idr_scene
@@ -40,8 +40,7 @@ def test_run_folder_keeps_gt_and_initial_cameras_and_resumes_exactly(tiny_scene,
     scene = load_idr_scene(tiny_scene)
     straight = Trainer(cams_config(tiny_scene, steps=6), scene, tmp_path / "a")
     straight.train()
-    first = Trainer(cams_config(tiny_scene, steps=4), scene, tmp_path / "b")
-    first.train()
+    first = interrupted(Trainer(cams_config(tiny_scene, steps=6), scene, tmp_path / "b"), at=4)
     second = Trainer(cams_config(tiny_scene, steps=6), scene, tmp_path / "b")
     assert second.resume() and second.step == 4
     assert torch.equal(second.cameras.correction, first.cameras.correction)

@@ -19,6 +19,7 @@ from nsr.fitting.fit_sdf import FitSDFError
 from nsr.mesh.extract import MeshError
 from nsr.metrics.dtu import DTUDataError
 from nsr.metrics.lpips import LPIPSWeightsError
+from nsr.models import ModelError
 
 USER_ERRORS = (
     DataError,
@@ -34,6 +35,7 @@ USER_ERRORS = (
     KeyError,
     FileNotFoundError,
     CameraConfigError,
+    ModelError,
 )
 
 

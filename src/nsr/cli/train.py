@@ -23,6 +23,7 @@ ALIASES = {
     "--pose-noise": "--cameras.pose-noise",
     "--camera-init": "--cameras.init-file",
     "--format": "--data.format",
+    "--no-masks": "--data.no-use-masks",
 }
 
 

@@ -15,8 +15,8 @@ from nsr.encodings import (
     StyleModNFFBConfig,
 )
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
-from nsr.models import IDRLossConfig, IDRModelConfig
-from nsr.renderers import SphereTracerConfig
+from nsr.models import IDRLossConfig, IDRModelConfig, NeuSLossConfig, NeuSModelConfig
+from nsr.renderers import OccupancyGridConfig, SphereTracerConfig, VolumeRendererConfig
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,119 @@ def nffb_fused() -> TrainConfig:
     )
 
 
+# ------------------------------------------------------------------------------------------- NeuS
+def _neus(
+    sdf: SDFFieldConfig,
+    appearance: AppearanceFieldConfig,
+    optim: OptimConfig,
+    steps: int,
+    rays_per_batch: int,
+    renderer: VolumeRendererConfig | None = None,
+) -> TrainConfig:
+    """The NeuS recipe around given fields: NeuS's losses (eikonal 0.1, opacity-mask BCE 0.1), its learned
+    variance and cosine annealing over the first tenth of the run, a constant background colour with
+    masks (a learned NeRF++ background without them: `without_masks`)."""
+    return TrainConfig(
+        model=NeuSModelConfig(
+            sdf=sdf,
+            appearance=appearance,
+            renderer=renderer or VolumeRendererConfig(background="constant"),
+            loss=NeuSLossConfig(eikonal_weight=0.1, mask_weight=0.1),
+            cos_anneal=0.1,
+        ),
+        optim=optim,
+        steps=steps,
+        rays_per_batch=rays_per_batch,
+        checkpoint_every=1000,
+        val_every=1000,
+    )
+
+
+def neus_positional() -> TrainConfig:
+    """NeuS as published: positional encoding, 8x256 SDF MLP, 4x256 colour MLP, 64 + 64 samples per ray,
+    512 rays per step, learning rate 5e-4 with a warm-up and cosine decay to 0.05 (NeuS: 300k steps; the
+    schedule is in fractions of the run)."""
+    sdf = SDFFieldConfig(
+        encoding=PositionalEncodingConfig(num_frequencies=6),
+        hidden_dim=256,
+        num_layers=8,
+        skip_layers=(4,),
+        feature_dim=256,
+        init_radius=0.5,
+    )
+    appearance = AppearanceFieldConfig(
+        view_encoding=PositionalEncodingConfig(num_frequencies=4), hidden_dim=256, num_layers=4
+    )
+    optim = OptimConfig(lr=5e-4, schedule="cosine", warmup=5000 / 300000, final_factor=0.05)
+    return _neus(sdf, appearance, optim, steps=300000, rays_per_batch=512)
+
+
+def neus_demo() -> TrainConfig:
+    """A small NeuS (the `demo` networks) for the generated scene on a CPU: 256 rays of 24 + 24 samples per
+    step, placed by an occupancy grid of 32^3 cells."""
+    config = demo()
+    renderer = VolumeRendererConfig(
+        background="constant",
+        num_samples=24,
+        num_importance=24,
+        up_sample_steps=2,
+        occupancy=OccupancyGridConfig(enabled=True, resolution=32),
+    )
+    optim = OptimConfig(lr=5e-4, schedule="cosine", warmup=0.025, final_factor=0.05)
+    neus = _neus(config.model.sdf, config.model.appearance, optim, 2000, 256, renderer)
+    neus.data.holdout_every = 8
+    neus.checkpoint_every, neus.val_every = 250, 500
+    return neus
+
+
+def _neus_fast(
+    encoding: EncodingConfig, gradient: str = "analytic", encoding_lr: float = 1e-2
+) -> TrainConfig:
+    """The grid and filter-bank recipe under NeuS: the same encodings and small MLPs as the IDR presets
+    (`_fast`), an occupancy grid that skips empty space, exponential learning-rate decay to 0.1
+    (instant-ngp, NeuS2) after a short warm-up."""
+    sdf = SDFFieldConfig(
+        encoding=encoding, hidden_dim=64, num_layers=2, skip_layers=(), feature_dim=32, gradient=gradient
+    )
+    appearance = AppearanceFieldConfig(
+        view_encoding=PositionalEncodingConfig(num_frequencies=4), hidden_dim=64, num_layers=2
+    )
+    renderer = VolumeRendererConfig(
+        background="constant", occupancy=OccupancyGridConfig(enabled=True, resolution=64)
+    )
+    optim = OptimConfig(
+        lr=1e-3, encoding_lr=encoding_lr, schedule="exponential", final_factor=0.1, warmup=0.02
+    )
+    return _neus(sdf, appearance, optim, FAST_STEPS, 1024, renderer)
+
+
+def neus_hashgrid() -> TrainConfig:
+    """NeuS with the hash grid for points (PyTorch grid, analytic eikonal)."""
+    return _neus_fast(_points_grid("torch"))
+
+
+def neus_hashgrid_fused() -> TrainConfig:
+    """NeuS with the hash grid on the fastest backend (fused Triton kernel on CUDA), finite differences."""
+    return _neus_fast(_points_grid("auto"), gradient="finite_difference")
+
+
+def neus_nffb() -> TrainConfig:
+    """NeuS with the Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal)."""
+    return _neus_fast(_filter_bank(NFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
+
+
+def neus_nffb_fused() -> TrainConfig:
+    """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal."""
+    return _neus_fast(
+        _filter_bank(NFFBConfig, "auto"), gradient="finite_difference", encoding_lr=FILTER_BANK_TABLE_LR
+    )
+
+
+def neus_stylemod_nffb() -> TrainConfig:
+    """NeuS with the style-modulated filter bank for points (PyTorch grid, analytic eikonal)."""
+    return _neus_fast(_filter_bank(StyleModNFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
+
+
 _MLP = {"camera_lr_factor": 6.0, "fill_pockets": False}
 """The MLP presets' -cams settings: cameras at 6x the model's learning rate, no pocket fill (see
 `with_trained_cameras`)."""
@@ -277,6 +390,32 @@ PRESETS: dict[str, Preset] = {
             stylemod_nffb,
         ),
         Preset("nffb-fused", "filter bank on the fused GPU kernel, finite-difference eikonal", nffb_fused),
+        Preset(
+            "neus-positional",
+            "NeuS as published: positional encoding, 8x256 MLP (GPU)",
+            neus_positional,
+            **_MLP,
+        ),
+        Preset(
+            "neus-demo", "small positional-encoding NeuS for the generated scene on a CPU", neus_demo, **_MLP
+        ),
+        Preset("neus-hashgrid", "NeuS, hash grid for points (PyTorch grid)", neus_hashgrid),
+        Preset(
+            "neus-hashgrid-fused",
+            "NeuS, hash grid on the fused GPU kernel, finite differences",
+            neus_hashgrid_fused,
+        ),
+        Preset("neus-nffb", "NeuS, Neural Fourier Filter Bank for points (PyTorch grid)", neus_nffb),
+        Preset(
+            "neus-nffb-fused",
+            "NeuS, filter bank on the fused GPU kernel, finite differences",
+            neus_nffb_fused,
+        ),
+        Preset(
+            "neus-stylemod-nffb",
+            "NeuS, style-modulated filter bank for points (PyTorch grid)",
+            neus_stylemod_nffb,
+        ),
     ]
 }
 

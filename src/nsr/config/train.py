@@ -24,6 +24,10 @@ class DataConfig:
     """Camera file inside the scene folder (default: cameras.npz, then cameras_sphere.npz)."""
     holdout_every: int = 0
     """Hold out every k-th view for evaluation (0 = train on all views)."""
+    use_masks: bool = True
+    """Train with the scene's object masks. Off (`--no-masks`), or for a scene without masks, the model
+    trains on whole images (a NeuS preset: no mask loss, a learned background beyond the bounding sphere);
+    masks that exist are still used by `nsr eval` to score."""
     format: Literal["auto", "idr", "nerf-synthetic", "colmap"] = "auto"
     """Scene format: `auto` detects it (transforms*.json -> nerf-synthetic, a sparse model -> colmap,
     image/ + cameras npz -> idr); see docs/data.md."""

@@ -26,7 +26,7 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
     """Read an IDR/DTU/NeuS scene folder.
 
     Args:
-        root: folder holding `image/`, `mask/` (files sorted by name, view i = i-th file) and the
+        root: folder holding `image/`, optionally `mask/` (files sorted by name, view i = i-th file) and the
             camera npz with `world_mat_i` (K [R|t], world -> pixel) and `scale_mat_i` (normalised -> world).
         downscale: >= 1; images and masks are area-resized to round(H / downscale) x round(W / downscale)
             and the intrinsics follow.
@@ -45,8 +45,12 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
     if not root.is_dir():
         raise DataError(root, "scene folder not found")
     image_paths = _list_images(root / "image")
-    mask_paths = _list_images(root / "mask")
-    if len(mask_paths) != len(image_paths):
+    # No mask/ folder: a scene without masks (every pixel is object; NeuS trains on whole images). A
+    # masks/ folder instead is a misnamed one: _list_images says so.
+    mask_dir = root / "mask"
+    mask_paths = _list_images(mask_dir) if mask_dir.is_dir() or (root / "masks").is_dir() else []
+    has_masks = bool(mask_paths)
+    if has_masks and len(mask_paths) != len(image_paths):
         raise DataError(
             root / "mask", f"count mismatch: {len(mask_paths)} masks for {len(image_paths)} images in image/"
         )
@@ -65,6 +69,7 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
         scale_mat=scale_mat,
         image_names=[path.name for path in image_paths],
         root=root,
+        has_masks=has_masks,
     )
 
 
@@ -239,8 +244,8 @@ def _read_views(
     full_size = first.shape[:2]
     height, width = (max(1, round(n / downscale)) for n in full_size)
     images = np.empty((len(image_paths), height, width, 3), dtype=np.float32)
-    masks = np.empty((len(image_paths), height, width), dtype=bool)
-    for i, (image_path, mask_path) in enumerate(zip(image_paths, mask_paths)):
+    masks = np.ones((len(image_paths), height, width), dtype=bool)
+    for i, image_path in enumerate(image_paths):
         image = first if i == 0 else _read_pixels(image_path)
         if image.shape[:2] != full_size:
             raise DataError(
@@ -248,6 +253,10 @@ def _read_views(
                 f"image size {_size_text(image)} differs from {_size_text(first)} of {image_paths[0].name}",
                 "sizes are width x height; all views must have one size",
             )
+        if not mask_paths:  # no mask/ folder: every pixel is object (train without masks)
+            images[i] = image if (height, width) == full_size else _resize(image, height, width)
+            continue
+        mask_path = mask_paths[i]
         mask = _read_pixels(mask_path).max(axis=-1, keepdims=True)
         if mask.shape[:2] != full_size:
             raise DataError(

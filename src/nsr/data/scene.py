@@ -29,6 +29,8 @@ class SceneData:
     """File names of the images, in view order."""
     root: Path | None = None
     """The folder the scene was read from (None for generated scenes)."""
+    has_masks: bool = True
+    """Whether the masks come from the scene (False: the scene has none and `masks` is all True)."""
 
     @property
     def num_views(self) -> int:
@@ -53,6 +55,7 @@ class SceneData:
             scale_mat=self.scale_mat,
             image_names=[self.image_names[i] for i in idx] if self.image_names else [],
             root=self.root,
+            has_masks=self.has_masks,
         )
 
     def to_world(self, points: np.ndarray) -> np.ndarray:

@@ -40,6 +40,8 @@ class Run:
     test_views: list[int]
     cameras: CameraRefinement | None = None
     """The refined cameras of a run trained with `cameras.trainable` (None for fixed cameras)."""
+    progress: float = 1.0
+    """How far through its schedule the run was at this checkpoint (nsr.engine.schedule)."""
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
@@ -70,7 +72,8 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
     model = config.model.build().to(dev)
     state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location=dev)
     model.load_state_dict(state["model"])
-    model.before_step(state["step"], state.get("progress", 1.0))
+    progress = state.get("progress", 1.0)  # checkpoints from before schedules in fractions: the end
+    model.set_progress(progress)
     model.eval()
     cameras = CameraRefinement.from_state_dict(state["cameras"]) if "cameras" in state else None
     scene_info = json.loads((run_dir / "scene.json").read_text())
@@ -84,6 +87,7 @@ def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "aut
         train_views=split["train"],
         test_views=split["test"],
         cameras=cameras,
+        progress=progress,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_r
 from nsr.engine.pockets import PocketFill
 from nsr.engine.schedule import ScheduleRecord, run_progress
 from nsr.models import Model, RayBatch, RenderOutputs
+
+log = logging.getLogger("nsr.engine")
 
 
 class TrainingError(RuntimeError):
@@ -119,6 +122,15 @@ class Trainer:
         self.scene = scene
         """The scene training sees: its cameras are the initial poses (noisy file or noise, if any)."""
         self.train_scene = scene.subset(self.train_views)
+        if not (config.data.use_masks and scene.has_masks):
+            # Whole images: every training pixel counts as object, and the model trains without masks.
+            why = "the scene has no masks" if not scene.has_masks else "--no-masks"
+            config.model = config.model.without_masks()
+            config.data.use_masks = False
+            self.train_scene = dataclasses.replace(
+                self.train_scene, masks=np.ones_like(self.train_scene.masks), has_masks=False
+            )
+            log.info("training without masks (%s): whole images, a learned background", why)
 
         _seed_everything(config.seed)
         self.model: Model = config.model.build().to(self.device)

@@ -156,8 +156,8 @@ def transfer_model(geometry: Run, appearance: Run) -> Model:
     model = config.build().to(device)
     model.sdf_field.load_state_dict(geometry.model.sdf_field.state_dict())
     model.appearance.load_state_dict(appearance.model.appearance.state_dict())
-    model.before_step(geometry.step, 1.0)
+    model.set_progress(geometry.progress)
     if model.appearance.view_encoding is not None:
-        model.appearance.view_encoding.set_step(appearance.step)
+        model.appearance.view_encoding.set_progress(appearance.progress)
     model.eval()
     return model

@@ -529,7 +529,7 @@ def fit_field(
         lr = net.lr * config.lr_final_factor ** min(progress, 1.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        model.encoding.set_step(step)
+        model.encoding.set_progress(progress)
 
         index = torch.randint(len(points), (config.batch_size,), device=device, generator=generator)
         x, y = points[index], truth[index]

@@ -1,9 +1,10 @@
 """Composition roots: models built from configs, behind one contract (`nsr.models.base.Model`)."""
 
-from nsr.models.base import LossOutput, Model, RayBatch, RenderOutputs
+from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
 from nsr.models.idr import IDRLossConfig, IDRModel, IDRModelConfig, mask_alpha
+from nsr.models.neus import NeuSLossConfig, NeuSModel, NeuSModelConfig
 
-ModelConfig = IDRModelConfig
+ModelConfig = IDRModelConfig | NeuSModelConfig
 """Typed union of the model configs, told apart by their `kind` (grows with every renderer family)."""
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "LossOutput",
     "Model",
     "ModelConfig",
+    "ModelError",
+    "NeuSLossConfig",
+    "NeuSModel",
+    "NeuSModelConfig",
     "RayBatch",
     "RenderOutputs",
     "mask_alpha",

@@ -19,6 +19,11 @@ from nsr.cameras.rays import pixel_grid, pixel_rays
 from nsr.fields import AppearanceField, SDFField
 from nsr.renderers import SphereTracer, SphereTracerConfig
 
+
+class ModelError(ValueError):
+    """A model that cannot be used as asked (e.g. IDR on a scene without masks); one line for the user."""
+
+
 SCHEDULE_FIELDS = ("start_levels", "unlock_every", "coarse_to_fine")
 """Encoding config fields that describe a coarse-to-fine schedule."""
 
@@ -116,7 +121,8 @@ class Model(nn.Module, ABC):
         return groups
 
     def before_step(self, step: int, progress: float) -> None:
-        """Schedule callback, called by the trainer before every training step.
+        """Training callback, called by the trainer before every training step: the schedules
+        (`set_progress`) and whatever else a model refreshes while it trains.
 
         Args:
             step: the 0-based index of the step about to run.
@@ -124,6 +130,11 @@ class Model(nn.Module, ABC):
                 of a model is written in fractions of the run.
         """
         self.step = step
+        self.set_progress(progress)
+
+    def set_progress(self, progress: float) -> None:
+        """Put every schedule-dependent state (coarse-to-fine windows, ...) where it is at `progress` of the
+        run (also when a trained model is re-opened)."""
         self.progress = progress
         self.sdf_field.encoding.set_progress(progress)
         if self.appearance.view_encoding is not None:

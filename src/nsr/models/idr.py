@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.losses import eikonal_loss, mask_loss, rgb_loss
-from nsr.models.base import LossOutput, Model, RayBatch, RenderOutputs
+from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
 from nsr.renderers import GraphedTrace, SphereTracer, SphereTracerConfig, differentiable_surface_points
 
 
@@ -49,6 +49,13 @@ class IDRModelConfig:
 
     def build(self) -> IDRModel:
         return IDRModel(self)
+
+    def without_masks(self) -> IDRModelConfig:
+        """IDR cannot train without object masks (its mask loss shapes the silhouette): refused."""
+        raise ModelError(
+            "the IDR renderer needs object masks; train without masks with a NeuS preset "
+            "(e.g. --preset neus-hashgrid-fused)"
+        )
 
 
 def mask_alpha(config: IDRLossConfig, progress: float) -> float:

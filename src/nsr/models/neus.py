@@ -1,0 +1,206 @@
+"""The NeuS model: SDF field + appearance field + learned variance + volume renderer + losses.
+
+Every sample along a ray contributes colour with NeuS's unbiased opacity of the SDF (Wang et al. 2021),
+so the SDF is supervised densely along whole rays (not at one traced point), silhouettes are soft, and
+no mask is needed: with `renderer.background = "field"` a NeRF++ background model explains what lies
+outside the bounding sphere. With masks (`loss.mask_weight > 0`) the colour loss is taken inside the
+mask and the opacity is pushed to the mask, as in NeuS's `wmask` setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch.nn.utils import parametrize
+
+from nsr.fields import AppearanceFieldConfig, BackgroundFieldConfig, SDFFieldConfig, VarianceConfig
+from nsr.losses import curvature_loss, eikonal_loss, opacity_mask_loss, rgb_l1_loss
+from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
+from nsr.renderers import FieldSamples, VolumeRenderer, VolumeRendererConfig
+
+
+@dataclass
+class NeuSLossConfig:
+    """Loss weights (NeuS's `wmask` values unless said)."""
+
+    eikonal_weight: float = 0.1
+    """Weight of the eikonal term on the samples inside the bounding sphere."""
+    mask_weight: float = 0.1
+    """Weight of the BCE between opacity and object mask (0: no masks; the colour loss then covers every
+    ray and a background model should explain what lies outside the object)."""
+    curvature_weight: float = 0.0
+    """Weight of the mean absolute SDF Laplacian on the samples (Neuralangelo: 5e-4 with grids; 0 = off)."""
+    curvature_warmup: float = 0.0
+    """Fraction of the run over which the curvature weight ramps up from 0 (Neuralangelo)."""
+    tv_weight: float = 0.0
+    """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
+
+
+@dataclass
+class NeuSModelConfig:
+    """Everything that defines a NeuS model."""
+
+    kind: Literal["neus"] = "neus"
+    """Renderer family: NeuS (volume rendering of the SDF's logistic density)."""
+    sdf: SDFFieldConfig = field(default_factory=SDFFieldConfig)
+    appearance: AppearanceFieldConfig = field(default_factory=AppearanceFieldConfig)
+    renderer: VolumeRendererConfig = field(
+        default_factory=lambda: VolumeRendererConfig(background="constant")
+    )
+    """Sampling, occupancy grid and background (`constant`: the colour below, for masked scenes; `field`:
+    a learned NeRF++ background, for unmasked ones)."""
+    variance: VarianceConfig = field(default_factory=VarianceConfig)
+    """The learned inverse standard deviation of the logistic density."""
+    background_field: BackgroundFieldConfig = field(default_factory=BackgroundFieldConfig)
+    """The background model, built when `renderer.background == "field"`."""
+    loss: NeuSLossConfig = field(default_factory=NeuSLossConfig)
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Colour behind the object with `renderer.background = "constant"` (the scene's background)."""
+    cos_anneal: float = 0.1
+    """Fraction of the run over which NeuS's cosine annealing ratio goes from 0 to 1 (NeuS: 50k of 300k
+    steps)."""
+
+    def build(self) -> NeuSModel:
+        return NeuSModel(self)
+
+    def without_masks(self) -> NeuSModelConfig:
+        """This config for a scene trained without masks: no mask loss, colour on every ray, a learned
+        background beyond the bounding sphere."""
+        self.loss.mask_weight = 0.0
+        self.renderer.background = "field"
+        return self
+
+
+class NeuSModel(Model):
+    """NeuS: volume-render the SDF's logistic density; colour from every sample along the ray."""
+
+    progress_keys = ("inv_s", "opacity")
+
+    def __init__(self, config: NeuSModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sdf_field = config.sdf.build()
+        self.appearance = config.appearance.build(config.sdf.feature_dim)
+        self.variance = config.variance.build()
+        self.renderer = VolumeRenderer(config.renderer)
+        self.background_field = (
+            config.background_field.build() if config.renderer.background == "field" else None
+        )
+        occupancy = config.renderer.occupancy
+        self.occupancy = occupancy.build(config.renderer.bounding_radius) if occupancy.enabled else None
+        self.register_buffer(
+            "background", torch.tensor(config.background, dtype=torch.float32), persistent=False
+        )
+        self.step = 0
+        self.progress = 0.0
+
+    @property
+    def bounding_radius(self) -> float:
+        return self.config.renderer.bounding_radius
+
+    @property
+    def background_rgb(self) -> tuple[float, float, float] | None:
+        return None if self.config.renderer.background == "field" else tuple(self.config.background)
+
+    def schedule_fractions(self) -> dict:
+        cfg = self.config
+        return {
+            **super().schedule_fractions(),
+            "cos_anneal": cfg.cos_anneal,
+            "curvature_warmup": cfg.loss.curvature_warmup,
+        }
+
+    def before_step(self, step: int, progress: float) -> None:
+        super().before_step(step, progress)
+        if self.occupancy is not None:
+            with parametrize.cached():
+                self.occupancy.update_if_due(step, self.sdf, self.variance.inv_s().detach())
+
+    def cos_anneal_ratio(self) -> float:
+        """NeuS's annealing ratio: 0 -> 1 over the first `cos_anneal` of the run; 1 when not training."""
+        if not self.training or self.config.cos_anneal <= 0:
+            return 1.0
+        return min(1.0, self.progress / self.config.cos_anneal)
+
+    def _field_fn(self, create_graph: bool, laplacian: bool = False):
+        def field_fn(points: torch.Tensor, view_dirs: torch.Tensor) -> FieldSamples:
+            out = self.sdf_field.with_gradient(points, create_graph=create_graph, laplacian=laplacian)
+            rgb = self.appearance(points, out.gradient, view_dirs, out.features)
+            return FieldSamples(sdf=out.sdf, gradient=out.gradient, rgb=rgb, laplacian=out.laplacian)
+
+        return field_fn
+
+    def _render(self, origins, directions, training: bool, laplacian: bool = False):
+        # Weight-normalised weights are computed once per render, not once per SDF query.
+        with parametrize.cached():
+            return self._render_uncached(origins, directions, training, laplacian)
+
+    def _render_uncached(self, origins, directions, training: bool, laplacian: bool):
+        return self.renderer.render(
+            origins,
+            directions,
+            self.sdf,
+            self._field_fn(create_graph=training, laplacian=laplacian),
+            self.variance.inv_s(),
+            self.cos_anneal_ratio(),
+            occupancy=self.occupancy,
+            background_fn=self.background_field,
+            background_color=self.background,
+            training=training,
+        )
+
+    def training_loss(self, batch: RayBatch) -> LossOutput:
+        """Colour L1 (inside the mask with masks, else on every ray), eikonal on the samples inside the
+        bounding sphere, opacity-mask BCE, and the optional curvature and TV terms."""
+        cfg = self.config.loss
+        curvature = cfg.curvature_weight > 0
+        out = self._render(batch.origins, batch.directions, training=True, laplacian=curvature)
+        samples = out.samples
+        masked = cfg.mask_weight > 0
+        rgb_mask = batch.mask if masked else None
+        terms = {
+            "rgb": rgb_l1_loss(out.rgb, batch.rgb, rgb_mask),
+            "eikonal": eikonal_loss(samples.gradients, samples.inside),
+        }
+        total = terms["rgb"] + cfg.eikonal_weight * terms["eikonal"]
+        if masked:
+            terms["mask"] = opacity_mask_loss(out.opacity, batch.mask)
+            total = total + cfg.mask_weight * terms["mask"]
+        if curvature:
+            terms["curvature"] = curvature_loss(samples.laplacian, samples.inside)
+            ramp = 1.0
+            if cfg.curvature_warmup > 0:
+                ramp = min(1.0, self.progress / cfg.curvature_warmup)
+            total = total + ramp * cfg.curvature_weight * terms["curvature"]
+        if cfg.tv_weight > 0:
+            tv = self.sdf_field.encoding.total_variation()
+            if tv is not None:
+                terms["tv"] = tv
+                total = total + cfg.tv_weight * tv
+        with torch.no_grad():
+            weight = batch.mask.float() if masked else torch.ones_like(out.opacity)
+            squared = ((out.rgb - batch.rgb) ** 2).mean(-1)
+            mse = (squared * weight).sum() / weight.sum().clamp_min(1.0)
+            metrics = {
+                "psnr": -10 * torch.log10(mse.clamp_min(1e-10)),
+                "inv_s": out.inv_s.detach(),
+                "opacity": (out.opacity * weight).sum() / weight.sum().clamp_min(1.0),
+            }
+            if self.occupancy is not None:
+                metrics["occupied"] = self.occupancy.occupied_fraction()
+        return LossOutput(total=total, terms=terms, metrics=metrics)
+
+    def render(
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 4096
+    ) -> RenderOutputs:
+        parts = []
+        with torch.no_grad():
+            for o, d in zip(origins.split(chunk_size), directions.split(chunk_size)):
+                out = self._render(o, d, training=False)
+                parts.append((out.rgb, out.opacity, out.depth, out.normals))
+        if not parts:
+            raise ModelError("render needs at least one ray")
+        rgb, opacity, depth, normals = (torch.cat(p).detach() for p in zip(*parts))
+        return RenderOutputs(rgb=rgb, opacity=opacity, depth=depth, normals=normals)
