@@ -4,6 +4,7 @@ import pytest
 
 from nsr.cli.train import parse, with_overrides
 from nsr.config import get_preset
+from nsr.config.io import ConfigError
 
 
 def test_overrides_apply_to_the_given_config_not_the_preset():
@@ -59,3 +60,22 @@ def test_the_grid_cams_presets_fill_pockets_from_a_fifth_of_the_run():
         ["--preset", "hashgrid"],
     ):
         assert not parse(["--out", "x", *argv]).config.pockets.enabled
+
+
+def test_boolean_overrides_take_true_or_false():
+    assert with_overrides(get_preset("demo"), ["tensorboard=false"]).tensorboard is False
+    assert with_overrides(get_preset("demo"), ["tensorboard=False", "tensorboard=true"]).tensorboard is True
+    with pytest.raises(ConfigError, match="tensorboard is true or false"):
+        with_overrides(get_preset("demo"), ["tensorboard=1"])
+
+
+def test_an_unknown_key_is_named():
+    with pytest.raises(
+        ConfigError, match=r"override 'model\.sdf\.hiden_dim': SDFFieldConfig has no field 'hiden_dim'"
+    ):
+        with_overrides(get_preset("demo"), ["model.sdf.hiden_dim=3"])
+    # Past a union field (the kind may be switched by an earlier override) tyro checks the names.
+    out = with_overrides(
+        get_preset("demo"), ["model.sdf.encoding=hashgrid", "model.sdf.encoding.num_levels=4"]
+    )
+    assert out.model.sdf.encoding.num_levels == 4

@@ -1,7 +1,8 @@
 """Probes for optional accelerators. Every probe returns a bool and never raises.
 
 This package (`nsr.accel`) is the only place that imports Triton or tiny-cuda-nn; the probes import
-them lazily, on first call, and cache the answer.
+them lazily, on first call, and cache the answer. `has_ray` probes the optional Ray extra of `nsr batch`
+(nsr.batch imports Ray only after asking it).
 """
 
 from __future__ import annotations
@@ -43,4 +44,15 @@ def has_tcnn() -> bool:
         return False
 
 
-__all__ = ["has_cuda", "has_tcnn", "has_triton"]
+@functools.cache
+def has_ray() -> bool:
+    """Ray imports (the optional `nsr[ray]` extra that `nsr batch` schedules runs with)."""
+    try:
+        import ray  # noqa: F401
+
+        return True
+    except Exception:
+        return False
+
+
+__all__ = ["has_cuda", "has_ray", "has_tcnn", "has_triton"]

@@ -8,35 +8,8 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from nsr.cameras.refine import CameraConfigError
-from nsr.config.io import ConfigError
-from nsr.data.download import DownloadError
-from nsr.data.errors import DataError
-from nsr.encodings import EncodingError
-from nsr.engine.run import RunError
-from nsr.engine.trainer import StepMetrics, Trainer, TrainingError
-from nsr.fitting.fit_sdf import FitSDFError
-from nsr.mesh.extract import MeshError
-from nsr.metrics.dtu import DTUDataError
-from nsr.metrics.lpips import LPIPSWeightsError
-from nsr.models import ModelError
-
-USER_ERRORS = (
-    DataError,
-    ConfigError,
-    EncodingError,
-    RunError,
-    TrainingError,
-    MeshError,
-    FitSDFError,
-    DownloadError,
-    DTUDataError,
-    LPIPSWeightsError,
-    KeyError,
-    FileNotFoundError,
-    CameraConfigError,
-    ModelError,
-)
+from nsr.engine.trainer import StepMetrics, Trainer
+from nsr.errors import USER_ERRORS, one_line
 
 
 def friendly(fn: Callable[[], int]) -> int:
@@ -44,8 +17,7 @@ def friendly(fn: Callable[[], int]) -> int:
     try:
         return fn()
     except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"nsr: error: {message}", file=sys.stderr)
+        print(f"nsr: error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("nsr: interrupted (resume with --resume)", file=sys.stderr)

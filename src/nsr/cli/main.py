@@ -20,6 +20,7 @@ COMMANDS = {
         "nsr.cli.eval_cameras",
         "pose errors of a run's cameras vs the ground truth; aligned mesh",
     ),
+    "batch": ("nsr.cli.batch", "many runs from one jobs file (scenes x presets x budgets x seeds), on Ray"),
 }
 
 

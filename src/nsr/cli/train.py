@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_type_hints
 
 import tyro
 
 from nsr.cli.common import friendly, train_with_progress
-from nsr.cli.kinds import apply_kind_switches
+from nsr.cli.kinds import apply_kind_switches, union_kinds
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
+from nsr.config.io import ConfigError
 from nsr.config.train import CONFIG_KIND
 from nsr.data.formats import load_scene
 from nsr.engine.trainer import Trainer
@@ -79,14 +81,40 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 
 def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     """`config` with `dotted.key=value` overrides, parsed as `nsr train --dotted.key value` parses them
-    (same values, kinds and errors; several values: space-separated), e.g. `optim.lr=3e-4`."""
+    (same values, kinds and errors; several values: space-separated), e.g. `optim.lr=3e-4`. A boolean
+    field takes `true` or `false` (`nsr train`'s `--key` / `--no-key`); a key that names no field of
+    `config` raises ConfigError."""
     argv = ["--out", "unused"]
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"override {item!r}: expected KEY=VALUE")
-        argv += ["--" + key.replace("_", "-"), *value.split()]
+        flag = key.replace("_", "-")
+        if _field_type(config, key) is bool:
+            if value.strip().lower() not in ("true", "false"):
+                raise ConfigError(f"override {item!r}: {key} is true or false")
+            argv.append(("--" if value.strip().lower() == "true" else "--no-") + flag)
+        else:
+            argv += ["--" + flag, *value.split()]
     return parse(argv, config).config
+
+
+def _field_type(config: object, key: str) -> object:
+    """The type of the field `key` (dotted) of `config`; None past a union-typed field (its kind may be
+    switched by an earlier override); ConfigError when a name is not a field."""
+    node: object = config
+    names = key.replace("-", "_").split(".")
+    for i, name in enumerate(names):
+        fields = {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else set()
+        if name not in fields:
+            raise ConfigError(f"override {key!r}: {type(node).__name__} has no field {name!r}")
+        tp = get_type_hints(type(node))[name]
+        if union_kinds(tp):
+            return None
+        if i == len(names) - 1:
+            return tp
+        node = getattr(node, name)
+    return None
 
 
 def run(argv: list[str]) -> int:

@@ -1,0 +1,352 @@
+"""The jobs file of `nsr batch`: which scenes, presets, seeds, budgets and overrides to run, read into one
+`RunSpec` per combination.
+
+A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs file's folder:
+
+    scenes: [data/dtu/scan*, data/spot]        # scene folders or globs (at least one)
+    presets: [hashgrid-fused]                  # default [positional], as `nsr train`
+    seeds: [0, 1, 2]                           # default [0]
+    max_seconds: [30, 60, 120, 300]            # and/or steps: a number or a list; every budget is its own run
+    overrides: {model.background: [1, 1, 1], cameras.pose_noise: "3,0.03,{seed}"}
+    gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
+
+Every mistake is one `JobsError` line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nsr.cli.train import with_overrides
+from nsr.config import TrainConfig, get_preset
+from nsr.config.io import ConfigError
+from nsr.config.presets import CAMERA_SUFFIX, PRESETS, set_camera_schedule
+
+
+class JobsError(ConfigError):
+    """A jobs file that cannot be run: one line naming the file, the key and the problem."""
+
+    def __init__(self, path: str | Path, key: str, problem: str) -> None:
+        self.path, self.key, self.problem = Path(path), key, problem
+        super().__init__(f"{path}: {key}: {problem}")
+
+
+@dataclass
+class BatchJobs:
+    """The contents of a jobs file, with relative paths resolved against the file's folder."""
+
+    scenes: list[str]
+    """Scene folders (any format `nsr train` reads) or glob patterns; each pattern must match a folder."""
+    presets: list[str] = field(default_factory=lambda: ["positional"])
+    """Presets to train (`nsr train --preset`), each of them on every scene."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds of the runs (`seed`); `{seed}` in an override value is replaced by the run's seed."""
+    steps: list[int] = field(default_factory=list)
+    """Step budgets (empty: the preset's). With `max_seconds` too, every pair is a run, ending at whichever
+    comes first. A -cams preset's camera schedule follows the steps, as with `nsr train --steps`."""
+    max_seconds: list[float] = field(default_factory=list)
+    """Training-time budgets in seconds (empty: none). Each budget is a separate run, never a snapshot of
+    a longer one."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Dotted config keys -> values, applied after the preset, seed and budget exactly as `nsr train
+    --KEY VALUE` applies them (lists: several values; booleans: true / false)."""
+    gt_meshes: dict[str, str] = field(default_factory=dict)
+    """Scene folder (as it resolves) -> its ground-truth mesh or point cloud in world units: Chamfer and
+    F-score for the runs of that scene."""
+    holdout: int = 8
+    """Every `holdout`-th view is held out of training and measured (PSNR, SSIM); 0: none held out."""
+    mesh_resolution: int = 512
+    """Marching-cubes resolution of each run's mesh."""
+    geometry_samples: int = 200_000
+    """Points sampled on each mesh for Chamfer and F-score."""
+    lpips: bool = False
+    """Also measure LPIPS on the held-out views (needs the AlexNet weights in the torch cache)."""
+    device: str = "auto"
+    """Where each run trains: `auto` (the GPU Ray gives the run, else the CPU), `cpu` or `cuda`."""
+    gpus_per_run: float | None = None
+    """GPUs reserved for each run under Ray; a fraction packs several runs on one GPU (0.25: four).
+    Default: 1 where the Ray cluster has GPUs, else 0."""
+    cpus_per_run: float = 1.0
+    """CPU cores reserved for each run under Ray (also its torch threads)."""
+    max_retries: int = 3
+    """Times Ray restarts a run whose worker process or node died; it resumes from its latest checkpoint.
+    Runs that fail on their input are not retried."""
+    report: bool = True
+    """Write each run's HTML report (RUN/report.html, as `nsr report`)."""
+
+
+KEYS = [f.name for f in dataclasses.fields(BatchJobs)]
+_LIST_KEYS = {"scenes": str, "presets": str, "seeds": int, "steps": int, "max_seconds": (int, float)}
+_SCALAR_KEYS = {
+    "holdout": int,
+    "mesh_resolution": int,
+    "geometry_samples": int,
+    "lpips": bool,
+    "device": str,
+    "gpus_per_run": (int, float),
+    "cpus_per_run": (int, float),
+    "max_retries": int,
+    "report": bool,
+}
+
+_KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a batch: plain data, so that it travels to a Ray worker and into the run folder."""
+
+    name: str
+    """The run folder's name inside OUT/runs/ (scene, preset, budget, seed)."""
+    scene: str
+    """The scene folder (absolute)."""
+    scene_label: str
+    """The scene's short name in tables (its folder name, or more of its path where names repeat)."""
+    preset: str
+    seed: int
+    steps: int | None
+    max_seconds: float | None
+    overrides: tuple[str, ...]
+    """`key=value` strings for `nsr.cli.train.with_overrides` (`{seed}` already replaced)."""
+    holdout: int
+    device: str
+    gt_mesh: str | None
+    mesh_resolution: int
+    geometry_samples: int
+    lpips: bool
+    report: bool
+
+    @property
+    def budget(self) -> str:
+        """The budget as a table shows it: `60s`, `5000steps`, `5000steps-60s`, or `preset`."""
+        parts = []
+        if self.steps is not None:
+            parts.append(f"{self.steps}steps")
+        if self.max_seconds is not None:
+            parts.append(f"{self.max_seconds:g}s")
+        return "-".join(parts) or "preset"
+
+    def train_key(self) -> str:
+        """Fingerprint of what decides the training (a run folder never mixes two)."""
+        keys = ("scene", "preset", "seed", "steps", "max_seconds", "overrides", "holdout")
+        return _digest({k: getattr(self, k) for k in keys})
+
+    def eval_key(self) -> str:
+        """Fingerprint of what decides the measurements of a trained run."""
+        keys = ("gt_mesh", "mesh_resolution", "geometry_samples", "lpips", "report")
+        return _digest({k: getattr(self, k) for k in keys})
+
+
+def _digest(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_jobs(path: str | Path) -> BatchJobs:
+    """Read and check a jobs file (module docstring); paths come back absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise JobsError(path, "file", "jobs file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise JobsError(path, "file", f"not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise JobsError(path, "file", "expected a mapping of keys (scenes, presets, seeds, ...)")
+    for key in data:
+        if key not in KEYS:
+            raise JobsError(path, str(key), f"unknown key (known keys: {', '.join(KEYS)})")
+    if not data.get("scenes"):
+        raise JobsError(path, "scenes", "no scenes given (a list of scene folders or globs)")
+    values: dict[str, Any] = {}
+    for key, kind in _LIST_KEYS.items():
+        if key in data:
+            values[key] = _as_list(path, key, data[key], kind)
+    for key, kind in _SCALAR_KEYS.items():
+        if key in data and data[key] is not None:
+            values[key] = _check(path, key, data[key], kind)
+    for key in ("overrides", "gt_meshes"):
+        if data.get(key) is not None:
+            if not isinstance(data[key], dict):
+                raise JobsError(path, key, f"expected a mapping, got {data[key]!r}")
+            values[key] = {str(k): v for k, v in data[key].items()}
+    jobs = BatchJobs(**values)
+    base = path.parent
+    jobs.scenes = _resolve_scenes(path, base, jobs.scenes)
+    jobs.gt_meshes = _resolve_gt_meshes(path, base, jobs.gt_meshes, jobs.scenes)
+    _check_values(path, jobs)
+    return jobs
+
+
+def _as_list(path: Path, key: str, value: Any, kind: type | tuple) -> list:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise JobsError(path, key, "empty list")
+    return [_check(path, key, v, kind) for v in items]
+
+
+def _check(path: Path, key: str, value: Any, kind: type | tuple) -> Any:
+    # bool is an int in Python: refuse `seeds: [true]` but accept `lpips: true`.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = "a number" if float in kinds else _KIND_NAMES[kinds[0]]
+        raise JobsError(path, key, f"{value!r} is not {expected}")
+    return value
+
+
+def _resolve(base: Path, text: str) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _resolve_scenes(path: Path, base: Path, patterns: list[str]) -> list[str]:
+    scenes: list[str] = []
+    for pattern in patterns:
+        full = _resolve(base, pattern)
+        if glob.has_magic(pattern):
+            found = sorted(Path(p) for p in glob.glob(str(full)) if Path(p).is_dir())
+            if not found:
+                raise JobsError(path, "scenes", f"{pattern!r} matches no folder (looked in {base})")
+        elif full.is_dir():
+            found = [full]
+        else:
+            raise JobsError(path, "scenes", f"{pattern!r}: no such folder ({full})")
+        scenes += [str(p.resolve()) for p in found if str(p.resolve()) not in scenes]
+    return scenes
+
+
+def _resolve_gt_meshes(path: Path, base: Path, meshes: dict[str, Any], scenes: list[str]) -> dict[str, str]:
+    resolved = {}
+    for scene, mesh in meshes.items():
+        key = str(_resolve(base, scene).resolve())
+        if key not in scenes:
+            raise JobsError(path, "gt_meshes", f"{scene!r} is not one of the scenes ({key})")
+        mesh_path = _resolve(base, str(mesh))
+        if not mesh_path.is_file():
+            raise JobsError(path, "gt_meshes", f"{scene!r}: mesh {mesh!r} not found ({mesh_path})")
+        resolved[key] = str(mesh_path.resolve())
+    return resolved
+
+
+def _check_values(path: Path, jobs: BatchJobs) -> None:
+    for preset in jobs.presets:
+        if preset not in PRESETS:
+            raise JobsError(path, "presets", f"unknown preset {preset!r} (available: {', '.join(PRESETS)})")
+    for key in ("steps", "max_seconds"):
+        if any(v <= 0 for v in getattr(jobs, key)):
+            raise JobsError(path, key, "budgets must be > 0")
+    if len(set(jobs.seeds)) != len(jobs.seeds):
+        raise JobsError(path, "seeds", "a seed is listed twice")
+    for key in ("holdout", "max_retries"):
+        if getattr(jobs, key) < 0:
+            raise JobsError(path, key, "must be >= 0")
+    if jobs.mesh_resolution < 8 or jobs.geometry_samples < 1:
+        raise JobsError(path, "mesh_resolution", "must be >= 8 (and geometry_samples >= 1)")
+    if jobs.gpus_per_run is not None and jobs.gpus_per_run < 0:
+        raise JobsError(path, "gpus_per_run", "must be >= 0")
+    if jobs.cpus_per_run <= 0:
+        raise JobsError(path, "cpus_per_run", "must be > 0")
+
+
+def override_strings(overrides: dict[str, Any], seed: int) -> tuple[str, ...]:
+    """Jobs-file overrides as `key=value` strings for `with_overrides` (`{seed}` replaced)."""
+    items = []
+    for key, value in overrides.items():
+        if isinstance(value, list | tuple):
+            text = " ".join(_scalar_text(v) for v in value)
+        else:
+            text = _scalar_text(value)
+        items.append(f"{key}={text.replace('{seed}', str(seed))}")
+    return tuple(items)
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def scene_labels(scenes: list[str]) -> dict[str, str]:
+    """A short unique name per scene folder: its name, or as many trailing path parts as tell it apart."""
+    parts = {s: Path(s).parts for s in scenes}
+    for depth in range(1, max((len(p) for p in parts.values()), default=1) + 1):
+        labels = {s: "_".join(p[-depth:]) for s, p in parts.items()}
+        if len(set(labels.values())) == len(labels):
+            return {s: re.sub(r"[^A-Za-z0-9_.-]+", "_", label) for s, label in labels.items()}
+    return {s: f"scene{i}" for i, s in enumerate(scenes)}
+
+
+def expand(jobs: BatchJobs) -> list[RunSpec]:
+    """Every combination scene x preset x budget x seed, in that order (seeds vary fastest)."""
+    labels = scene_labels(jobs.scenes)
+    budgets = [(s, t) for s in (jobs.steps or [None]) for t in (jobs.max_seconds or [None])]
+    specs = []
+    for scene in jobs.scenes:
+        for preset in jobs.presets:
+            for steps, seconds in budgets:
+                for seed in jobs.seeds:
+                    spec = RunSpec(
+                        name="",
+                        scene=scene,
+                        scene_label=labels[scene],
+                        preset=preset,
+                        seed=seed,
+                        steps=steps,
+                        max_seconds=None if seconds is None else float(seconds),
+                        overrides=override_strings(jobs.overrides, seed),
+                        holdout=jobs.holdout,
+                        device=jobs.device,
+                        gt_mesh=jobs.gt_meshes.get(scene),
+                        mesh_resolution=jobs.mesh_resolution,
+                        geometry_samples=jobs.geometry_samples,
+                        lpips=jobs.lpips,
+                        report=jobs.report,
+                    )
+                    name = f"{spec.scene_label}_{preset}_{spec.budget}_seed{seed}"
+                    specs.append(dataclasses.replace(spec, name=name))
+    return specs
+
+
+def build_config(spec: RunSpec) -> TrainConfig:
+    """The run's training config: the preset, then the scene, hold-out, seed, device and budget, then the
+    overrides (as `nsr train --preset P --steps N ... --KEY VALUE` would give it)."""
+    config = get_preset(spec.preset)
+    config.data.path = Path(spec.scene)
+    config.data.holdout_every = spec.holdout
+    config.seed = spec.seed
+    config.device = spec.device
+    if spec.steps is not None:
+        config.steps = spec.steps
+        if spec.preset.endswith(CAMERA_SUFFIX):
+            set_camera_schedule(config)  # fractions of the run, as `nsr train --preset NAME-cams --steps N`
+    if spec.max_seconds is not None:
+        config.max_seconds = spec.max_seconds
+    return with_overrides(config, list(spec.overrides))
+
+
+def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
+    """The jobs file and its runs, with every distinct config built once so that a bad override is found
+    before anything runs."""
+    jobs = load_jobs(path)
+    specs = expand(jobs)
+    checked = set()
+    for spec in specs:
+        key = (spec.preset, spec.steps, spec.max_seconds)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            build_config(spec)
+        except ConfigError as err:
+            raise JobsError(path, "overrides", str(err)) from None
+        except SystemExit:  # tyro refused a value (its message is printed above)
+            raise JobsError(path, "overrides", "a value was refused (see above)") from None
+    return jobs, specs

@@ -1,0 +1,228 @@
+"""Running a batch: every run of a jobs file through `run_one`, on Ray or in a plain loop in this process.
+
+Ray (`pip install "nsr[ray]"`) schedules each run as a task with `gpus_per_run` GPUs (a fraction packs
+several runs on one GPU) and `cpus_per_run` cores, on a local instance or on a cluster (`address`). A task
+whose worker process or node dies is started again (Ray's `max_retries`) and resumes from the run's latest
+checkpoint; a run that fails on its input reports its error and is not retried. Without Ray, or with
+`address="local"`, the same runs go one after another in this process. Either way, runs finished by an
+earlier invocation (RUN/batch_result.json of the same job) are skipped, and OUT/results.csv,
+OUT/results.json and OUT/index.html are rewritten as runs finish.
+
+Multi-node: every node must see the scenes and OUT at the same paths (a shared filesystem) and have NSR
+installed (docs/batch.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nsr.accel.probe import has_ray
+from nsr.batch.jobs import BatchJobs, RunSpec
+from nsr.batch.pipeline import (
+    BatchError,
+    RunResult,
+    failed_result,
+    finished_result,
+    run_one,
+    worker_info,
+)
+from nsr.batch.results import write_results
+
+log = logging.getLogger("nsr.batch")
+
+
+@dataclass
+class BatchProgress:
+    """The state of a batch, reported after each change."""
+
+    total: int
+    skipped: int
+    """Runs finished by an earlier invocation (not run again)."""
+    done: int
+    """Runs finished in this invocation."""
+    failed: int
+    running: int
+    completed: float
+    """Runs finished in this invocation plus the finished fraction of the running ones where known
+    (the in-process loop knows it; under Ray a run counts when it ends)."""
+    finished: RunResult | None = None
+    """The run whose end this update reports (None for other updates)."""
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch did."""
+
+    results: list[RunResult]
+    """One per run, in the jobs file's order."""
+    out: Path
+    backend: str
+    """How it ran, e.g. `ray (4 GPUs, 64 CPUs; 0.25 GPU, 1 CPU per run)` or `in-process loop`."""
+    seconds: float
+    skipped: int
+
+    @property
+    def failed(self) -> list[RunResult]:
+        return [r for r in self.results if r.status != "ok"]
+
+
+def use_ray(address: str) -> bool:
+    """Whether `address` means Ray here: `local` never; `auto` when Ray is installed; any other address
+    must have Ray (BatchError otherwise)."""
+    if address == "local":
+        return False
+    if has_ray():
+        return True
+    if address == "auto":
+        log.warning("Ray is not installed (pip install 'nsr[ray]'): the runs go one after another here")
+        return False
+    raise BatchError(f"--address {address} needs Ray: pip install 'nsr[ray]'")
+
+
+def run_batch(
+    jobs: BatchJobs,
+    specs: list[RunSpec],
+    out: str | Path,
+    address: str = "auto",
+    progress: Callable[[BatchProgress], None] | None = None,
+    source: str = "",
+) -> BatchOutcome:
+    """Run `specs` (from `nsr.batch.jobs.load_runs`) into OUT/runs/<name>, with the tables in OUT.
+
+    `address`: `auto` (Ray: RAY_ADDRESS, a cluster started on this machine with `ray start`, or a new local
+    instance; the in-process loop without Ray), `local` (the in-process loop), or a Ray address
+    (`ray://HEAD:10001`, `HEAD:6379`). A Ray already initialised in this process is used as it is.
+    `source` (the jobs file) is recorded in the tables."""
+    out = Path(out)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    batch_id = uuid.uuid4().hex[:12]
+    results: dict[str, RunResult] = {}
+    todo = []
+    for spec in specs:
+        previous = finished_result(spec, runs_dir)
+        if previous is None:
+            todo.append(spec)
+        else:
+            results[spec.name] = previous
+    skipped = len(results)
+    state = BatchProgress(total=len(specs), skipped=skipped, done=0, failed=0, running=0, completed=0.0)
+    info = {"jobs": source, "started": started, "runs": len(specs), "skipped": skipped, "backend": ""}
+
+    def ordered() -> list[RunResult]:
+        return [results[s.name] for s in specs if s.name in results]
+
+    def tick(running: int, fraction: float = 0.0) -> None:
+        state.running = running
+        state.completed = state.done + state.failed + fraction
+        if progress is not None:
+            progress(dataclasses.replace(state, finished=None))
+
+    def finish(result: RunResult) -> None:
+        results[result.name] = result
+        if result.status == "ok":
+            state.done += 1
+        else:
+            state.failed += 1
+        state.completed = state.done + state.failed
+        info["seconds"] = time.time() - started
+        write_results(out, ordered(), info)
+        if progress is not None:
+            progress(dataclasses.replace(state, finished=result))
+
+    tick(0)
+    if not todo:
+        info["backend"] = "nothing to run"
+    elif use_ray(address):
+        info["backend"] = _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick)
+    else:
+        info["backend"] = "in-process loop"
+        for spec in todo:
+            tick(1)
+            finish(run_one(spec, runs_dir, lambda f: tick(1, f), batch_id))
+    tick(0)
+    info["seconds"] = time.time() - started
+    write_results(out, ordered(), info)
+    return BatchOutcome(
+        results=ordered(), out=out, backend=info["backend"], seconds=info["seconds"], skipped=skipped
+    )
+
+
+def _ray_task(spec: RunSpec, runs_dir: str, batch_id: str) -> RunResult:
+    """What a Ray worker runs (module level, so that workers import it by name)."""
+    return run_one(spec, runs_dir, batch_id=batch_id)
+
+
+def _run_on_ray(
+    todo: list[RunSpec],
+    runs_dir: Path,
+    jobs: BatchJobs,
+    address: str,
+    batch_id: str,
+    finish: Callable[[RunResult], None],
+    tick: Callable[[int], None],
+) -> str:
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=None if address == "auto" else address, log_to_driver=False, logging_level=logging.WARNING
+        )
+    pending: dict = {}
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = float(resources.get("GPU", 0.0)), float(resources.get("CPU", 0.0))
+        per_gpu = jobs.gpus_per_run if jobs.gpus_per_run is not None else (1.0 if gpus > 0 else 0.0)
+        if per_gpu > gpus:
+            raise BatchError(f"gpus_per_run {per_gpu:g}, but the Ray cluster has {gpus:g} GPUs")
+        if jobs.cpus_per_run > cpus:
+            raise BatchError(f"cpus_per_run {jobs.cpus_per_run:g}, but the Ray cluster has {cpus:g} CPUs")
+        task = ray.remote(_ray_task)
+        options = {
+            "num_gpus": per_gpu,
+            "num_cpus": jobs.cpus_per_run,
+            "max_retries": jobs.max_retries,
+            "retry_exceptions": False,
+        }
+        for spec in todo:
+            pending[task.options(name=spec.name, **options).remote(spec, str(runs_dir), batch_id)] = spec
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                spec = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as err:
+                    lines = str(err).strip().splitlines()
+                    reason = lines[0] if lines else type(err).__name__
+                    tries = jobs.max_retries + 1
+                    result = failed_result(spec, runs_dir, f"its worker died {tries} time(s): {reason}")
+                finish(result)
+            tick(sum(1 for spec in pending.values() if _started(runs_dir / spec.name, batch_id)))
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
+    return (
+        f"ray ({gpus:g} GPUs, {cpus:g} CPUs; {per_gpu:g} GPU, {jobs.cpus_per_run:g} CPU per run, "
+        f"{jobs.max_retries} retries)"
+    )
+
+
+def _started(run_dir: Path, batch_id: str) -> bool:
+    info = worker_info(run_dir)
+    return info is not None and info.get("batch") == batch_id
+
+
+__all__ = ["BatchOutcome", "BatchProgress", "run_batch", "use_ray"]

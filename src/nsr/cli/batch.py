@@ -1,0 +1,121 @@
+"""`nsr batch JOBS.yaml [--out DIR] [--address auto|local|ray://HEAD:10001]`: every run of a jobs file.
+
+Each combination of scene x preset x budget x seed trains, is meshed, measured (held-out images, Chamfer
+against a ground-truth mesh, cameras) and reported in OUT/runs/<name>/; the table of all runs is
+OUT/results.csv (+ results.json) and OUT/index.html. Runs go on Ray when it is installed (`pip install
+"nsr[ray]"`), several to a GPU with `gpus_per_run` < 1, else one after another here. Running the same
+command again skips the finished runs and resumes the others from their checkpoints. See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+from tqdm import tqdm
+
+from nsr.batch import BatchProgress, RunResult, load_runs, run_batch
+from nsr.batch.pipeline import finished_result
+from nsr.cli.common import friendly
+
+
+@dataclass
+class BatchArgs:
+    """Run every combination of a jobs file's scenes, presets, budgets and seeds (docs/batch.md)."""
+
+    jobs: Annotated[Path, tyro.conf.Positional]
+    """Jobs file (YAML): scenes, presets, seeds, steps / max_seconds, overrides, gt_meshes, ..."""
+    out: Path | None = None
+    """Output folder (default runs/batch-<jobs file name>): runs/<name>/, results.csv, results.json,
+    index.html."""
+    address: str = "auto"
+    """`auto`: Ray (RAY_ADDRESS, a cluster started here with `ray start`, else a new local instance), or
+    this process without Ray; `local`: one run after another in this process; `ray://HEAD:10001` or
+    `HEAD:6379`: that Ray cluster."""
+    gpus_per_run: float | None = None
+    """GPUs per run under Ray, overriding the jobs file (0.25: four runs share a GPU)."""
+    cpus_per_run: float | None = None
+    """CPU cores per run under Ray, overriding the jobs file."""
+    dry_run: bool = False
+    """List the runs (and which are finished) without running anything."""
+
+
+def run(argv: list[str]) -> int:
+    args = tyro.cli(BatchArgs, args=argv, prog="nsr batch")
+    return friendly(lambda: _run(args))
+
+
+def _run(args: BatchArgs) -> int:
+    jobs, specs = load_runs(args.jobs)
+    if args.gpus_per_run is not None:
+        jobs = dataclasses.replace(jobs, gpus_per_run=args.gpus_per_run)
+    if args.cpus_per_run is not None:
+        jobs = dataclasses.replace(jobs, cpus_per_run=args.cpus_per_run)
+    out = args.out or Path("runs") / f"batch-{args.jobs.stem}"
+    if args.dry_run:
+        for spec in specs:
+            state = "finished" if finished_result(spec, out / "runs") else "to run"
+            print(f"{spec.name:60} {state}")
+        print(f"{len(specs)} runs into {out}")
+        return 0
+    print(
+        f"{len(specs)} runs ({len(jobs.scenes)} scenes x {len(jobs.presets)} presets x "
+        f"{max(len(jobs.steps), 1) * max(len(jobs.max_seconds), 1)} budgets x {len(jobs.seeds)} seeds) into {out}"
+    )
+    bar = BatchBar()
+    try:
+        outcome = run_batch(jobs, specs, out, args.address, bar, source=str(args.jobs))
+    finally:
+        bar.close()
+    print(
+        f"{outcome.backend}: {len(specs) - outcome.skipped} runs in {outcome.seconds:.0f} s"
+        f" ({outcome.skipped} finished earlier)"
+    )
+    print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {out / 'index.html'}")
+    if outcome.failed:
+        print(f"nsr: {len(outcome.failed)} of {len(specs)} runs failed:", file=sys.stderr)
+        for r in outcome.failed:
+            print(f"  {r.name}: {r.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe(r: RunResult) -> str:
+    if r.status != "ok":
+        return f"failed {r.name}: {r.error}"
+    parts = [f"{r.steps} steps", f"{r.seconds:.0f} s"]
+    if r.chamfer_pct is not None:
+        parts.append(f"Chamfer {r.chamfer_pct:.3f}%")
+    if r.psnr is not None:
+        parts.append(f"PSNR {r.psnr:.2f} dB")
+    if r.rotation_deg_max is not None:
+        parts.append(f"rotation max {r.rotation_deg_max:.3f} deg")
+    if r.attempt > 1:
+        parts.append(f"attempt {r.attempt}, resumed at step {r.resumed_from_step}")
+    return f"done {r.name}: " + ", ".join(parts)
+
+
+class BatchBar:
+    """A tqdm bar over the batch's runs (done / running / failed, ETA), fed by `run_batch`'s progress."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def __call__(self, state: BatchProgress) -> None:
+        if self.bar is None:
+            # Runs finished earlier start the bar, so that the ETA counts only this invocation's pace.
+            self.bar = tqdm(
+                total=state.total, initial=state.skipped, desc="batch", unit="run", dynamic_ncols=True
+            )
+        if state.finished is not None:
+            self.bar.write(_describe(state.finished))
+        self.bar.n = state.skipped + state.completed
+        self.bar.set_postfix(done=state.done + state.skipped, running=state.running, failed=state.failed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,106 @@
+"""The jobs file: what it expands to, and one clear line for each mistake (no training here)."""
+
+from __future__ import annotations
+
+import pytest
+from batch_helpers import make_scenes, write_jobs
+
+from nsr.batch import JobsError, build_config, load_runs
+from nsr.cli.main import main
+from nsr.config import get_preset
+
+
+@pytest.fixture(scope="module")
+def scenes_root(tiny_scene, tmp_path_factory):
+    return make_scenes(tiny_scene, tmp_path_factory)
+
+
+def _error(path) -> str:
+    with pytest.raises(JobsError) as info:
+        load_runs(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_every_combination_is_one_run_and_every_budget_its_own(scenes_root, tmp_path):
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "[ab]"), str(scenes_root / "c")],
+        presets=["demo", "demo-cams"],
+        seeds=[0, 3],
+        steps=[10, 20],
+        max_seconds=30,
+        overrides={"cameras.pose_noise": "2,0.02,{seed}", "model.background": [1, 1, 1]},
+    )
+    _, specs = load_runs(jobs_file)
+    assert len(specs) == 3 * 2 * 2 * 2
+    assert len({s.name for s in specs}) == len(specs)
+    assert {s.scene_label for s in specs} == {"a", "b", "c"}
+    spec = next(s for s in specs if s.preset == "demo-cams" and s.steps == 20 and s.seed == 3)
+    assert spec.name == "a_demo-cams_20steps-30s_seed3"
+    config = build_config(spec)
+    assert config.steps == 20 and config.max_seconds == 30.0 and config.seed == 3
+    assert config.cameras.pose_noise == "2,0.02,3" and config.model.background == (1.0, 1.0, 1.0)
+    assert config.cameras.lr_milestones == (10, 15)  # the -cams schedule follows the run's steps
+    assert config.data.holdout_every == 4 and config.tensorboard is False
+    assert spec.train_key() != next(s for s in specs if s.preset == "demo-cams" and s.steps == 10).train_key()
+
+
+def test_relative_paths_are_relative_to_the_jobs_file(scenes_root):
+    jobs_file = write_jobs(
+        scenes_root / "jobs.yaml", scenes=["a", "b"], gt_meshes={"b": "b/gt_mesh.ply"}, steps=None
+    )
+    _, specs = load_runs(jobs_file)
+    assert [s.scene for s in specs] == [str((scenes_root / n).resolve()) for n in "ab"]
+    assert specs[0].gt_mesh is None and specs[1].gt_mesh == str((scenes_root / "b" / "gt_mesh.ply").resolve())
+    assert specs[0].budget == "preset" and build_config(specs[0]).steps == get_preset("demo").steps
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ({"scenez": ["a"]}, "scenez: unknown key"),
+        ({"scenes": []}, "scenes: no scenes given"),
+        ({"scenes": None}, "scenes: no scenes given"),
+        ({"scenes": ["nothing*"]}, "scenes: 'nothing*' matches no folder"),
+        ({"scenes": ["missing"]}, "scenes: 'missing': no such folder"),
+        ({"presets": ["hashgird"]}, "presets: unknown preset 'hashgird'"),
+        ({"seeds": [0, "one"]}, "seeds: 'one' is not an integer"),
+        ({"steps": [0]}, "steps: budgets must be > 0"),
+        (
+            {"overrides": {"model.sdf.hiden_dim": 3}},
+            "overrides: override 'model.sdf.hiden_dim': SDFFieldConfig",
+        ),
+        ({"overrides": {"tensorboard": "sometimes"}}, "overrides: override 'tensorboard=sometimes'"),
+        ({"gt_meshes": {"c": "a/gt_mesh.ply"}}, "gt_meshes: 'c' is not one of the scenes"),
+        ({"gt_meshes": {"a": "a/nothing.ply"}}, "gt_meshes: 'a': mesh 'a/nothing.ply' not found"),
+        ({"cpus_per_run": 0}, "cpus_per_run: must be > 0"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_the_file_and_key(scenes_root, tmp_path, keys, expected):
+    keys = {"scenes": ["a"], **keys}
+    jobs_file = write_jobs(scenes_root / f"bad_{len(str(keys))}.yaml", **keys)
+    if keys["scenes"] is None:
+        jobs_file.write_text(jobs_file.read_text() + "scenes:\n")
+    message = _error(jobs_file)
+    assert message.startswith(f"{jobs_file}: ") and expected in message
+
+
+def test_a_file_that_is_not_a_mapping(tmp_path):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert "expected a mapping" in _error(tmp_path / "list.yaml")
+    assert "jobs file not found" in _error(tmp_path / "none.yaml")
+
+
+def test_the_command_prints_one_line(scenes_root, capsys):
+    jobs_file = write_jobs(scenes_root / "typo.yaml", scenes=["a"], seed=[1])
+    assert main(["batch", str(jobs_file)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"nsr: error: {jobs_file}: seed: unknown key (known keys: {', '.join(_keys())})"]
+
+
+def _keys() -> list[str]:
+    from nsr.batch.jobs import KEYS
+
+    return KEYS

@@ -1,0 +1,110 @@
+"""`nsr batch --address local`: the pipeline as a plain loop in this process (no Ray)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from batch_helpers import make_scenes, write_jobs
+
+from nsr.batch import load_runs, read_results, run_batch
+from nsr.cli.main import main
+from nsr.engine.run import open_run
+
+
+@pytest.fixture(scope="module")
+def scenes_root(tiny_scene, tmp_path_factory):
+    return make_scenes(tiny_scene, tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+def test_a_batch_trains_meshes_measures_and_reports_each_run(scenes_root, tmp_path):
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(scenes_root / "broken")],
+        gt_meshes={str(scenes_root / "a"): str(scenes_root / "a" / "gt_mesh.ply")},
+    )
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs_file), "--out", str(out), "--address", "local"]) == 1  # one run failed
+
+    rows = {r["scene"]: r for r in read_results(out)}
+    ok, broken = rows["a"], rows["broken"]
+    assert ok["status"] == "ok" and ok["steps"] == 4 and ok["it_per_s"] > 0 and ok["attempt"] == 1
+    assert (
+        0 < ok["chamfer_pct"] < 100
+        and 0 <= ok["fscore"] <= 1
+        and ok["fscore_threshold_pct"] == pytest.approx(0.5)
+    )
+    assert ok["psnr"] > 5 and ok["psnr_mask"] > 0 and 0 < ok["ssim"] <= 1
+    assert ok["rotation_deg_mean"] is None  # the scene's own cameras: nothing to measure
+    assert broken["status"] == "failed" and broken["steps"] is None
+    assert (
+        broken["error"]
+        == f"{scenes_root / 'broken'}: camera file not found (tried cameras.npz, cameras_sphere.npz)"
+    )
+
+    run_dir = out / "runs" / ok["name"]
+    step_dir = run_dir / "eval" / "step_0000004"
+    assert (run_dir / "mesh_0000004.ply").is_file() and (run_dir / "report.html").is_file()
+    assert json.loads((step_dir / "geometry.json").read_text())["chamfer_rel"] == pytest.approx(
+        ok["chamfer_pct"] / 100
+    )
+    assert json.loads((step_dir / "summary.json").read_text())["psnr"] == pytest.approx(ok["psnr"])
+    assert open_run(run_dir, device="cpu").step == 4  # any nsr command re-opens a batch run
+    with (out / "results.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["status"] for r in table] == ["ok", "failed"]
+    index = (out / "index.html").read_text()
+    assert f"href='runs/{ok['name']}/report.html'" in index and "camera file not found" in index
+
+
+def test_finished_runs_are_skipped_and_new_measurements_reuse_the_training(scenes_root, tmp_path):
+    out = tmp_path / "out"
+    jobs, specs = load_runs(write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")]))
+    first = run_batch(jobs, specs, out, address="local")
+    assert first.skipped == 0 and first.backend == "in-process loop"
+    again = run_batch(jobs, specs, out, address="local")
+    assert again.skipped == 1 and again.backend == "nothing to run"
+    assert again.results[0].train_key == first.results[0].train_key
+
+    # Asking for another measurement re-measures the trained run without training it again.
+    jobs, specs = load_runs(
+        write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], mesh_resolution=16)
+    )
+    remeasured = run_batch(jobs, specs, out, address="local")
+    assert remeasured.skipped == 0 and remeasured.results[0].resumed_from_step == 4
+
+    # Other training settings in the same folder are refused, not mixed with the old run.
+    jobs, specs = load_runs(
+        write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], overrides={"optim.lr": 1e-3})
+    )
+    refused = run_batch(jobs, specs, out, address="local").results[0]
+    assert refused.status == "failed" and "holds a run of another job" in refused.error
+
+
+def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a")],
+        presets=["demo-cams"],
+        seeds=[2],
+        overrides={"cameras.pose_noise": "2,0.02,{seed}"},
+        gt_meshes={str(scenes_root / "a"): str(scenes_root / "a" / "gt_mesh.ply")},
+    )
+    jobs, specs = load_runs(jobs_file)
+    result = run_batch(jobs, specs, tmp_path / "out", address="local").results[0]
+    assert result.status == "ok", result.error
+    # Four steps barely move the cameras: the errors are about those of the 2-degree / 2% noise.
+    assert 1 < result.rotation_deg_mean_before < 3 and 1 < result.rotation_deg_mean < 3
+    assert (
+        result.rotation_deg_mean <= result.rotation_deg_max
+        and result.centre_pct_mean <= result.centre_pct_max
+    )
+    assert 0.5 < result.centre_pct_mean_before < 3 and result.chamfer_pct is not None
+    run_dir = tmp_path / "out" / "runs" / result.name
+    assert (run_dir / "mesh_aligned_0000004.ply").is_file() and (run_dir / "eval_cameras.json").is_file()
