@@ -32,19 +32,27 @@ def test_every_combination_is_one_run_and_every_budget_its_own(scenes_root, tmp_
         steps=[10, 20],
         max_seconds=30,
         overrides={"cameras.pose_noise": "2,0.02,{seed}", "model.background": [1, 1, 1]},
+        variants={"fixed": {"cameras.trainable": False, "cameras.pose_noise": ""}, "trained": {}},
     )
     _, specs = load_runs(jobs_file)
-    assert len(specs) == 3 * 2 * 2 * 2
+    assert len(specs) == 3 * 2 * 2 * 2 * 2
     assert len({s.name for s in specs}) == len(specs)
     assert {s.scene_label for s in specs} == {"a", "b", "c"}
-    spec = next(s for s in specs if s.preset == "demo-cams" and s.steps == 20 and s.seed == 3)
-    assert spec.name == "a_demo-cams_20steps-30s_seed3"
+    spec = next(
+        s
+        for s in specs
+        if s.preset == "demo-cams" and s.steps == 20 and s.seed == 3 and s.variant == "trained"
+    )
+    assert spec.name == "a_demo-cams_trained_20steps-30s_seed3"
     config = build_config(spec)
     assert config.steps == 20 and config.max_seconds == 30.0 and config.seed == 3
     assert config.cameras.pose_noise == "2,0.02,3" and config.model.background == (1.0, 1.0, 1.0)
-    assert config.cameras.lr_milestones == (10, 15)  # the -cams schedule follows the run's steps
+    assert config.cameras.trainable and config.cameras.lr_milestones == (10, 15)  # follows the run's steps
     assert config.data.holdout_every == 4 and config.tensorboard is False
-    assert spec.train_key() != next(s for s in specs if s.preset == "demo-cams" and s.steps == 10).train_key()
+    fixed = build_config(next(s for s in specs if s.name == "a_demo-cams_fixed_20steps-30s_seed3"))
+    assert not fixed.cameras.trainable and fixed.cameras.pose_noise == "" and fixed.steps == 20
+    others = [s.train_key() for s in specs if s.name != spec.name]
+    assert spec.train_key() not in others
 
 
 def test_relative_paths_are_relative_to_the_jobs_file(scenes_root):

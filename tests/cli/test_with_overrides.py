@@ -65,6 +65,13 @@ def test_the_grid_cams_presets_fill_pockets_from_a_fifth_of_the_run():
 def test_boolean_overrides_take_true_or_false():
     assert with_overrides(get_preset("demo"), ["tensorboard=false"]).tensorboard is False
     assert with_overrides(get_preset("demo"), ["tensorboard=False", "tensorboard=true"]).tensorboard is True
+    assert not with_overrides(get_preset("demo-cams"), ["cameras.trainable=false"]).cameras.trainable
+    assert (
+        with_overrides(
+            get_preset("demo-cams"), ["cameras.pose_noise=2,0.02,3", "cameras.pose_noise="]
+        ).cameras.pose_noise
+        == ""
+    )
     with pytest.raises(ConfigError, match="tensorboard is true or false"):
         with_overrides(get_preset("demo"), ["tensorboard=1"])
 

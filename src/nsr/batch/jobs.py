@@ -8,6 +8,7 @@ A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs fil
     seeds: [0, 1, 2]                           # default [0]
     max_seconds: [30, 60, 120, 300]            # and/or steps: a number or a list; every budget is its own run
     overrides: {model.background: [1, 1, 1], cameras.pose_noise: "3,0.03,{seed}"}
+    variants: {fixed: {cameras.trainable: false}, trained: {}}   # optional: named override sets
     gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
 
 Every mistake is one `JobsError` line naming the file and the key.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -59,6 +61,9 @@ class BatchJobs:
     overrides: dict[str, Any] = field(default_factory=dict)
     """Dotted config keys -> values, applied after the preset, seed and budget exactly as `nsr train
     --KEY VALUE` applies them (lists: several values; booleans: true / false)."""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Optional named sets of overrides (applied after `overrides`): every variant is one more dimension
+    of the batch, e.g. the same runs with fixed and with trained cameras, or a sweep of one setting."""
     gt_meshes: dict[str, str] = field(default_factory=dict)
     """Scene folder (as it resolves) -> its ground-truth mesh or point cloud in world units: Chamfer and
     F-score for the runs of that scene."""
@@ -112,6 +117,8 @@ class RunSpec:
     scene_label: str
     """The scene's short name in tables (its folder name, or more of its path where names repeat)."""
     preset: str
+    variant: str
+    """The variant's name ("" without variants)."""
     seed: int
     steps: int | None
     max_seconds: float | None
@@ -137,7 +144,7 @@ class RunSpec:
 
     def train_key(self) -> str:
         """Fingerprint of what decides the training (a run folder never mixes two)."""
-        keys = ("scene", "preset", "seed", "steps", "max_seconds", "overrides", "holdout")
+        keys = ("scene", "preset", "variant", "seed", "steps", "max_seconds", "overrides", "holdout")
         return _digest({k: getattr(self, k) for k in keys})
 
     def eval_key(self) -> str:
@@ -173,11 +180,17 @@ def load_jobs(path: str | Path) -> BatchJobs:
     for key, kind in _SCALAR_KEYS.items():
         if key in data and data[key] is not None:
             values[key] = _check(path, key, data[key], kind)
-    for key in ("overrides", "gt_meshes"):
+    for key in ("overrides", "gt_meshes", "variants"):
         if data.get(key) is not None:
             if not isinstance(data[key], dict):
                 raise JobsError(path, key, f"expected a mapping, got {data[key]!r}")
             values[key] = {str(k): v for k, v in data[key].items()}
+    for name, overrides in values.get("variants", {}).items():
+        if not isinstance(overrides, dict | type(None)) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise JobsError(
+                path, "variants", f"{name!r}: expected NAME (letters, digits, _.-): {{key: value}}"
+            )
+        values["variants"][name] = {str(k): v for k, v in (overrides or {}).items()}
     jobs = BatchJobs(**values)
     base = path.parent
     jobs.scenes = _resolve_scenes(path, base, jobs.scenes)
@@ -285,33 +298,34 @@ def scene_labels(scenes: list[str]) -> dict[str, str]:
 
 
 def expand(jobs: BatchJobs) -> list[RunSpec]:
-    """Every combination scene x preset x budget x seed, in that order (seeds vary fastest)."""
+    """Every combination scene x preset x variant x budget x seed, in that order (seeds vary fastest)."""
     labels = scene_labels(jobs.scenes)
     budgets = [(s, t) for s in (jobs.steps or [None]) for t in (jobs.max_seconds or [None])]
+    variants = jobs.variants or {"": {}}
     specs = []
-    for scene in jobs.scenes:
-        for preset in jobs.presets:
-            for steps, seconds in budgets:
-                for seed in jobs.seeds:
-                    spec = RunSpec(
-                        name="",
-                        scene=scene,
-                        scene_label=labels[scene],
-                        preset=preset,
-                        seed=seed,
-                        steps=steps,
-                        max_seconds=None if seconds is None else float(seconds),
-                        overrides=override_strings(jobs.overrides, seed),
-                        holdout=jobs.holdout,
-                        device=jobs.device,
-                        gt_mesh=jobs.gt_meshes.get(scene),
-                        mesh_resolution=jobs.mesh_resolution,
-                        geometry_samples=jobs.geometry_samples,
-                        lpips=jobs.lpips,
-                        report=jobs.report,
-                    )
-                    name = f"{spec.scene_label}_{preset}_{spec.budget}_seed{seed}"
-                    specs.append(dataclasses.replace(spec, name=name))
+    for scene, preset, (variant, extra), (steps, seconds), seed in itertools.product(
+        jobs.scenes, jobs.presets, variants.items(), budgets, jobs.seeds
+    ):
+        spec = RunSpec(
+            name="",
+            scene=scene,
+            scene_label=labels[scene],
+            preset=preset,
+            variant=variant,
+            seed=seed,
+            steps=steps,
+            max_seconds=None if seconds is None else float(seconds),
+            overrides=override_strings({**jobs.overrides, **extra}, seed),
+            holdout=jobs.holdout,
+            device=jobs.device,
+            gt_mesh=jobs.gt_meshes.get(scene),
+            mesh_resolution=jobs.mesh_resolution,
+            geometry_samples=jobs.geometry_samples,
+            lpips=jobs.lpips,
+            report=jobs.report,
+        )
+        parts = [spec.scene_label, preset, variant, spec.budget, f"seed{seed}"]
+        specs.append(dataclasses.replace(spec, name="_".join(p for p in parts if p)))
     return specs
 
 
@@ -339,7 +353,7 @@ def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
     specs = expand(jobs)
     checked = set()
     for spec in specs:
-        key = (spec.preset, spec.steps, spec.max_seconds)
+        key = (spec.preset, spec.variant, spec.steps, spec.max_seconds)
         if key in checked:
             continue
         checked.add(key)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import trimesh
 
 from nsr.atomic import atomic_write
@@ -68,6 +69,7 @@ class RunResult:
     name: str
     scene: str
     preset: str
+    variant: str
     seed: int
     budget: str
     status: str
@@ -80,6 +82,8 @@ class RunResult:
     """Training time (I/O and validation excluded), over all attempts."""
     steps: int | None = None
     it_per_s: float | None = None
+    gpu_mem_gib: float | None = None
+    """Peak GPU memory of the training (torch's allocator; None on a CPU)."""
     chamfer_pct: float | None = None
     fscore: float | None = None
     """F-score (0-1) at `fscore_threshold_pct` of the ground truth's diagonal."""
@@ -103,6 +107,8 @@ class RunResult:
     """1 for a run that went through at once; more where Ray restarted it after its worker died."""
     resumed_from_step: int = 0
     """The checkpoint step the last attempt resumed from (0: started fresh)."""
+    device: str = ""
+    """What trained the run (the GPU's name, or `cpu`)."""
     run_dir: str = ""
     report: str = ""
     """The run's HTML report (relative to the batch's output folder), if written."""
@@ -134,6 +140,7 @@ def run_one(
         name=spec.name,
         scene=spec.scene_label,
         preset=spec.preset,
+        variant=spec.variant,
         seed=spec.seed,
         budget=spec.budget,
         status="ok",
@@ -181,6 +188,7 @@ def failed_result(spec: RunSpec, runs_dir: str | Path, error: str) -> RunResult:
         name=spec.name,
         scene=spec.scene_label,
         preset=spec.preset,
+        variant=spec.variant,
         seed=spec.seed,
         budget=spec.budget,
         status="failed",
@@ -243,9 +251,15 @@ def _pipeline(
         result.resumed_from_step = trainer.step
     if progress is not None:
         trainer.on_step = _fraction(config.steps, config.max_seconds, progress)
+    cuda = trainer.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(trainer.device)
     trainer.train()
     result.steps, result.train_seconds = trainer.step, trainer.seconds
     result.it_per_s = trainer.step / trainer.seconds if trainer.seconds > 0 else None
+    result.device = torch.cuda.get_device_name(trainer.device) if cuda else trainer.device.type
+    if cuda:
+        result.gpu_mem_gib = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     del trainer
 
     run_ = open_run(run_dir, "latest", spec.device)

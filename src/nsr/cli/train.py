@@ -82,18 +82,23 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
 def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     """`config` with `dotted.key=value` overrides, parsed as `nsr train --dotted.key value` parses them
     (same values, kinds and errors; several values: space-separated), e.g. `optim.lr=3e-4`. A boolean
-    field takes `true` or `false` (`nsr train`'s `--key` / `--no-key`); a key that names no field of
-    `config` raises ConfigError."""
+    field takes `true` or `false` (`nsr train`'s `--key` / `--no-key`), a string field the whole value
+    (`cameras.pose_noise=` clears it); a key that names no field of `config` raises ConfigError."""
     argv = ["--out", "unused"]
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"override {item!r}: expected KEY=VALUE")
         flag = key.replace("_", "-")
-        if _field_type(config, key) is bool:
+        kind = _field_type(config, key)
+        if kind is bool:
             if value.strip().lower() not in ("true", "false"):
                 raise ConfigError(f"override {item!r}: {key} is true or false")
-            argv.append(("--" if value.strip().lower() == "true" else "--no-") + flag)
+            head, _, name = flag.rpartition(".")  # --cameras.trainable / --cameras.no-trainable
+            no = "" if value.strip().lower() == "true" else "no-"
+            argv.append(f"--{head}{'.' if head else ''}{no}{name}")
+        elif kind is str:
+            argv += ["--" + flag, value]  # one value, spaces and all (also the empty string)
         else:
             argv += ["--" + flag, *value.split()]
     return parse(argv, config).config
