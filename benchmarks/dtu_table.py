@@ -8,8 +8,8 @@ views, on the training views), and prints a Markdown table:
 
 On the GPU machine (repo root, the scene carried as an ignored folder, e.g. .data/dtu_scan24):
 
+    source benchmarks/device/setup.sh   # the carried wheels and src/
     python benchmarks/dtu_table.py --scene .data/dtu_scan24 --preset positional --max-seconds 600
-    bash benchmarks/dtu_table.sh .data/dtu_scan24 positional 600      # the same, with the wheel setup
 
 LPIPS needs the AlexNet weights in the torch hub cache (see docs/evaluation.md); without them the
 LPIPS column reads n/a. CPU check: `--max-seconds 20 --downscale 8 --device cpu`.

@@ -9,7 +9,7 @@
 #   bash benchmarks/device/prepare_ray_wheels.sh            # -> .whl/ (git-ignored), for Python 3.12
 #   PY=311 bash benchmarks/device/prepare_ray_wheels.sh /tmp/whl311   # the same for this machine's 3.11
 #
-# On the device machine the usual line installs them (benchmarks/device/install.sh):
+# On the device machine `source benchmarks/device/setup.sh` installs them with the usual line:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl
 # Needs pip and binutils' `strip` here. RAY_VERSION (default 2.60.0) picks another release.
 set -euo pipefail

@@ -47,10 +47,14 @@ def slim(wheel: Path, out_dir: Path, drop: list[str], strip: bool, compression: 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / wheel.name
     with zipfile.ZipFile(wheel) as src:
-        infos = [i for i in src.infolist() if not i.is_dir() and not any(i.filename.startswith(d) for d in drop)]
+        infos = [
+            i for i in src.infolist() if not i.is_dir() and not any(i.filename.startswith(d) for d in drop)
+        ]
         record_name = next(i.filename for i in infos if i.filename.endswith(".dist-info/RECORD"))
         records = []
-        with zipfile.ZipFile(target, "w", compression=method, compresslevel=9 if method == zipfile.ZIP_DEFLATED else None) as dst:
+        with zipfile.ZipFile(
+            target, "w", compression=method, compresslevel=9 if method == zipfile.ZIP_DEFLATED else None
+        ) as dst:
             for info in infos:
                 if info.filename == record_name:
                     continue
@@ -71,7 +75,9 @@ def slim(wheel: Path, out_dir: Path, drop: list[str], strip: bool, compression: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("wheel", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--drop", nargs="*", default=[], help="folders (paths inside the wheel) to leave out")

@@ -15,6 +15,7 @@ installed (docs/batch.md).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -115,6 +116,14 @@ def run_batch(
     skipped = len(results)
     state = BatchProgress(total=len(specs), skipped=skipped, done=0, failed=0, running=0, completed=0.0)
     info = {"jobs": source, "started": started, "runs": len(specs), "skipped": skipped, "backend": ""}
+    earlier = _earlier_invocations(out)
+
+    def write() -> None:
+        info["seconds"] = time.time() - started
+        ran = state.done + state.failed
+        now = {k: info[k] for k in ("started", "seconds", "backend")}
+        info["invocations"] = [*earlier, {**now, "ran": ran}]
+        write_results(out, ordered(), info)
 
     def ordered() -> list[RunResult]:
         return [results[s.name] for s in specs if s.name in results]
@@ -132,8 +141,7 @@ def run_batch(
         else:
             state.failed += 1
         state.completed = state.done + state.failed
-        info["seconds"] = time.time() - started
-        write_results(out, ordered(), info)
+        write()
         if progress is not None:
             progress(dataclasses.replace(state, finished=result))
 
@@ -141,15 +149,14 @@ def run_batch(
     if not todo:
         info["backend"] = "nothing to run"
     elif use_ray(address):
-        info["backend"] = _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick)
+        _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick, info)
     else:
         info["backend"] = "in-process loop"
         for spec in todo:
             tick(1)
             finish(run_one(spec, runs_dir, lambda f: tick(1, f), batch_id))
     tick(0)
-    info["seconds"] = time.time() - started
-    write_results(out, ordered(), info)
+    write()
     return BatchOutcome(
         results=ordered(), out=out, backend=info["backend"], seconds=info["seconds"], skipped=skipped
     )
@@ -168,7 +175,9 @@ def _run_on_ray(
     batch_id: str,
     finish: Callable[[RunResult], None],
     tick: Callable[[int], None],
-) -> str:
+    info: dict,
+) -> None:
+    """Run `todo` as Ray tasks; `info["backend"]` says on what."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -185,6 +194,10 @@ def _run_on_ray(
             raise BatchError(f"gpus_per_run {per_gpu:g}, but the Ray cluster has {gpus:g} GPUs")
         if jobs.cpus_per_run > cpus:
             raise BatchError(f"cpus_per_run {jobs.cpus_per_run:g}, but the Ray cluster has {cpus:g} CPUs")
+        info["backend"] = (
+            f"ray ({gpus:g} GPUs, {cpus:g} CPUs; {per_gpu:g} GPU, {jobs.cpus_per_run:g} CPU per run, "
+            f"{jobs.max_retries} retries)"
+        )
         task = ray.remote(_ray_task)
         options = {
             "num_gpus": per_gpu,
@@ -214,10 +227,14 @@ def _run_on_ray(
     finally:
         if started_here:
             ray.shutdown()
-    return (
-        f"ray ({gpus:g} GPUs, {cpus:g} CPUs; {per_gpu:g} GPU, {jobs.cpus_per_run:g} CPU per run, "
-        f"{jobs.max_retries} retries)"
-    )
+
+
+def _earlier_invocations(out: Path) -> list[dict]:
+    """The invocations recorded in OUT/results.json by earlier runs of the batch (for total wall times)."""
+    try:
+        return list(json.loads((out / "results.json").read_text())["batch"].get("invocations", []))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def _started(run_dir: Path, batch_id: str) -> bool:

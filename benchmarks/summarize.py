@@ -1,0 +1,108 @@
+"""Markdown tables of one or more `nsr batch` outputs: per (scene, preset, variant, budget), the mean, min and
+max over seeds of Chamfer (% of the GT diagonal), held-out PSNR in the mask and it/s, and the camera errors
+where cameras were trained; with `--by-batch`, one row per output folder (wall time, scenes per hour).
+
+    python benchmarks/summarize.py OUT [OUT ...] [--by-batch]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+
+def load(out: Path) -> dict:
+    path = out / "results.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (is {out} an `nsr batch` output folder?)")
+    return json.loads(path.read_text())
+
+
+def spread(values: list, digits: int) -> str:
+    """`mean (min-max)` of the values that exist, `-` when none does."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "-"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def largest(values: list, digits: int) -> str:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return f"{max(values):.{digits}f}" if values else "-"
+
+
+def run_table(rows: list[dict]) -> str:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[(row["scene"], row["preset"], row.get("variant", ""), row["budget"])].append(row)
+    cameras = any(r.get("rotation_deg_mean") is not None for r in rows)
+    head = "| scene | preset | variant | budget | seeds ok | Chamfer % | PSNR mask (dB) | it/s | steps |"
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    if cameras:
+        head += " rotation mean / max (deg) | centre mean / max (%) |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for (scene, preset, variant, budget), group in groups.items():
+        ok = [r for r in group if r["status"] == "ok"]
+        line = (
+            f"| {scene} | {preset} | {variant or '-'} | {budget} | {len(ok)}/{len(group)} "
+            f"| {spread([r['chamfer_pct'] for r in ok], 3)} | {spread([r['psnr_mask'] for r in ok], 2)} "
+            f"| {spread([r['it_per_s'] for r in ok], 1)} | {spread([r['steps'] for r in ok], 0)} |"
+        )
+        if cameras:
+            line += (
+                f" {spread([r.get('rotation_deg_mean') for r in ok], 3)} / "
+                f"{largest([r.get('rotation_deg_max') for r in ok], 3)} "
+                f"| {spread([r.get('centre_pct_mean') for r in ok], 3)} / "
+                f"{largest([r.get('centre_pct_max') for r in ok], 3)} |"
+            )
+        lines.append(line)
+    failed = [r for r in rows if r["status"] != "ok"]
+    lines += [f"\nfailed: {r['name']}: {r['error']}" for r in failed]
+    return "\n".join(lines)
+
+
+def batch_table(outs: list[Path], batches: list[dict]) -> str:
+    lines = [
+        "| output | how it ran | runs ok | wall (s) | runs per hour | Chamfer % over runs | it/s over runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for out, data in zip(outs, batches):
+        info, rows = data["batch"], data["runs"]
+        ok = [r for r in rows if r["status"] == "ok"]
+        # Over the invocations that ran something (a long batch is resumed over several calls).
+        worked = [i for i in info.get("invocations", []) if i.get("ran")]
+        seconds = sum(i["seconds"] for i in worked)
+        ran = sum(i["ran"] for i in worked)
+        how = worked[-1]["backend"] if worked else info.get("backend", "")
+        rate = f"{3600 * ran / seconds:.1f}" if seconds > 0 else "-"
+        lines.append(
+            f"| {out} | {how} | {len(ok)}/{len(rows)} | {seconds:.0f} | {rate} "
+            f"| {spread([r['chamfer_pct'] for r in ok], 3)} | {spread([r['it_per_s'] for r in ok], 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("outs", type=Path, nargs="+", help="`nsr batch` output folders")
+    parser.add_argument(
+        "--by-batch", action="store_true", help="also one row per output folder: wall time, scenes per hour"
+    )
+    args = parser.parse_args()
+    batches = [load(out) for out in args.outs]
+    if args.by_batch:
+        print(batch_table(args.outs, batches) + "\n")
+    print(run_table([row for data in batches for row in data["runs"]]))
+
+
+if __name__ == "__main__":
+    main()
