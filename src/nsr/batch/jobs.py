@@ -21,6 +21,7 @@ import glob
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +79,11 @@ class BatchJobs:
     device: str = "auto"
     """Where each run trains: `auto` (the GPU Ray gives the run, else the CPU), `cpu` or `cuda`."""
     gpus_per_run: float | None = None
-    """GPUs reserved for each run under Ray; a fraction packs several runs on one GPU (0.25: four).
-    Default: 1 where the Ray cluster has GPUs, else 0."""
+    """GPUs reserved for each run under Ray, at most 1 (a run trains on one GPU); a fraction packs several
+    runs on one GPU (0.25: four). Default: 1 where the Ray cluster has GPUs, else 0."""
     cpus_per_run: float = 1.0
-    """CPU cores reserved for each run under Ray (also its torch threads)."""
+    """CPU cores reserved for each run under Ray (Ray also sets the run's OMP_NUM_THREADS, and so its torch
+    threads, to it, unless OMP_NUM_THREADS is set already)."""
     max_retries: int = 3
     """Times Ray restarts a run whose worker process or node died; it resumes from its latest checkpoint.
     Runs that fail on their input are not retried."""
@@ -216,8 +218,13 @@ def _check(path: Path, key: str, value: Any, kind: type | tuple) -> Any:
 
 
 def _resolve(base: Path, text: str) -> Path:
+    """An absolute path, `..` folded but symbolic links kept (scene names follow what the file says)."""
     p = Path(text).expanduser()
-    return p if p.is_absolute() else base / p
+    return Path(os.path.abspath(p if p.is_absolute() else base / p))
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))
 
 
 def _resolve_scenes(path: Path, base: Path, patterns: list[str]) -> list[str]:
@@ -232,20 +239,20 @@ def _resolve_scenes(path: Path, base: Path, patterns: list[str]) -> list[str]:
             found = [full]
         else:
             raise JobsError(path, "scenes", f"{pattern!r}: no such folder ({full})")
-        scenes += [str(p.resolve()) for p in found if str(p.resolve()) not in scenes]
+        scenes += [str(p) for p in map(_absolute, found) if str(p) not in scenes]
     return scenes
 
 
 def _resolve_gt_meshes(path: Path, base: Path, meshes: dict[str, Any], scenes: list[str]) -> dict[str, str]:
     resolved = {}
     for scene, mesh in meshes.items():
-        key = str(_resolve(base, scene).resolve())
+        key = str(_resolve(base, scene))
         if key not in scenes:
             raise JobsError(path, "gt_meshes", f"{scene!r} is not one of the scenes ({key})")
         mesh_path = _resolve(base, str(mesh))
         if not mesh_path.is_file():
             raise JobsError(path, "gt_meshes", f"{scene!r}: mesh {mesh!r} not found ({mesh_path})")
-        resolved[key] = str(mesh_path.resolve())
+        resolved[key] = str(mesh_path)
     return resolved
 
 
@@ -263,8 +270,8 @@ def _check_values(path: Path, jobs: BatchJobs) -> None:
             raise JobsError(path, key, "must be >= 0")
     if jobs.mesh_resolution < 8 or jobs.geometry_samples < 1:
         raise JobsError(path, "mesh_resolution", "must be >= 8 (and geometry_samples >= 1)")
-    if jobs.gpus_per_run is not None and jobs.gpus_per_run < 0:
-        raise JobsError(path, "gpus_per_run", "must be >= 0")
+    if jobs.gpus_per_run is not None and not 0 <= jobs.gpus_per_run <= 1:
+        raise JobsError(path, "gpus_per_run", "must be between 0 and 1 (a run trains on one GPU)")
     if jobs.cpus_per_run <= 0:
         raise JobsError(path, "cpus_per_run", "must be > 0")
 

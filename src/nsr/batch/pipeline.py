@@ -135,20 +135,7 @@ def run_one(
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / spec.name
     start = time.perf_counter()
-    attempt = _record_worker(run_dir, batch_id)
-    result = RunResult(
-        name=spec.name,
-        scene=spec.scene_label,
-        preset=spec.preset,
-        variant=spec.variant,
-        seed=spec.seed,
-        budget=spec.budget,
-        status="ok",
-        attempt=attempt,
-        run_dir=str(run_dir),
-        train_key=spec.train_key(),
-        eval_key=spec.eval_key(),
-    )
+    result = new_result(spec, runs_dir, "ok", attempt=_record_worker(run_dir, batch_id))
     try:
         _pipeline(spec, run_dir, result, progress)
     except USER_ERRORS as err:
@@ -182,8 +169,9 @@ def finished_result(spec: RunSpec, runs_dir: str | Path) -> RunResult | None:
     return result
 
 
-def failed_result(spec: RunSpec, runs_dir: str | Path, error: str) -> RunResult:
-    """The row of a run that never reported back (its worker died more often than retried)."""
+def new_result(spec: RunSpec, runs_dir: str | Path, status: str, **values) -> RunResult:
+    """A row for `spec` with nothing measured yet (`values`: other fields, e.g. the error of a run whose
+    worker died more often than it was retried)."""
     return RunResult(
         name=spec.name,
         scene=spec.scene_label,
@@ -191,11 +179,11 @@ def failed_result(spec: RunSpec, runs_dir: str | Path, error: str) -> RunResult:
         variant=spec.variant,
         seed=spec.seed,
         budget=spec.budget,
-        status="failed",
-        error=error,
+        status=status,
         run_dir=str(Path(runs_dir) / spec.name),
         train_key=spec.train_key(),
         eval_key=spec.eval_key(),
+        **values,
     )
 
 
@@ -389,9 +377,9 @@ def _write_report(run_dir: Path, mesh: trimesh.Trimesh, step: int, max_faces: in
 __all__ = [
     "BatchError",
     "RunResult",
-    "failed_result",
     "finished_result",
     "load_reference",
+    "new_result",
     "run_one",
     "scene_in_model_frame",
     "world_mesh",

@@ -28,8 +28,8 @@ from nsr.batch.jobs import BatchJobs, RunSpec
 from nsr.batch.pipeline import (
     BatchError,
     RunResult,
-    failed_result,
     finished_result,
+    new_result,
     run_one,
     worker_info,
 )
@@ -190,6 +190,8 @@ def _run_on_ray(
         resources = ray.cluster_resources()
         gpus, cpus = float(resources.get("GPU", 0.0)), float(resources.get("CPU", 0.0))
         per_gpu = jobs.gpus_per_run if jobs.gpus_per_run is not None else (1.0 if gpus > 0 else 0.0)
+        if not 0 <= per_gpu <= 1:
+            raise BatchError(f"gpus_per_run {per_gpu:g}: between 0 and 1 (a run trains on one GPU)")
         if per_gpu > gpus:
             raise BatchError(f"gpus_per_run {per_gpu:g}, but the Ray cluster has {gpus:g} GPUs")
         if jobs.cpus_per_run > cpus:
@@ -217,7 +219,9 @@ def _run_on_ray(
                     lines = str(err).strip().splitlines()
                     reason = lines[0] if lines else type(err).__name__
                     tries = jobs.max_retries + 1
-                    result = failed_result(spec, runs_dir, f"its worker died {tries} time(s): {reason}")
+                    result = new_result(
+                        spec, runs_dir, "failed", error=f"its worker died {tries} time(s): {reason}"
+                    )
                 finish(result)
             tick(sum(1 for spec in pending.values() if _started(runs_dir / spec.name, batch_id)))
     except KeyboardInterrupt:

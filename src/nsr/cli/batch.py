@@ -62,13 +62,22 @@ def _run(args: BatchArgs) -> int:
             print(f"{spec.name:60} {state}")
         print(f"{len(specs)} runs into {out}")
         return 0
-    print(
-        f"{len(specs)} runs ({len(jobs.scenes)} scenes x {len(jobs.presets)} presets x "
-        f"{max(len(jobs.steps), 1) * max(len(jobs.max_seconds), 1)} budgets x {len(jobs.seeds)} seeds) into {out}"
-    )
+    counts = [
+        (len(jobs.scenes), "scenes"),
+        (len(jobs.presets), "presets"),
+        (len(jobs.variants), "variants"),
+        (max(len(jobs.steps), 1) * max(len(jobs.max_seconds), 1), "budgets"),
+        (len(jobs.seeds), "seeds"),
+    ]
+    shape = " x ".join(f"{n} {what}" for n, what in counts if n > 0)
+    print(f"{len(specs)} runs ({shape}) into {out}")
     bar = BatchBar()
     try:
         outcome = run_batch(jobs, specs, out, args.address, bar, source=str(args.jobs))
+    except KeyboardInterrupt:
+        bar.close()
+        print("nsr: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130
     finally:
         bar.close()
     print(
