@@ -32,7 +32,7 @@ import yaml
 from nsr.cli.train import with_overrides
 from nsr.config import TrainConfig, get_preset
 from nsr.config.io import ConfigError
-from nsr.config.presets import CAMERA_SUFFIX, PRESETS, set_camera_schedule
+from nsr.config.presets import PRESETS
 
 
 class JobsError(ConfigError):
@@ -55,7 +55,7 @@ class BatchJobs:
     """Seeds of the runs (`seed`); `{seed}` in an override value is replaced by the run's seed."""
     steps: list[int] = field(default_factory=list)
     """Step budgets (empty: the preset's). With `max_seconds` too, every pair is a run, ending at whichever
-    comes first. A -cams preset's camera schedule follows the steps, as with `nsr train --steps`."""
+    comes first (the schedules, in fractions of the run, follow whichever ends it)."""
     max_seconds: list[float] = field(default_factory=list)
     """Training-time budgets in seconds (empty: none). Each budget is a separate run, never a snapshot of
     a longer one."""
@@ -346,8 +346,6 @@ def build_config(spec: RunSpec) -> TrainConfig:
     config.device = spec.device
     if spec.steps is not None:
         config.steps = spec.steps
-        if spec.preset.endswith(CAMERA_SUFFIX):
-            set_camera_schedule(config)  # fractions of the run, as `nsr train --preset NAME-cams --steps N`
     if spec.max_seconds is not None:
         config.max_seconds = spec.max_seconds
     return with_overrides(config, list(spec.overrides))

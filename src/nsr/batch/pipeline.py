@@ -30,8 +30,11 @@ from nsr.atomic import atomic_write
 from nsr.batch.jobs import RunSpec, build_config
 from nsr.data.formats import load_scene
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
-from nsr.engine.evaluate import extract_world_mesh
-from nsr.engine.evaluation import (
+from nsr.engine.run import Run, RunError, cameras_start_elsewhere, evaluate_run_cameras, open_run, run_poses
+from nsr.engine.schedule import run_progress
+from nsr.engine.trainer import StepMetrics, Trainer
+from nsr.errors import USER_ERRORS, one_line
+from nsr.evaluation.images import (
     IMAGE_CONVENTIONS,
     evaluate_images,
     load_run_scene,
@@ -39,11 +42,9 @@ from nsr.engine.evaluation import (
     write_json,
     write_views_csv,
 )
-from nsr.engine.report import collect_run, decimate, render_html
-from nsr.engine.run import Run, RunError, cameras_start_elsewhere, evaluate_run_cameras, open_run, run_poses
-from nsr.engine.trainer import StepMetrics, Trainer
-from nsr.errors import USER_ERRORS, one_line
+from nsr.evaluation.meshes import extract_world_mesh
 from nsr.mesh.extract import save_mesh
+from nsr.report.html import collect_run, decimate, render_html
 
 log = logging.getLogger("nsr.batch")
 
@@ -91,7 +92,7 @@ class RunResult:
     accuracy_pct: float | None = None
     completeness_pct: float | None = None
     psnr: float | None = None
-    """Mean over the held-out views, full image (conventions: nsr.engine.evaluation)."""
+    """Mean over the held-out views, full image (conventions: nsr.evaluation.images)."""
     psnr_mask: float | None = None
     ssim: float | None = None
     ssim_mask: float | None = None
@@ -268,10 +269,7 @@ def _pipeline(
 
 def _fraction(steps: int, max_seconds: float, progress: Callable[[float], None]):
     def on_step(m: StepMetrics) -> None:
-        done = m.step / steps
-        if max_seconds > 0:
-            done = max(done, m.seconds / max_seconds)
-        progress(min(done, 1.0))
+        progress(min(run_progress(m.step, m.seconds, steps, max_seconds), 1.0))
 
     return on_step
 
@@ -318,7 +316,7 @@ def _measure_images(
         if lpips_model is None:
             log.warning("%s: %s", run_.path.name, status.message)
     scene = scene_in_model_frame(run_, cameras)
-    rows = evaluate_images(run_.model, scene, list(run_.test_views), device, lpips_model, out)
+    rows = evaluate_images(run_.model, scene, list(run_.test_views), lpips_model, out)
     summary = summarise(rows)
     summary.update(
         {"run": str(run_.path), "step": run_.step, "split": "test", "conventions": IMAGE_CONVENTIONS}

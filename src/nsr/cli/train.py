@@ -85,12 +85,13 @@ def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     field takes `true` or `false` (`nsr train`'s `--key` / `--no-key`), a string field the whole value
     (`cameras.pose_noise=` clears it); a key that names no field of `config` raises ConfigError."""
     argv = ["--out", "unused"]
+    switched: set[str] = set()
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"override {item!r}: expected KEY=VALUE")
         flag = key.replace("_", "-")
-        kind = _field_type(config, key)
+        kind = _field_type(config, key.replace("-", "_").removesuffix(".kind"), switched)
         if kind is bool:
             if value.strip().lower() not in ("true", "false"):
                 raise ConfigError(f"override {item!r}: {key} is true or false")
@@ -104,9 +105,10 @@ def with_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
     return parse(argv, config).config
 
 
-def _field_type(config: object, key: str) -> object:
-    """The type of the field `key` (dotted) of `config`; None past a union-typed field (its kind may be
-    switched by an earlier override); ConfigError when a name is not a field."""
+def _field_type(config: object, key: str, switched: set[str]) -> object:
+    """The type of the field `key` (dotted) of `config`, walking union fields through the kind `config`
+    holds; None at or past a union field that an earlier override (`switched`) gave another kind, or for a
+    union field itself; ConfigError when a name is not a field."""
     node: object = config
     names = key.replace("-", "_").split(".")
     for i, name in enumerate(names):
@@ -115,8 +117,13 @@ def _field_type(config: object, key: str) -> object:
             raise ConfigError(f"override {key!r}: {type(node).__name__} has no field {name!r}")
         tp = get_type_hints(type(node))[name]
         if union_kinds(tp):
-            return None
-        if i == len(names) - 1:
+            path = ".".join(names[: i + 1])
+            if i == len(names) - 1:
+                switched.add(path)  # a kind switch: what follows it is checked by tyro
+                return None
+            if path in switched:
+                return None
+        elif i == len(names) - 1:
             return tp
         node = getattr(node, name)
     return None
