@@ -1,12 +1,19 @@
-"""Time training steps of a preset on a scene, optionally comparing tracer modes, and profile the last.
+"""Time training steps of presets on a scene: ms/step, rays/s and how busy the GPU is during a step.
 
-python benchmarks/profile_step.py --scene .data/synthetic_spot_mitsuba --preset positional
-python benchmarks/profile_step.py --scene ... --preset demo --modes compact static static+graph
+    python benchmarks/profile_step.py --scene .data/synthetic_spot_mitsuba --presets hashgrid-fused \
+        neus-hashgrid-fused --rays 1024 2048 4096 8192 --json out.json
+    python benchmarks/profile_step.py --scene ... --presets demo --modes compact static static+graph
+
+For every (preset, rays, tracer mode) case, `--steps` steps are timed after 5 warm-up steps (wall clock,
+synchronised), then 5 steps are profiled: `gpu_busy` is the summed duration of the GPU kernels over the
+wall time of those steps (1.0: the GPU never waits for the host; kernels overlapping on several streams
+could push it above 1, which NSR's single stream does not). `--table` prints the profiler's top kernels.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,45 +26,89 @@ from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import Trainer
 
 
-def make_trainer(preset: str, scene, mode: str) -> Trainer:
+def make_trainer(preset: str, scene, rays: int, mode: str) -> Trainer:
     config = get_preset(preset)
     config.tensorboard = False
-    config.model.tracer.mode = "static" if mode.startswith("static") else "compact"
-    config.model.tracer.cuda_graph = mode.endswith("+graph")
+    config.val_every = 0
+    config.rays_per_batch = rays
+    if config.model.kind == "idr" and mode != "preset":
+        config.model.tracer.mode = "static" if mode.startswith("static") else "compact"
+        config.model.tracer.cuda_graph = mode.endswith("+graph")
     return Trainer(config, scene, Path(tempfile.mkdtemp()))
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def time_steps(trainer: Trainer, steps: int) -> float:
     for _ in range(5):
         trainer.train_step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()
+    sync()
     return (time.perf_counter() - start) / steps * 1000
+
+
+def gpu_busy(trainer: Trainer, steps: int = 5, table: bool = False) -> float | None:
+    """Summed kernel time / wall time over `steps` profiled steps (None without CUDA)."""
+    if not torch.cuda.is_available():
+        return None
+    sync()
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+        sync()
+    wall = time.perf_counter() - start
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.device_time for e in kernels) / 1e6  # microseconds -> seconds
+    if table:
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15))
+    return busy / wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scene", type=Path, required=True)
-    parser.add_argument("--preset", default="positional")
+    parser.add_argument("--presets", nargs="+", default=["hashgrid-fused"])
+    parser.add_argument("--rays", type=int, nargs="+", default=[2048])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--modes", nargs="+", default=["compact"], help="compact | static | static+graph")
-    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--modes", nargs="+", default=["preset"], help="preset | compact | static | static+graph"
+    )
+    parser.add_argument("--table", action="store_true", help="print the top kernels of each case")
+    parser.add_argument("--json", type=Path, help="write the cases here")
     args = parser.parse_args()
     scene = load_idr_scene(args.scene)
-    trainer = None
-    for mode in args.modes:
-        trainer = make_trainer(args.preset, scene, mode)
-        ms = time_steps(trainer, args.steps)
-        print(f"{args.preset:>20} {mode:>14}: {ms:6.1f} ms/step ({1000 / ms:5.1f} it/s)", flush=True)
-    if args.no_profile or trainer is None:
-        return
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        for _ in range(5):
-            trainer.train_step()
-    key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=15))
+    rows = []
+    for preset in args.presets:
+        for rays in args.rays:
+            for mode in args.modes:
+                trainer = make_trainer(preset, scene, rays, mode)
+                ms = time_steps(trainer, args.steps)
+                row = {
+                    "preset": preset,
+                    "rays": rays,
+                    "mode": mode,
+                    "ms_per_step": round(ms, 2),
+                    "rays_per_s": round(rays * 1000 / ms),
+                    "gpu_busy": gpu_busy(trainer, table=args.table),
+                    "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                    if torch.cuda.is_available()
+                    else None,
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                del trainer
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

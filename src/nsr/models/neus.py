@@ -115,8 +115,7 @@ class NeuSModel(Model):
     def before_step(self, step: int, progress: float) -> None:
         super().before_step(step, progress)
         if self.occupancy is not None:
-            with parametrize.cached():
-                self.occupancy.update_if_due(step, self.sdf, self.variance.inv_s().detach())
+            self.occupancy.update_if_due(step, self._sampling_sdf, self.variance.inv_s().detach())
 
     def cos_anneal_ratio(self) -> float:
         """NeuS's annealing ratio: 0 -> 1 over the first `cos_anneal` of the run; 1 when not training."""
@@ -132,16 +131,18 @@ class NeuSModel(Model):
 
         return field_fn
 
-    def _render(self, origins, directions, training: bool, laplacian: bool = False):
-        # Weight-normalised weights are computed once per render, not once per SDF query.
+    def _sampling_sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """The SDF where the renderer places samples (no gradients): weight-normalised weights computed once
+        per call. Never cache across the whole render: weights cached under no_grad would carry no graph
+        into the differentiable field evaluation that follows, and the SDF network would not train."""
         with parametrize.cached():
-            return self._render_uncached(origins, directions, training, laplacian)
+            return self.sdf(x)
 
-    def _render_uncached(self, origins, directions, training: bool, laplacian: bool):
+    def _render(self, origins, directions, training: bool, laplacian: bool = False):
         return self.renderer.render(
             origins,
             directions,
-            self.sdf,
+            self._sampling_sdf,
             self._field_fn(create_graph=training, laplacian=laplacian),
             self.variance.inv_s(),
             self.cos_anneal_ratio(),
