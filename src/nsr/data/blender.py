@@ -23,7 +23,7 @@ from PIL import Image
 
 from nsr.data.errors import DataError
 from nsr.data.idr import _resize, _resize_intrinsics
-from nsr.data.normalize import Sphere, apply_scale_mat, carve_visual_hull, stored_scale_mat
+from nsr.data.normalize import Sphere, apply_scale_mat, carve_visual_hull, hull_sphere, stored_scale_mat
 from nsr.data.scene import SceneData
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -232,7 +232,7 @@ def load_nerf_synthetic(
             hull = carve_visual_hull(
                 scene.masks, scene.intrinsics, scene.c2w, hull_resolution, path=json_path
             )
-            sphere = hull.bounding_sphere()
+            sphere = hull_sphere(hull, scene.masks, scene.intrinsics, scene.c2w)
         scale_mat = sphere.scale_mat()
     return apply_scale_mat(scene, scale_mat)
 

@@ -580,7 +580,13 @@ def load_colmap_scene(
             images or masks, empty masks, inconsistent sizes.
     """
     from nsr.data.idr import _read_pixels, _resize, _resize_intrinsics
-    from nsr.data.normalize import apply_scale_mat, carve_visual_hull, sphere_from_points, stored_scale_mat
+    from nsr.data.normalize import (
+        apply_scale_mat,
+        carve_visual_hull,
+        hull_sphere,
+        sphere_from_points,
+        stored_scale_mat,
+    )
 
     if downscale < 1:
         raise ValueError(f"downscale must be >= 1, got {downscale}")
@@ -668,11 +674,8 @@ def load_colmap_scene(
         tracks = np.array([len(p.image_ids) for p in model.points.values()])
         scale_mat = sphere_from_points(points, tracks, min_track, path=folder / "points3D")[0].scale_mat()
     elif scale_mat is None and normalize == "hull":
-        scale_mat = (
-            carve_visual_hull(scene.masks, scene.intrinsics, scene.c2w, 64, path=camera_file)
-            .bounding_sphere()
-            .scale_mat()
-        )
+        hull = carve_visual_hull(scene.masks, scene.intrinsics, scene.c2w, 64, path=camera_file)
+        scale_mat = hull_sphere(hull, scene.masks, scene.intrinsics, scene.c2w).scale_mat()
     elif scale_mat is None:
         raise ValueError(f"normalize must be auto, points, hull or none, got {normalize!r}")
     return apply_scale_mat(scene, scale_mat)
