@@ -110,7 +110,10 @@ class SynthArgs:
     shadows: bool = True
     """Shadow rays towards the key light."""
     background: Literal["white", "black"] = "white"
-    """Background colour."""
+    """Background colour (without a backdrop)."""
+    backdrop: Literal["none", "plane", "room"] = "none"
+    """Textured surroundings instead of the background colour: `plane` (ground plane and dome) or `room`
+    (ground, walls, ceiling); training then needs no masks (docs/data.md)."""
     force: bool = False
     """Replace a non-empty output folder."""
 
@@ -357,6 +360,7 @@ def _synth(args: SynthArgs) -> int:
         spp=args.spp,
         shadows=args.shadows,
         background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
+        backdrop=args.backdrop,
         pose_noise=noise,
     )
     t0 = time.perf_counter()
