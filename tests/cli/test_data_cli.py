@@ -122,6 +122,12 @@ def test_train_reads_a_nerf_synthetic_folder_with_format(tmp_path: Path, tiny_sc
     assert main(["train", *argv]) == 0
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert "format: " + fmt in (tmp_path / "run" / "config.yaml").read_text()
+    # The RGBA images were composited on white: the run's config holds the resolved colour (nsr eval uses it).
+    from nsr.config import TrainConfig, load_yaml
+    from nsr.engine.trainer import CONFIG_KIND
+
+    saved = load_yaml(TrainConfig, tmp_path / "run" / "config.yaml", CONFIG_KIND)
+    assert saved.data.background == "auto" and tuple(saved.model.background) == (1.0, 1.0, 1.0)
 
 
 def test_synth_without_embree_gives_the_install_hint(tmp_path: Path, monkeypatch, capsys) -> None:

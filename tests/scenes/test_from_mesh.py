@@ -200,6 +200,13 @@ def test_backdrop_scene_has_textured_surroundings_and_the_same_object(
         assert (not_white != scene.masks[view]).mean() > 0.3
         assert outside.std(axis=0).mean() > 0.05
         assert len(np.unique(np.round(outside * 255), axis=0)) > 0.3 * len(outside)
+    # A uniform background is found around the plain scene, none around the backdrop (black is used).
+    from nsr.data.background import detect_background, resolve_background
+
+    assert detect_background(plain)[0] == (1.0, 1.0, 1.0)
+    assert detect_background(scene)[0] is None
+    colour, reason = resolve_background("auto", scene)
+    assert colour == (0.0, 0.0, 0.0) and "not uniform" in reason
     layout = json.loads((tmp_path / "bd" / "scene.json").read_text())["backdrop"]
     assert layout["kind"] == backdrop and layout["extent"] >= 2.0
 

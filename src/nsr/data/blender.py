@@ -222,6 +222,7 @@ def load_nerf_synthetic(
         c2w=np.stack(poses),
         image_names=names,
         root=root,
+        composited_on=BACKGROUNDS[background],
     )
     if not normalize:
         return scene
