@@ -237,6 +237,15 @@ def test_backdrop_lies_outside_the_unit_sphere_but_for_the_ground_below_the_obje
         backdrop_layout(kind, world, scale_mat, up, np.array([[1.0, -1.0, 0.0]]))
 
 
+def test_synth_progress_counts_rendering_then_writing(tmp_path: Path, sphere_mesh: Path) -> None:
+    from nsr.scenes.from_mesh import SynthConfig, write_mesh_scene
+
+    calls = []
+    config = SynthConfig(views=3, resolution=16, layout="turntable")
+    write_mesh_scene(sphere_mesh, tmp_path / "s", config, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 6) for i in range(1, 7)]
+
+
 def test_backdrop_refuses_cameras_below_the_ground(tmp_path: Path, sphere_mesh: Path, capsys) -> None:
     assert _synth(sphere_mesh, tmp_path / "s", "--backdrop", "room", "--elevation", "-40") == 1
     err = capsys.readouterr().err

@@ -179,7 +179,7 @@ def _world_scene(root: Path, kind: str):
             root,
             f"count mismatch: {len(images)} images, {len(masks)} masks, {len(c2w)} cameras in {camera_path.name}",
         )
-    pixels, mask_pixels, _ = _read_views(images, masks, 1.0)
+    pixels, mask_pixels, _ = _with_bar("reading images", lambda bar: _read_views(images, masks, 1.0, bar))
     return SceneData(images=pixels, masks=mask_pixels, intrinsics=intrinsics, c2w=c2w, root=root)
 
 
@@ -286,7 +286,7 @@ def _convert(args: ConvertArgs) -> int:
     if out.exists() and any(out.iterdir()):
         raise DataError(out, "output folder exists and is not empty", "choose another --out")
     scene = _with_bar(
-        "reading",
+        "loading",  # images, then the visual hull where the bounding sphere comes from the masks
         lambda bar: load_scene(
             args.src, args.format, args.downscale, background=args.background, progress=bar
         ),
@@ -294,7 +294,7 @@ def _convert(args: ConvertArgs) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(out, "tmp")
     try:
-        write_idr_scene(scene, staging)
+        _with_bar("writing", lambda bar: write_idr_scene(scene, staging, progress=bar))
         if out.exists():
             out.rmdir()
         _replace_folder(staging, out)

@@ -485,6 +485,39 @@ def hull_sphere(
     return hull.bounding_sphere(margin, centre=smallest_enclosing_sphere(points).centre)
 
 
+def sphere_from_masks(
+    masks: np.ndarray,
+    intrinsics: np.ndarray,
+    c2w: np.ndarray,
+    resolution: int = 64,
+    margin: float = 1.1,
+    progress: Progress | None = None,
+    path: Path | str = "mask",
+) -> Sphere:
+    """`carve_visual_hull` then `hull_sphere`: the bounding sphere of masked views (as loaders need it).
+
+    Args:
+        progress: called with (done, total) over both phases (carving passes, then the seen surface).
+
+    Raises:
+        DataError: as `carve_visual_hull`.
+    """
+    carved = 0
+
+    def carving(done: int, total: int) -> None:
+        nonlocal carved
+        carved = done
+        if progress is not None:
+            progress(done, total + len(c2w))
+
+    def centring(done: int, total: int) -> None:
+        if progress is not None:
+            progress(carved + done, carved + total)
+
+    hull = carve_visual_hull(masks, intrinsics, c2w, resolution, progress=carving, path=path)
+    return hull_sphere(hull, masks, intrinsics, c2w, margin, progress=centring)
+
+
 def hull_silhouette_iou(
     hull: VisualHull,
     masks: np.ndarray,

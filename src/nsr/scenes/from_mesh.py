@@ -327,6 +327,7 @@ def write_mesh_scene(
         cameras_file: render at these cameras (an IDR npz: world_mat_i in the mesh's world units; its
             scale_mat_0 is kept when present) instead of the layout; images are config.resolution square.
         force: replace an existing non-empty `out`.
+        progress: called with (done, total) steps: each view rendered, then each view written.
 
     Raises:
         DataError: for a bad mesh or camera file, an existing output folder without `force`, or a view
@@ -354,7 +355,17 @@ def write_mesh_scene(
             path=cameras_file or "--layout",
         )
     size = config.resolution
-    images, masks = render_mesh_views(mesh, intrinsics, c2w, size, size, config, progress, backdrop)
+    views = len(c2w)
+
+    def rendering(done: int, total: int) -> None:  # rendering and writing: one job of 2 x views steps
+        if progress is not None:
+            progress(done, 2 * views)
+
+    def writing(done: int, total: int) -> None:
+        if progress is not None:
+            progress(views + done, 2 * views)
+
+    images, masks = render_mesh_views(mesh, intrinsics, c2w, size, size, config, rendering, backdrop)
     for view in np.flatnonzero(~masks.any(axis=(1, 2))):
         raise DataError(mesh_path, f"the mesh is not visible in view {view}", "check --cameras / --up")
     world = SceneData(images=images, masks=masks, intrinsics=intrinsics, c2w=c2w)
@@ -362,7 +373,7 @@ def write_mesh_scene(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(out, "tmp")
     try:
-        write_idr_scene(scene, staging)
+        write_idr_scene(scene, staging, progress=writing)
         if config.pose_noise is not None:
             rot, trans, seed = config.pose_noise
             (staging / "cameras.npz").replace(staging / "cameras_gt.npz")
