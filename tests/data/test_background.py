@@ -56,8 +56,10 @@ def test_textured_surroundings_fall_back_to_black_with_the_reason(tiny_scene: Pa
         colour, reason = resolve_background("auto", scene)
     assert colour == (0.0, 0.0, 0.0) and "not uniform" in reason and "using black" in reason
     assert "not uniform" in caplog.text
-    scene.masks[:] = True  # no masks: nothing to look at
+    scene.masks[:] = True  # all object: nothing to look at
     assert detect_background(scene)[0] is None
+    scene.has_masks = False
+    assert detect_background(scene) == (None, "the scene has no masks")
 
 
 def test_train_names_the_flag_of_a_bad_background(tmp_path: Path, tiny_scene: Path, capsys) -> None:

@@ -69,10 +69,12 @@ def detect_background(
     The median colour of the pixels outside the masks is the background when at least `min_fraction`
     of them lie within `tolerance` of it in every channel.
     """
+    if not scene.has_masks:
+        return None, "the scene has no masks"
     outside = ~scene.masks
     count = int(np.count_nonzero(outside))
     if count == 0:
-        return None, "no pixel lies outside the masks (no masks?)"
+        return None, "no pixel lies outside the masks"
     pixels = scene.images[outside]
     if count > MAX_SAMPLES:
         pixels = pixels[:: -(-count // MAX_SAMPLES)]

@@ -111,6 +111,7 @@ def apply_scale_mat(scene: SceneData, scale_mat: np.ndarray) -> SceneData:
         scale_mat=np.asarray(scale_mat, dtype=np.float64),
         image_names=scene.image_names,
         root=scene.root,
+        has_masks=scene.has_masks,
         composited_on=scene.composited_on,
     )
 
