@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = Path(
+    os.environ.get("NSR_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+"""../shared/data beside the checkout, or $NSR_SHARED_DATA (e.g. from a worktree elsewhere)."""
 
 
 @pytest.fixture(autouse=True)

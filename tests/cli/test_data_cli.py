@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tests.conftest import tiny_config
 from tests.data.test_colmap import _write_capture
 from tests.data.test_idr import _make_scene
@@ -45,6 +46,24 @@ def test_normalize_colmap_with_points_and_hull_report(tmp_path: Path, capsys) ->
         == 1
     )
     assert "seen by >= 50 images" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_normalize_dtu_scan24_without_its_scale_mat(tmp_path: Path, shared_data: Path, capsys) -> None:
+    """`nsr data normalize` at its defaults on scan24's masks and world_mat_i alone: the centre lies within
+    10% of the released sphere's radius of its centre, and the report says how much the hull fills."""
+    source = shared_data / "dtu_scan24"
+    for folder in ("image", "mask"):
+        (tmp_path / folder).symlink_to(source / folder)
+    with np.load(source / "cameras.npz") as npz:
+        released = npz["scale_mat_0"]
+        world = {key: npz[key] for key in npz.files if key.startswith("world_mat_") and "inv" not in key}
+    np.savez(tmp_path / "cameras.npz", **world)
+    assert main(["data", "normalize", str(tmp_path)]) == 0
+    assert "of the sphere's volume" in capsys.readouterr().out
+    with np.load(tmp_path / "cameras.npz") as npz:
+        scale = npz["scale_mat_0"]
+    assert np.linalg.norm(scale[:3, 3] - released[:3, 3]) < 0.1 * released[0, 0]
 
 
 def test_download_cli_fetches_and_extracts_over_loopback(tmp_path: Path, capsys) -> None:
@@ -103,6 +122,12 @@ def test_train_reads_a_nerf_synthetic_folder_with_format(tmp_path: Path, tiny_sc
     assert main(["train", *argv]) == 0
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert "format: " + fmt in (tmp_path / "run" / "config.yaml").read_text()
+    # The RGBA images were composited on white: the run's config holds the resolved colour (nsr eval uses it).
+    from nsr.config import TrainConfig, load_yaml
+    from nsr.engine.trainer import CONFIG_KIND
+
+    saved = load_yaml(TrainConfig, tmp_path / "run" / "config.yaml", CONFIG_KIND)
+    assert saved.data.background == "auto" and tuple(saved.model.background) == (1.0, 1.0, 1.0)
 
 
 def test_synth_without_embree_gives_the_install_hint(tmp_path: Path, monkeypatch, capsys) -> None:

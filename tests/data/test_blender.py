@@ -126,3 +126,13 @@ def test_lego_loads_normalised_by_its_visual_hull(shared_data: Path, tmp_path: P
     along = np.einsum("ni,ni->n", -scene.c2w[:, :3, 3], scene.c2w[:, :3, 2])
     miss = np.linalg.norm(scene.c2w[:, :3, 3] + along[:, None] * scene.c2w[:, :3, 2], axis=1)
     assert np.all(miss < 0.5)
+
+
+def test_progress_covers_reading_then_the_visual_hull(written) -> None:
+    """Without an aabb the sphere comes from the masks: progress goes on through the hull, never back."""
+    scene, root = written
+    calls = []
+    load_nerf_synthetic(root, hull_resolution=24, progress=lambda done, total: calls.append((done, total)))
+    assert calls[: scene.num_views] == [(i + 1, scene.num_views) for i in range(scene.num_views)]
+    done = [d for d, _ in calls]
+    assert len(calls) > scene.num_views and done == sorted(done) and calls[-1][0] == calls[-1][1]

@@ -76,7 +76,9 @@ def _edit_cameras(root: Path, **changes: np.ndarray | None) -> None:
 
 def test_round_trip_preserves_cameras_images_and_masks(tmp_path: Path) -> None:
     scene = _make_scene()
-    write_idr_scene(scene, tmp_path)
+    written, read = [], []
+    write_idr_scene(scene, tmp_path, progress=lambda done, total: written.append((done, total)))
+    assert written == [(1, 3), (2, 3), (3, 3)]
     with np.load(tmp_path / "cameras.npz") as npz:
         # Stored in world units: a normalised point x projects like scale_mat @ x through world_mat.
         point = np.array([0.1, -0.2, 0.3])
@@ -84,7 +86,8 @@ def test_round_trip_preserves_cameras_images_and_masks(tmp_path: Path) -> None:
         np.testing.assert_allclose(
             world_uvw[:2] / world_uvw[2], _project(scene.intrinsics[0], scene.c2w[0], point)
         )
-    loaded = load_idr_scene(tmp_path)
+    loaded = load_idr_scene(tmp_path, progress=lambda done, total: read.append((done, total)))
+    assert read == [(1, 3), (2, 3), (3, 3)]
     np.testing.assert_allclose(loaded.intrinsics, scene.intrinsics, atol=1e-6)
     np.testing.assert_allclose(loaded.c2w, scene.c2w, atol=1e-6)
     np.testing.assert_allclose(loaded.scale_mat, scene.scale_mat)

@@ -15,15 +15,23 @@ import pytest
 from nsr.cameras.noise import parse_pose_noise, perturb_poses
 from nsr.data.download import DownloadError, download, extract_scans
 from nsr.data.errors import DataError
-from nsr.data.normalize import carve_visual_hull, hull_silhouette_iou, sphere_from_points
+from nsr.data.normalize import (
+    carve_visual_hull,
+    hull_silhouette_iou,
+    hull_sphere,
+    smallest_enclosing_sphere,
+    sphere_from_points,
+)
 from nsr.scenes.default import look_at
 
 
-def _sphere_views(centre: np.ndarray, radius: float, num: int = 12, size: int = 48):
-    """Masks of an analytic sphere seen by cameras around it (world units), K, c2w."""
-    rng = np.random.default_rng(0)
-    dirs = rng.normal(size=(num, 3))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+def _sphere_views(centre: np.ndarray, radius: float, num: int = 12, size: int = 48, dirs=None):
+    """Masks of an analytic sphere seen by cameras around it (world units; random directions unless
+    given), K, c2w."""
+    if dirs is None:
+        dirs = np.random.default_rng(0).normal(size=(num, 3))
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    num = len(dirs)
     focal = size * 1.2
     k = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
     c2w = np.stack([look_at(centre + 4 * radius * d, tuple(centre), (0.3, 0.2, 1.0)) for d in dirs])
@@ -46,6 +54,9 @@ def test_visual_hull_of_a_sphere_finds_it_and_reprojects_onto_the_masks() -> Non
     sphere = hull.bounding_sphere(margin=1.0)
     np.testing.assert_allclose(sphere.centre, centre, atol=0.08 * radius)  # 12 views: hull bulges
     assert radius <= sphere.radius < 1.25 * radius  # the hull contains the object, and is close to it
+    seen = hull_sphere(hull, masks, k, c2w, margin=1.0)  # cameras all round: the same sphere
+    np.testing.assert_allclose(seen.centre, centre, atol=0.08 * radius)
+    assert radius <= seen.radius < 1.25 * radius
     ious = hull_silhouette_iou(hull, masks, k, c2w)
     assert ious.min() > 0.9
     # A mask that disagrees (another object) lowers that view's IoU only.
@@ -53,6 +64,39 @@ def test_visual_hull_of_a_sphere_finds_it_and_reprojects_onto_the_masks() -> Non
     hull = carve_visual_hull(masks, k, c2w, resolution=48, max_miss_fraction=0.1)
     ious = hull_silhouette_iou(hull, masks, k, c2w)
     assert np.argmin(ious) == 3 and np.delete(ious, 3).min() > 0.85
+
+
+def test_one_sided_cameras_centre_the_sphere_on_the_object() -> None:
+    """Cameras on one side only (azimuths within +-60 degrees, elevations 10-50: a DTU-like cap) carve a
+    hull that runs out behind the object; the sphere is centred on the seen surface, within 10% of the
+    object's radius of its true centre, and still contains the whole hull."""
+    centre, radius = np.array([1.0, 2.0, -0.5]), 0.5
+    azimuth = np.radians(np.tile(np.linspace(-60, 60, 7), 3))
+    elevation = np.radians(np.repeat([10.0, 30.0, 50.0], 7))
+    dirs = np.stack(
+        [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)], -1
+    )
+    masks, k, c2w = _sphere_views(centre, radius, dirs=dirs, size=64)
+    hull = carve_visual_hull(masks, k, c2w, resolution=48)
+    box = hull.bounding_sphere(margin=1.0)
+    assert np.linalg.norm(box.centre - centre) > 0.15 * radius  # the box centre is pulled behind the object
+    sphere = hull_sphere(hull, masks, k, c2w, margin=1.0)
+    assert np.linalg.norm(sphere.centre - centre) < 0.1 * radius
+    assert np.linalg.norm(hull.points() - sphere.centre, axis=1).max() < sphere.radius
+    assert (radius / sphere.radius) ** 3 < hull.fill(sphere) < 1  # the hull holds the ball
+
+
+def test_smallest_enclosing_sphere() -> None:
+    rng = np.random.default_rng(1)
+    cap = rng.normal(size=(400, 3))
+    cap /= np.linalg.norm(cap, axis=1, keepdims=True)
+    cap = cap[cap[:, 0] > -0.5]  # more than a hemisphere of a unit sphere: its sphere is the smallest
+    sphere = smallest_enclosing_sphere(cap * 2.0 + [3.0, -1.0, 0.5])
+    np.testing.assert_allclose(sphere.centre, [3.0, -1.0, 0.5], atol=1e-4)
+    assert sphere.radius == pytest.approx(2.0, abs=1e-4)
+    segment = smallest_enclosing_sphere(np.array([[0.0, 0, 0], [4, 0, 0], [1, 0.5, 0]]))  # planar, 3 points
+    np.testing.assert_allclose(segment.centre, [2, 0, 0], atol=1e-5)
+    assert segment.radius == pytest.approx(2.0, abs=1e-5)
 
 
 def test_visual_hull_errors_name_the_masks() -> None:
@@ -197,3 +241,36 @@ def test_unreachable_network_is_one_clear_error(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
     with pytest.raises(DownloadError, match="network unreachable"):
         download(f"http://127.0.0.1:{port}/DTU.zip", tmp_path / "DTU.zip", timeout=2)
+
+
+def _dtu_scan24_masks(root: Path, reduce: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scan24's masks reduced `reduce` times (box filter), their K, world c2w and the released scale_mat."""
+    from PIL import Image
+
+    from nsr.data.normalize import read_world_cameras
+
+    k, c2w, released = read_world_cameras(root / "cameras.npz")
+    masks = np.stack(
+        [
+            np.asarray(Image.open(p).convert("L").reduce(reduce)) > 127
+            for p in sorted((root / "mask").glob("*.png"))
+        ]
+    )
+    k[:, :2, :2] /= reduce
+    k[:, :2, 2] = (k[:, :2, 2] + 0.5) / reduce - 0.5
+    return masks, k, c2w, released
+
+
+def test_dtu_scan24_sphere_is_near_the_released_one_and_holds_the_hull(shared_data: Path) -> None:
+    """DTU scan24 (hemispherical capture): the hull's box centre lies 0.15+ radii from the released
+    scale_mat's centre; the sphere centred on the seen surface lies within 0.1 and contains the hull."""
+    root = shared_data / "dtu_scan24"
+    masks, k, c2w, released = _dtu_scan24_masks(root, 4)  # 200 x 150: a few seconds
+    hull = carve_visual_hull(masks, k, c2w, resolution=48)
+    centre, radius = released[:3, 3], released[0, 0]
+    box = hull.bounding_sphere()
+    assert np.linalg.norm(box.centre - centre) > 0.15 * radius
+    sphere = hull_sphere(hull, masks, k, c2w)
+    assert np.linalg.norm(sphere.centre - centre) < 0.1 * radius
+    assert np.linalg.norm(hull.points() - sphere.centre, axis=1).max() < sphere.radius
+    assert 0.05 < hull.fill(sphere) < 0.2

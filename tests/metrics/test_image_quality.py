@@ -42,6 +42,26 @@ def test_ssim_matches_skimage():
     assert ssim(a, a) == pytest.approx(1.0)
 
 
+def test_ssim_map_is_the_gaussian_window_formula():
+    """The map (which the masked SSIM averages) against the formula of Wang et al. written out with
+    scipy: Gaussian sigma 1.5 cut at 3.5 sigma, reflect padding, population covariance, data range 1."""
+    from scipy.ndimage import gaussian_filter
+
+    a, b = _pair(2)
+
+    def blur(v):
+        return gaussian_filter(v, sigma=1.5, truncate=3.5, mode="reflect")
+
+    maps = []
+    for c in range(3):
+        x, y = a[..., c], b[..., c]
+        mx, my = blur(x), blur(y)
+        vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        c1, c2 = 0.01**2, 0.03**2
+        maps.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    np.testing.assert_allclose(ssim_map(a, b), np.mean(maps, axis=0), atol=1e-10)
+
+
 def test_masked_ssim_is_the_mean_of_the_map_inside():
     a, b = _pair(1)
     mask = np.zeros(a.shape[:2], bool)

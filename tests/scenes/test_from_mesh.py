@@ -169,3 +169,84 @@ def test_normalize_an_idr_folder_without_scale_mats(tmp_path: Path, sphere_mesh:
     assert 2.0 <= scene.scale_mat[0, 0] < 2.4  # the ball's radius is 2; the hull of 10 views is a bit larger
     with np.load(out / "cameras.npz") as npz:
         np.testing.assert_array_equal(npz["world_mat_3"], world_only["world_mat_3"])  # kept as they were
+
+
+def _synth(mesh: Path, out: Path, *extra: str) -> int:
+    args = ["data", "synth", "--mesh", str(mesh), "--out", str(out), "--views", "4", "--res", "32"]
+    return main([*args, "--layout", "turntable", *extra])
+
+
+@pytest.mark.parametrize("backdrop", ["plane", "room"])
+def test_backdrop_scene_has_textured_surroundings_and_the_same_object(
+    tmp_path: Path, sphere_mesh: Path, backdrop: str
+) -> None:
+    assert _synth(sphere_mesh, tmp_path / "plain") == 0
+    assert _synth(sphere_mesh, tmp_path / "bd", "--backdrop", backdrop) == 0
+    plain, scene = load_idr_scene(tmp_path / "plain"), load_idr_scene(tmp_path / "bd")
+    # Cameras, masks, the object's pixels and the GT mesh are those of the scene without a backdrop.
+    np.testing.assert_allclose(scene.c2w, plain.c2w, atol=1e-12)
+    np.testing.assert_allclose(scene.scale_mat, plain.scale_mat)
+    np.testing.assert_array_equal(scene.masks, plain.masks)
+    np.testing.assert_array_equal(scene.images[scene.masks], plain.images[plain.masks])
+    gt, gt_plain = (
+        trimesh.load(tmp_path / "bd" / "gt_mesh.ply"),
+        trimesh.load(tmp_path / "plain" / "gt_mesh.ply"),
+    )
+    np.testing.assert_array_equal(gt.vertices, gt_plain.vertices)
+    for view in range(scene.num_views):
+        outside = scene.images[view][~scene.masks[view]]
+        # Not a background colour: a colour threshold finds no mask, the surroundings are textured.
+        not_white = np.any(scene.images[view] < 1.0, axis=-1)
+        assert (not_white != scene.masks[view]).mean() > 0.3
+        assert outside.std(axis=0).mean() > 0.05
+        assert len(np.unique(np.round(outside * 255), axis=0)) > 0.3 * len(outside)
+    # A uniform background is found around the plain scene, none around the backdrop (black is used).
+    from nsr.data.background import detect_background, resolve_background
+
+    assert detect_background(plain)[0] == (1.0, 1.0, 1.0)
+    assert detect_background(scene)[0] is None
+    colour, reason = resolve_background("auto", scene)
+    assert colour == (0.0, 0.0, 0.0) and "not uniform" in reason
+    layout = json.loads((tmp_path / "bd" / "scene.json").read_text())["backdrop"]
+    assert layout["kind"] == backdrop and layout["extent"] >= 2.0
+
+
+@pytest.mark.parametrize("kind", ["plane", "room"])
+def test_backdrop_lies_outside_the_unit_sphere_but_for_the_ground_below_the_object(kind: str) -> None:
+    from nsr.scenes.backdrop import backdrop_hits, backdrop_layout
+
+    rng = np.random.default_rng(0)
+    vertices = rng.normal(size=(200, 3))
+    vertices *= 0.9 / np.linalg.norm(vertices, axis=1, keepdims=True).max()  # inside the unit sphere
+    scale_mat = np.diag([2.0, 2.0, 2.0, 1.0])
+    scale_mat[:3, 3] = [1.0, -1.0, 3.0]
+    world = vertices * 2.0 + scale_mat[:3, 3]
+    up = np.array([0.0, 0.0, 1.0])
+    eyes = scale_mat[:3, 3] + 2.0 * np.array([[3.0, 0.0, 1.0], [0.0, -3.0, 2.0], [-2.0, 2.0, 0.5]])
+    layout = backdrop_layout(kind, world, scale_mat, up, eyes)
+    assert layout.ground == pytest.approx(vertices[:, 2].min() - 0.002)
+    dirs = rng.normal(size=(3000, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    for eye in eyes:
+        points, surface = backdrop_hits(layout, eye, dirs)
+        assert np.all(np.isfinite(points))  # every ray meets the backdrop
+        inside = np.linalg.norm(points, axis=1) < 1.0
+        assert np.all(surface[inside] == 0) and np.all(points[inside, 1] < vertices[:, 2].min())
+        assert np.all(np.linalg.norm(points[surface != 0], axis=1) > 1.0)
+    with pytest.raises(DataError, match="below the ground"):
+        backdrop_layout(kind, world, scale_mat, up, np.array([[1.0, -1.0, 0.0]]))
+
+
+def test_synth_progress_counts_rendering_then_writing(tmp_path: Path, sphere_mesh: Path) -> None:
+    from nsr.scenes.from_mesh import SynthConfig, write_mesh_scene
+
+    calls = []
+    config = SynthConfig(views=3, resolution=16, layout="turntable")
+    write_mesh_scene(sphere_mesh, tmp_path / "s", config, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 6) for i in range(1, 7)]
+
+
+def test_backdrop_refuses_cameras_below_the_ground(tmp_path: Path, sphere_mesh: Path, capsys) -> None:
+    assert _synth(sphere_mesh, tmp_path / "s", "--backdrop", "room", "--elevation", "-40") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nsr: error:") and "below the ground" in err and len(err.strip().splitlines()) == 1

@@ -21,8 +21,9 @@ FormatName = Literal["auto", "idr", "nerf-synthetic", "colmap"]
 class NormalizeArgs:
     """Compute the bounding sphere of a scene and write DIR/cameras.npz (world_mat_i, scale_mat_i).
 
-    `hull`: visual hull of the masks (voxel carving); `points`: COLMAP's sparse points, robust to outliers.
-    Reports how well the hull reprojects onto the masks (IoU per view).
+    `hull`: visual hull of the masks (voxel carving), the sphere centred on the hull's surface the cameras
+    see and containing the whole hull; `points`: COLMAP's sparse points, robust to outliers.
+    Reports how well the hull reprojects onto the masks (IoU per view) and how much of the sphere it fills.
     """
 
     dir: Annotated[Path, tyro.conf.Positional]
@@ -109,7 +110,10 @@ class SynthArgs:
     shadows: bool = True
     """Shadow rays towards the key light."""
     background: Literal["white", "black"] = "white"
-    """Background colour."""
+    """Background colour (without a backdrop)."""
+    backdrop: Literal["none", "plane", "room"] = "none"
+    """Textured surroundings instead of the background colour: `plane` (ground plane and dome) or `room`
+    (ground, walls, ceiling); training then needs no masks (docs/data.md)."""
     force: bool = False
     """Replace a non-empty output folder."""
 
@@ -175,7 +179,7 @@ def _world_scene(root: Path, kind: str):
             root,
             f"count mismatch: {len(images)} images, {len(masks)} masks, {len(c2w)} cameras in {camera_path.name}",
         )
-    pixels, mask_pixels, _ = _read_views(images, masks, 1.0)
+    pixels, mask_pixels, _ = _with_bar("reading images", lambda bar: _read_views(images, masks, 1.0, bar))
     return SceneData(images=pixels, masks=mask_pixels, intrinsics=intrinsics, c2w=c2w, root=root)
 
 
@@ -185,7 +189,7 @@ def _normalize(args: NormalizeArgs) -> int:
     from nsr.data.colmap import find_model, read_model
     from nsr.data.errors import DataError
     from nsr.data.formats import detect_format
-    from nsr.data.normalize import carve_visual_hull, hull_silhouette_iou, sphere_from_points
+    from nsr.data.normalize import carve_visual_hull, hull_silhouette_iou, hull_sphere, sphere_from_points
 
     root = args.dir
     kind = detect_format(root) if args.format == "auto" else args.format
@@ -226,7 +230,12 @@ def _normalize(args: NormalizeArgs) -> int:
                 raise
             print(f"warning: no hull report: {err}", file=sys.stderr)  # the points sphere stands
     if method == "hull":
-        sphere = hull.bounding_sphere(args.margin)
+        sphere = _with_bar(
+            "centring on the seen surface",
+            lambda bar: hull_sphere(
+                hull, scene.masks, scene.intrinsics, scene.c2w, args.margin, progress=bar
+            ),
+        )
     scale_mat = sphere.scale_mat()
     inside = np.linalg.norm(scene.c2w[:, :3, 3] - sphere.centre, axis=1) <= sphere.radius
     if inside.any():
@@ -241,6 +250,14 @@ def _normalize(args: NormalizeArgs) -> int:
             f"visual hull ({args.resolution}^3, {int(hull.occupancy.sum())} voxels) reprojected onto the masks: "
             f"IoU mean {ious.mean():.3f}, min {ious.min():.3f} (view {worst}"
             f"{', ' + scene.image_names[worst] if scene.image_names else ''})"
+        )
+        points = hull.points()
+        box_centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+        reach = (np.linalg.norm(points - sphere.centre, axis=1).max() + 0.87 * hull.voxel) / sphere.radius
+        print(
+            f"the visual hull fills {100 * hull.fill(sphere):.1f}% of the sphere's volume (the object, inside "
+            f"its hull, less) and reaches {reach:.2f} of its radius; the hull's box centre lies "
+            f"{np.linalg.norm(box_centre - sphere.centre) / sphere.radius:.2f} radii from the sphere's"
         )
     target = root / args.out
     arrays: dict[str, np.ndarray] = {}
@@ -269,7 +286,7 @@ def _convert(args: ConvertArgs) -> int:
     if out.exists() and any(out.iterdir()):
         raise DataError(out, "output folder exists and is not empty", "choose another --out")
     scene = _with_bar(
-        "reading",
+        "loading",  # images, then the visual hull where the bounding sphere comes from the masks
         lambda bar: load_scene(
             args.src, args.format, args.downscale, background=args.background, progress=bar
         ),
@@ -277,7 +294,7 @@ def _convert(args: ConvertArgs) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(out, "tmp")
     try:
-        write_idr_scene(scene, staging)
+        _with_bar("writing", lambda bar: write_idr_scene(scene, staging, progress=bar))
         if out.exists():
             out.rmdir()
         _replace_folder(staging, out)
@@ -343,6 +360,7 @@ def _synth(args: SynthArgs) -> int:
         spp=args.spp,
         shadows=args.shadows,
         background=(1.0, 1.0, 1.0) if args.background == "white" else (0.0, 0.0, 0.0),
+        backdrop=args.backdrop,
         pose_noise=noise,
     )
     t0 = time.perf_counter()

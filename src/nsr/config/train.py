@@ -31,6 +31,11 @@ class DataConfig:
     format: Literal["auto", "idr", "nerf-synthetic", "colmap"] = "auto"
     """Scene format: `auto` detects it (transforms*.json -> nerf-synthetic, a sparse model -> colmap,
     image/ + cameras npz -> idr); see docs/data.md."""
+    background: str = "auto"
+    """Background colour of the images (what the model renders where its rays miss the object): `auto`
+    (the colour NeRF-synthetic RGBA images are composited on, else a uniform colour found outside the
+    masks, else black), `white`, `black` or `R,G,B` in [0, 1]. `nsr train` resolves it into
+    `model.background` before the model is built (nsr.data.background)."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ from PIL import Image
 
 from nsr.data.errors import DataError
 from nsr.data.idr import _resize, _resize_intrinsics
-from nsr.data.normalize import Sphere, apply_scale_mat, carve_visual_hull, stored_scale_mat
+from nsr.data.normalize import Sphere, apply_scale_mat, sphere_from_masks, stored_scale_mat
 from nsr.data.scene import SceneData
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
@@ -153,7 +153,8 @@ def load_nerf_synthetic(
         normalize: express the cameras in the normalised frame of the bounding sphere (module docstring);
             False keeps world units with `scale_mat` = identity.
         hull_resolution: voxels per axis of the visual hull when the sphere comes from the masks.
-        progress: called with (done, total) images read.
+        progress: called with (done, total) images read, then (images + hull steps) while the visual hull
+            is carved (when the bounding sphere comes from the masks).
 
     Returns:
         SceneData: images (N, H, W, 3) float32, masks (N, H, W) bool from alpha, K (N, 3, 3), c2w (N, 4, 4).
@@ -216,12 +217,13 @@ def load_nerf_synthetic(
         if progress is not None:
             progress(i + 1, len(frames))
     scene = SceneData(
-        images=np.stack(images).astype(np.float32),
+        images=np.stack(images).astype(np.float32, copy=False),
         masks=np.stack(masks),
         intrinsics=np.stack(intrinsics),
         c2w=np.stack(poses),
         image_names=names,
         root=root,
+        composited_on=BACKGROUNDS[background],
     )
     if not normalize:
         return scene
@@ -229,10 +231,20 @@ def load_nerf_synthetic(
     if scale_mat is None:
         sphere = _sphere_from_meta(meta, json_path)
         if sphere is None:
-            hull = carve_visual_hull(
-                scene.masks, scene.intrinsics, scene.c2w, hull_resolution, path=json_path
+            count = scene.num_views
+
+            def hull_progress(done: int, total: int) -> None:
+                if progress is not None:
+                    progress(count + done, count + total)
+
+            sphere = sphere_from_masks(
+                scene.masks,
+                scene.intrinsics,
+                scene.c2w,
+                hull_resolution,
+                progress=hull_progress,
+                path=json_path,
             )
-            sphere = hull.bounding_sphere()
         scale_mat = sphere.scale_mat()
     return apply_scale_mat(scene, scale_mat)
 

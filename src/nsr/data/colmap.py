@@ -574,13 +574,14 @@ def load_colmap_scene(
         normalize: `auto` (the folder's cameras.npz scale_mat when present, else `points`), `points` (robust
             sphere of the sparse points), `hull` (visual hull of the masks) or `none` (world units).
         min_track: sparse points seen by fewer images are ignored by `points`.
+        progress: called with (done, total) images read, then (images + hull steps) for `hull`.
 
     Raises:
         DataError: naming the file, for missing or malformed files, unsupported camera models, missing
             images or masks, empty masks, inconsistent sizes.
     """
     from nsr.data.idr import _read_pixels, _resize, _resize_intrinsics
-    from nsr.data.normalize import apply_scale_mat, carve_visual_hull, sphere_from_points, stored_scale_mat
+    from nsr.data.normalize import apply_scale_mat, sphere_from_masks, sphere_from_points, stored_scale_mat
 
     if downscale < 1:
         raise ValueError(f"downscale must be >= 1, got {downscale}")
@@ -653,7 +654,7 @@ def load_colmap_scene(
     if len({image.shape for image in images}) > 1:
         raise DataError(camera_file, "cameras of different image sizes: NSR needs one size for all views")
     scene = SceneData(
-        images=np.stack(images).astype(np.float32),
+        images=np.stack(images).astype(np.float32, copy=False),
         masks=np.stack(masks),
         intrinsics=np.stack(intrinsics),
         c2w=np.stack(poses),
@@ -668,11 +669,16 @@ def load_colmap_scene(
         tracks = np.array([len(p.image_ids) for p in model.points.values()])
         scale_mat = sphere_from_points(points, tracks, min_track, path=folder / "points3D")[0].scale_mat()
     elif scale_mat is None and normalize == "hull":
-        scale_mat = (
-            carve_visual_hull(scene.masks, scene.intrinsics, scene.c2w, 64, path=camera_file)
-            .bounding_sphere()
-            .scale_mat()
+        count = scene.num_views
+
+        def hull_progress(done: int, total: int) -> None:
+            if progress is not None:
+                progress(count + done, count + total)
+
+        sphere = sphere_from_masks(
+            scene.masks, scene.intrinsics, scene.c2w, 64, progress=hull_progress, path=camera_file
         )
+        scale_mat = sphere.scale_mat()
     elif scale_mat is None:
         raise ValueError(f"normalize must be auto, points, hull or none, got {normalize!r}")
     return apply_scale_mat(scene, scale_mat)

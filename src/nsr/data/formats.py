@@ -55,10 +55,12 @@ def load_scene(
         format: `auto` (detect_format) or one of FORMATS.
         camera_file: IDR only: the camera npz inside the folder.
         background: NeRF-synthetic only: `white` or `black`.
+        progress: called with (done, total): images read, then steps of the visual hull where the
+            bounding sphere comes from the masks.
     """
     kind = detect_format(root) if format == "auto" else format
     if kind == "idr":
-        return load_idr_scene(root, downscale=downscale, camera_file=camera_file)
+        return load_idr_scene(root, downscale=downscale, camera_file=camera_file, progress=progress)
     if kind == "nerf-synthetic":
         return load_nerf_synthetic(root, downscale=downscale, background=background, progress=progress)
     if kind == "colmap":

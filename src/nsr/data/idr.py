@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,12 @@ CAMERA_FILES = ("cameras.npz", "cameras_sphere.npz")
 _CAMERA_KEY = re.compile(r"(world|scale)_mat_\d+")
 
 
-def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | None = None) -> SceneData:
+def load_idr_scene(
+    root: str | Path,
+    downscale: float = 1.0,
+    camera_file: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SceneData:
     """Read an IDR/DTU/NeuS scene folder.
 
     Args:
@@ -31,6 +37,7 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
         downscale: >= 1; images and masks are area-resized to round(H / downscale) x round(W / downscale)
             and the intrinsics follow.
         camera_file: camera npz relative to `root`; by default the first of `CAMERA_FILES` present.
+        progress: called with (done, total) views read.
 
     Returns:
         SceneData with N views: images (N, H, W, 3) float32 in [0, 1], masks (N, H, W) bool,
@@ -55,7 +62,7 @@ def load_idr_scene(root: str | Path, downscale: float = 1.0, camera_file: str | 
             root / "mask", f"count mismatch: {len(mask_paths)} masks for {len(image_paths)} images in image/"
         )
     intrinsics, c2w, scale_mat = _read_cameras(_camera_path(root, camera_file), len(image_paths))
-    images, masks, (full_height, full_width) = _read_views(image_paths, mask_paths, downscale)
+    images, masks, (full_height, full_width) = _read_views(image_paths, mask_paths, downscale, progress)
     height, width = images.shape[1:3]
     if (height, width) != (full_height, full_width):
         intrinsics = np.stack(
@@ -88,12 +95,18 @@ def load_cameras(path: str | Path, num_views: int) -> tuple[np.ndarray, np.ndarr
     return _read_cameras(path, num_views)
 
 
-def write_idr_scene(scene: SceneData, root: str | Path, camera_file: str = "cameras.npz") -> None:
+def write_idr_scene(
+    scene: SceneData,
+    root: str | Path,
+    camera_file: str = "cameras.npz",
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Write a scene as an IDR folder that `load_idr_scene` reads back (up to 8-bit quantisation).
 
     Writes `image/000.png ...` (8-bit RGB), `mask/000.png ...` (8-bit, 0 or 255) and `camera_file` with
     `world_mat_i` (4, 4) = K [R|t] in world units (compose_projection(K, c2w) @ inv(scale_mat)) and
     `scale_mat_i` (4, 4) = scene.scale_mat. Creates the folders and overwrites files of the same names.
+    `progress` is called with (done, total) views written.
 
     Raises:
         DataError: when `image/` or `mask/` already holds other images, which would be read as extra views.
@@ -116,6 +129,8 @@ def write_idr_scene(scene: SceneData, root: str | Path, camera_file: str = "came
         Image.fromarray(scene.masks[i].astype(np.uint8) * 255).save(root / "mask" / name)
         cameras[f"world_mat_{i}"] = compose_projection(scene.intrinsics[i], scene.c2w[i]) @ world_from_norm
         cameras[f"scale_mat_{i}"] = np.asarray(scene.scale_mat, dtype=np.float64)
+        if progress is not None:
+            progress(i + 1, scene.num_views)
     np.savez(root / camera_file, **cameras)
 
 
@@ -237,7 +252,10 @@ def _size_text(pixels: np.ndarray) -> str:
 
 
 def _read_views(
-    image_paths: list[Path], mask_paths: list[Path], downscale: float
+    image_paths: list[Path],
+    mask_paths: list[Path],
+    downscale: float,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(N, h, w, 3) float32 images and (N, h, w) bool masks resized by 1 / downscale, and the file (H, W)."""
     first = _read_pixels(image_paths[0])
@@ -269,4 +287,6 @@ def _read_views(
             image, mask = _resize(image, height, width), _resize(mask, height, width)
         images[i] = image  # grey (h, w, 1) broadcasts to RGB
         masks[i] = mask[..., 0] > 0.5
+        if progress is not None:
+            progress(i + 1, len(image_paths))
     return images, masks, full_size

@@ -9,10 +9,15 @@ the views see them (by default all but `max_miss_fraction`: the object is inside
 follows the number of views (it hard-coded 45 of DTU's 49 or 64), masks may have any number of channels,
 and the grid is found automatically: a coarse carve over a generous cube, enlarged until the hull no
 longer touches its border, then a fine carve over the hull's bounding box.
+
+Sphere of a hull (`hull_sphere`): centred on the hull's surface that the cameras see face-on, not on the
+hull's bounding box, which one-sided captures (DTU) stretch behind the object; the radius reaches the
+whole hull. `VisualHull.fill` says how much of the sphere the hull fills.
 """
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,12 +62,34 @@ class VisualHull:
         """(M, 3) world centres of the occupied voxels."""
         return self.lower + np.argwhere(self.occupancy) * self.voxel
 
-    def bounding_sphere(self, margin: float = 1.1) -> Sphere:
-        """Sphere around the occupied voxels (bounding-box centre; radius to the farthest voxel corner) x margin."""
+    def bounding_sphere(self, margin: float = 1.1, centre: np.ndarray | None = None) -> Sphere:
+        """Sphere around the occupied voxels x margin: centred on `centre` (default: the centre of their
+        bounding box), its radius reaching the farthest voxel corner."""
         points = self.points()
-        centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+        if centre is None:
+            centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+        centre = np.asarray(centre, dtype=np.float64)
         radius = np.linalg.norm(points - centre, axis=1).max() + 0.5 * np.sqrt(3.0) * self.voxel
         return Sphere(centre=centre, radius=float(radius * margin))
+
+    def fill(self, sphere: Sphere) -> float:
+        """The share of the sphere's volume the occupied voxels fill (an upper bound of the object's)."""
+        volume = np.count_nonzero(self.occupancy) * self.voxel**3
+        return float(volume / (4.0 / 3.0 * np.pi * sphere.radius**3))
+
+    def pooled(self, max_resolution: int) -> VisualHull:
+        """The hull on a grid of at most `max_resolution` voxels per axis (a coarse voxel is occupied when
+        any of the fine ones it covers is)."""
+        factor = -(-max(self.occupancy.shape) // max_resolution)
+        if factor <= 1:
+            return self
+        pad = [(0, -n % factor) for n in self.occupancy.shape]
+        occ = np.pad(self.occupancy, pad)
+        shape = [n // factor for n in occ.shape]
+        occ = occ.reshape(shape[0], factor, shape[1], factor, shape[2], factor).any(axis=(1, 3, 5))
+        return VisualHull(
+            occupancy=occ, lower=self.lower + 0.5 * (factor - 1) * self.voxel, voxel=self.voxel * factor
+        )
 
 
 def apply_scale_mat(scene: SceneData, scale_mat: np.ndarray) -> SceneData:
@@ -84,6 +111,8 @@ def apply_scale_mat(scene: SceneData, scale_mat: np.ndarray) -> SceneData:
         scale_mat=np.asarray(scale_mat, dtype=np.float64),
         image_names=scene.image_names,
         root=scene.root,
+        has_masks=scene.has_masks,
+        composited_on=scene.composited_on,
     )
 
 
@@ -315,6 +344,179 @@ def carve_visual_hull(
     if not keep.any():
         raise DataError(path, "the visual hull is empty at full resolution (masks of thin parts disagree)")
     return VisualHull(occupancy=keep.reshape(resolution, resolution, resolution), lower=first, voxel=voxel)
+
+
+FACING_COSINE = 0.2
+"""`visible_surface` counts a hull voxel as seen when a ray meets it at least this cosine from grazing
+(within about 78 degrees of the surface normal). A hull carved from one side runs out behind the object
+in faces that contain the silhouette rays of the outermost cameras: those cameras and their neighbours see
+them edge-on, and counting such grazing hits would put the back of the hull into the seen surface."""
+
+
+def smallest_enclosing_sphere(points: np.ndarray) -> Sphere:
+    """The smallest sphere containing (M, 3) points (M >= 1): min r subject to |p - c| <= r, solved on
+    the vertices of their convex hull (SLSQP, which converges in a few iterations for this convex problem)."""
+    from scipy.optimize import minimize
+    from scipy.spatial import ConvexHull, QhullError
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    with contextlib.suppress(QhullError, ValueError):  # fewer than 4 points, or all in a plane: use them all
+        points = points[ConvexHull(points).vertices]
+    start = 0.5 * (points.min(axis=0) + points.max(axis=0))
+    scale = max(float(np.linalg.norm(points - start, axis=1).max()), 1e-12)
+    unit = (points - start) / scale  # solve in a unit frame: SLSQP's tolerances are absolute
+
+    def gaps(x: np.ndarray) -> np.ndarray:
+        return x[3] - np.linalg.norm(unit - x[:3], axis=1)
+
+    def gaps_jacobian(x: np.ndarray) -> np.ndarray:
+        offset = unit - x[:3]
+        norm = np.maximum(np.linalg.norm(offset, axis=1, keepdims=True), 1e-12)
+        return np.concatenate([offset / norm, np.ones((len(unit), 1))], axis=1)
+
+    result = minimize(
+        lambda x: x[3],
+        np.array([0.0, 0.0, 0.0, 1.0]),
+        jac=lambda x: np.array([0.0, 0.0, 0.0, 1.0]),
+        constraints=[{"type": "ineq", "fun": gaps, "jac": gaps_jacobian}],
+        method="SLSQP",
+        options={"maxiter": 200, "ftol": 1e-12},
+    )
+    centre = result.x[:3] if np.all(np.isfinite(result.x)) else np.zeros(3)
+    radius = float(np.linalg.norm(unit - centre, axis=1).max())  # exact containment whatever the solver did
+    return Sphere(centre=start + scale * centre, radius=scale * radius)
+
+
+def visible_surface(
+    hull: VisualHull,
+    masks: np.ndarray,
+    intrinsics: np.ndarray,
+    c2w: np.ndarray,
+    max_resolution: int = 64,
+    min_cosine: float = FACING_COSINE,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The voxels of the hull that the cameras see, and by how many views.
+
+    The hull is pooled to at most `max_resolution` voxels per axis; in each view, rays through its mask
+    pixels (about a voxel apart at the hull's distance) march through the grid in half-voxel steps
+    and mark the first occupied voxel they reach, when they meet it at a cosine of at least `min_cosine`
+    with its outward normal (the gradient of the occupancy smoothed over a voxel).
+
+    Args:
+        masks: (N, H, W) bool. intrinsics: (N, 3, 3) K (integer pixel centres). c2w: (N, 4, 4) world poses.
+        progress: called with (done, total) views.
+
+    Returns:
+        points (M, 3) world centres of the (pooled) voxels seen by at least one view, and views (M,) int,
+        the number of views that see each.
+    """
+    coarse = hull.pooled(max_resolution)
+    occ = coarse.occupancy
+    shape = np.array(occ.shape)
+    low = coarse.lower - 0.5 * coarse.voxel
+    high = coarse.lower + (shape - 0.5) * coarse.voxel
+    middle = 0.5 * (low + high)
+    step = 0.5 * coarse.voxel
+    counts = np.zeros(occ.shape, dtype=np.int32)
+    num_views = len(c2w)
+    from scipy.ndimage import gaussian_filter
+
+    normals = -np.stack(np.gradient(gaussian_filter(occ.astype(np.float64), sigma=1.0)), axis=-1)
+    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+    for view in range(num_views):
+        k, pose = intrinsics[view], c2w[view]
+        origin = pose[:3, 3]
+        distance = max(float(np.linalg.norm(middle - origin)), 1e-12)
+        spacing = max(1, int(coarse.voxel * k[0, 0] / distance))
+        rows, cols = np.nonzero(masks[view, ::spacing, ::spacing])
+        pixels = np.stack([cols * spacing, rows * spacing, np.ones_like(rows)], axis=-1).astype(np.float64)
+        dirs = np.linalg.solve(k, pixels.T).T @ pose[:3, :3].T
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_low, t_high = (low - origin) / dirs, (high - origin) / dirs
+        enter = np.nanmax(np.minimum(t_low, t_high), axis=1).clip(min=0.0)
+        leave = np.nanmin(np.maximum(t_low, t_high), axis=1)
+        crossing = np.flatnonzero(leave > enter)
+        seen = np.zeros(occ.shape, dtype=bool)
+        for start in range(0, len(crossing), 4096):
+            rays = crossing[start : start + 4096]
+            samples = int(np.ceil((leave[rays] - enter[rays]).max() / step)) + 1
+            t = enter[rays, None] + step * np.arange(samples)
+            index = np.floor((origin + dirs[rays, None, :] * t[..., None] - low) / coarse.voxel).astype(
+                np.int64
+            )
+            inside = np.all((index >= 0) & (index < shape), axis=-1) & (t <= leave[rays, None])
+            index = np.minimum(np.maximum(index, 0), shape - 1)
+            hit = occ[index[..., 0], index[..., 1], index[..., 2]] & inside
+            found = np.flatnonzero(hit.any(axis=1))
+            first = index[found, hit[found].argmax(axis=1)]
+            facing = -np.einsum("mj,mj->m", normals[first[:, 0], first[:, 1], first[:, 2]], dirs[rays[found]])
+            first = first[facing >= min_cosine]
+            seen[first[:, 0], first[:, 1], first[:, 2]] = True
+        counts += seen
+        if progress is not None:
+            progress(view + 1, num_views)
+    cells = np.argwhere(counts > 0)
+    return coarse.lower + cells * coarse.voxel, counts[counts > 0]
+
+
+def hull_sphere(
+    hull: VisualHull,
+    masks: np.ndarray,
+    intrinsics: np.ndarray,
+    c2w: np.ndarray,
+    margin: float = 1.1,
+    progress: Progress | None = None,
+) -> Sphere:
+    """The bounding sphere of a visual hull, centred on what the cameras constrain.
+
+    A hull carved from one side only (DTU's cameras all look from the front and above) runs out behind the
+    object, where no silhouette ends it, and centring on its bounding box pulls the sphere that way. The
+    centre here is that of the smallest sphere containing the hull's surface that the cameras see face-on
+    (`visible_surface`, `FACING_COSINE`): exact for a ball seen over more than a hemisphere, and the
+    centre of the smallest sphere around the whole hull when cameras surround the object. The radius
+    reaches the farthest voxel corner of the whole hull, times `margin`: the sphere contains the hull.
+    What the cameras never see stays a guess: the object's unseen back may reach beyond the seen
+    surface's sphere (the radius still covers it, as far as the hull goes).
+    """
+    points, _ = visible_surface(hull, masks, intrinsics, c2w, progress=progress)
+    if len(points) == 0:
+        return hull.bounding_sphere(margin)
+    return hull.bounding_sphere(margin, centre=smallest_enclosing_sphere(points).centre)
+
+
+def sphere_from_masks(
+    masks: np.ndarray,
+    intrinsics: np.ndarray,
+    c2w: np.ndarray,
+    resolution: int = 64,
+    margin: float = 1.1,
+    progress: Progress | None = None,
+    path: Path | str = "mask",
+) -> Sphere:
+    """`carve_visual_hull` then `hull_sphere`: the bounding sphere of masked views (as loaders need it).
+
+    Args:
+        progress: called with (done, total) over both phases (carving passes, then the seen surface).
+
+    Raises:
+        DataError: as `carve_visual_hull`.
+    """
+    carved = 0
+
+    def carving(done: int, total: int) -> None:
+        nonlocal carved
+        carved = done
+        if progress is not None:
+            progress(done, total + len(c2w))
+
+    def centring(done: int, total: int) -> None:
+        if progress is not None:
+            progress(carved + done, carved + total)
+
+    hull = carve_visual_hull(masks, intrinsics, c2w, resolution, progress=carving, path=path)
+    return hull_sphere(hull, masks, intrinsics, c2w, margin, progress=centring)
 
 
 def hull_silhouette_iou(

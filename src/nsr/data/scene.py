@@ -31,6 +31,9 @@ class SceneData:
     """The folder the scene was read from (None for generated scenes)."""
     has_masks: bool = True
     """Whether the masks come from the scene (False: the scene has none and `masks` is all True)."""
+    composited_on: tuple[float, float, float] | None = None
+    """The colour the images were composited on where they were transparent (NeRF-synthetic RGBA), when
+    the loader did it; None otherwise (see nsr.data.background)."""
 
     @property
     def num_views(self) -> int:
@@ -56,6 +59,7 @@ class SceneData:
             image_names=[self.image_names[i] for i in idx] if self.image_names else [],
             root=self.root,
             has_masks=self.has_masks,
+            composited_on=self.composited_on,
         )
 
     def to_world(self, points: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Image metrics on [0, 1] colours: MSE and PSNR, optionally over a mask.
+"""Image metrics on [0, 1] colours: MSE, PSNR and SSIM, optionally over a mask.
 
 Inputs are float arrays or tensors in [0, 1] (numpy or torch, any device), shaped (..., C), e.g.
 (H, W, 3); a mask is a boolean array shaped like the inputs without the channel axis, e.g. (H, W).
@@ -86,57 +86,50 @@ def _colours(value: ArrayLike, name: str) -> np.ndarray:
 
 
 SSIM_SIGMA = 1.5
-"""Standard deviation (pixels) of the SSIM Gaussian window (Wang et al. 2004; skimage `gaussian_weights`)."""
-SSIM_TRUNCATE = 3.5
-"""The window is cut at 3.5 sigma: radius 5, an 11x11 window (skimage's choice)."""
-SSIM_K1, SSIM_K2 = 0.01, 0.03
-"""The stabilising constants of SSIM, times the data range (1 for [0, 1] colours)."""
+"""Standard deviation (pixels) of the SSIM Gaussian window (Wang et al. 2004)."""
+SSIM_BORDER = 5
+"""Half the window (skimage truncates the Gaussian at 3.5 sigma: an 11x11 window). The border of this
+width is unreliable (the window reaches the reflect padding); the unmasked `ssim` leaves it out."""
 
 
 def ssim_map(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
     """Per-pixel SSIM of two (H, W, C) [0, 1] images, averaged over channels -> (H, W) float64.
 
-    Conventions of `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False, data_range=1, channel_axis=-1)`: Gaussian window sigma 1.5 truncated at
-    3.5 sigma (11x11), reflect padding, population covariances, C1 = (0.01)^2, C2 = (0.03)^2. The
-    5-pixel border (half the window) is unreliable; `ssim` leaves it out as skimage does.
+    `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=-1, full=True)`: Gaussian window sigma 1.5
+    (11x11), reflect padding, population covariances, C1 = (0.01)^2, C2 = (0.03)^2.
     """
-    from scipy.ndimage import gaussian_filter
+    from skimage.metrics import structural_similarity
 
     x = _colours(pred, "pred")
     y = _colours(target, "target")
     if x.shape != y.shape or x.ndim != 3:
         raise ValueError(f"SSIM needs two (H, W, C) images of one shape, got {x.shape} and {y.shape}")
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-    maps = []
-    for c in range(x.shape[-1]):
-        a, b = x[..., c], y[..., c]
-
-        def blur(v: np.ndarray) -> np.ndarray:
-            return gaussian_filter(v, sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
-
-        mu_a, mu_b = blur(a), blur(b)
-        var_a = blur(a * a) - mu_a * mu_a
-        var_b = blur(b * b) - mu_b * mu_b
-        cov = blur(a * b) - mu_a * mu_b
-        numerator = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-        denominator = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-        maps.append(numerator / denominator)
-    return np.mean(maps, axis=0)
+    if min(x.shape[:2]) < 2 * SSIM_BORDER + 1:
+        raise ValueError(f"SSIM needs images of at least {2 * SSIM_BORDER + 1} pixels, got {x.shape[:2]}")
+    _, full = structural_similarity(
+        x,
+        y,
+        gaussian_weights=True,
+        sigma=SSIM_SIGMA,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=-1,
+        full=True,
+    )
+    return full.mean(axis=-1)
 
 
 def ssim(pred: ArrayLike, target: ArrayLike, mask: ArrayLike | None = None) -> float:
     """Mean SSIM of two (H, W, C) [0, 1] images (conventions in `ssim_map`).
 
-    Without a mask: the mean over the image minus its 5-pixel border, equal to skimage's
-    `structural_similarity` with the arguments listed in `ssim_map`. With a (H, W) bool mask: the mean of
-    the SSIM map over the masked pixels (windows still see their neighbourhood, background included).
+    Without a mask: skimage's `structural_similarity` (the mean over the image minus its 5-pixel border).
+    With a (H, W) bool mask: the mean of the SSIM map over the masked pixels (windows still see their
+    neighbourhood, background included).
     """
     values = ssim_map(pred, target)
     if mask is None:
-        pad = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
-        if min(values.shape) <= 2 * pad:
-            raise ValueError(f"SSIM needs images larger than {2 * pad + 1} pixels, got {values.shape}")
+        pad = SSIM_BORDER
         return float(values[pad:-pad, pad:-pad].mean())
     mask_array = _as_numpy(mask)
     if mask_array.shape != values.shape or mask_array.dtype != np.bool_:

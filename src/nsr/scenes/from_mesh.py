@@ -7,18 +7,23 @@ image), the vertex colours (PLY) or a uniform grey; Lambert diffuse from a key l
 Masks are the ray hits at pixel centres (exact: the object covers the pixel centre). With `spp` > 1,
 colours average spp x spp sub-pixel samples and the mask is the covered fraction > 1/2.
 
+Backdrop (`backdrop`): `none` composites the object on the flat `background` colour; `plane` (ground
+plane and dome) and `room` (ground, walls, ceiling) render it inside textured surroundings, so that
+training needs no masks and masks are not a colour threshold (layout: nsr.scenes.backdrop). The
+`sphere` layout then keeps its cameras above the ground (elevations 8 to 64 degrees).
+
 World frame: the mesh's own coordinates. `scale_mat` maps the unit sphere onto the mesh's bounding sphere
 (centre of its bounding box, radius `radius_margin` x the farthest vertex), as for the Mitsuba Spot scene,
 so `gt_mesh.ply` (the input mesh, world units) and the cameras share one frame.
 
 Folder written by `write_mesh_scene` (atomically: a staging folder renamed into place):
 
-    image/000.png ...   8-bit RGB renders, composited on the background colour
-    mask/000.png ...    8-bit masks (0 or 255)
+    image/000.png ...   8-bit RGB renders, composited on the background colour or the backdrop
+    mask/000.png ...    8-bit masks of the object (0 or 255)
     cameras.npz         world_mat_i (K [R|t], world units) and scale_mat_i; perturbed with pose noise
     cameras_gt.npz      with pose noise only: the cameras the images were rendered with
-    gt_mesh.ply         the mesh in world units
-    scene.json          the generation parameters
+    gt_mesh.ply         the mesh in world units (the object alone, also with a backdrop)
+    scene.json          the generation parameters (and the backdrop's layout)
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from nsr.data.errors import DataError
 from nsr.data.idr import write_idr_scene
 from nsr.data.normalize import apply_scale_mat, read_world_cameras
 from nsr.data.scene import SceneData
+from nsr.scenes.backdrop import BackdropLayout, backdrop_layout, backdrop_radiance
 from nsr.scenes.default import _replace_folder, _sibling, look_at
 
 Progress = Callable[[int, int], None]
@@ -73,7 +79,10 @@ class SynthConfig:
     shadows: bool = True
     """Cast shadow rays towards the key light."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Background colour (sRGB, [0, 1])."""
+    """Background colour (sRGB, [0, 1]) behind the object when `backdrop` is `none`."""
+    backdrop: str = "none"
+    """`none` (the background colour), `plane` (textured ground plane and dome) or `room` (textured
+    ground, walls and ceiling): nsr.scenes.backdrop."""
     spp: int = 1
     """Samples per pixel per axis (spp x spp)."""
     albedo: tuple[float, float, float] = (0.7, 0.7, 0.7)
@@ -205,7 +214,10 @@ def synth_cameras(config: SynthConfig, scale_mat: np.ndarray) -> tuple[np.ndarra
     poses = []
     for i in range(config.views):
         if config.layout == "sphere":
-            height = 0.9 - 1.75 * (i + 0.5) / config.views
+            # sin(elevation) from 0.9 down to -0.85 (64 to -60 degrees); with a backdrop down to 0.14
+            # (8 degrees: the cameras stay above the ground).
+            span = 1.75 if config.backdrop == "none" else 0.76
+            height = 0.9 - span * (i + 0.5) / config.views
             theta = i * golden
         elif config.layout == "turntable":
             elevation = math.radians(config.elevation + (10.0 if i % 2 else -10.0))
@@ -227,8 +239,9 @@ def render_mesh_views(
     width: int,
     config: SynthConfig,
     progress: Progress | None = None,
+    backdrop: BackdropLayout | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Ray cast and shade the mesh from world-unit cameras.
+    """Ray cast and shade the mesh from world-unit cameras, on the background colour or `backdrop`.
 
     Returns:
         images (N, H, W, 3) float32 sRGB in [0, 1] and masks (N, H, W) bool.
@@ -274,7 +287,10 @@ def render_mesh_views(
                     shade[np.flatnonzero(lit)[blocked]] = 0.0
                     lambert = shade
                 radiance = albedo(faces, bary) * (config.ambient + (1 - config.ambient) * lambert)[:, None]
-                sample = np.broadcast_to(background, (height * width, 3)).copy()
+                if backdrop is None:
+                    sample = np.broadcast_to(background, (height * width, 3)).copy()
+                else:
+                    sample = backdrop_radiance(backdrop, pose[:3, 3], dirs, light, config.ambient)
                 sample[ray_index] = radiance
                 colour += sample
                 hit = np.zeros(height * width)
@@ -311,6 +327,7 @@ def write_mesh_scene(
         cameras_file: render at these cameras (an IDR npz: world_mat_i in the mesh's world units; its
             scale_mat_0 is kept when present) instead of the layout; images are config.resolution square.
         force: replace an existing non-empty `out`.
+        progress: called with (done, total) steps: each view rendered, then each view written.
 
     Raises:
         DataError: for a bad mesh or camera file, an existing output folder without `force`, or a view
@@ -327,8 +344,28 @@ def write_mesh_scene(
             scale_mat = stored
     else:
         intrinsics, c2w = synth_cameras(config, scale_mat)
+    backdrop = None
+    if config.backdrop != "none":
+        backdrop = backdrop_layout(
+            config.backdrop,
+            np.asarray(mesh.vertices),
+            scale_mat,
+            _up_vector(config.up),
+            c2w[:, :3, 3],
+            path=cameras_file or "--layout",
+        )
     size = config.resolution
-    images, masks = render_mesh_views(mesh, intrinsics, c2w, size, size, config, progress)
+    views = len(c2w)
+
+    def rendering(done: int, total: int) -> None:  # rendering and writing: one job of 2 x views steps
+        if progress is not None:
+            progress(done, 2 * views)
+
+    def writing(done: int, total: int) -> None:
+        if progress is not None:
+            progress(views + done, 2 * views)
+
+    images, masks = render_mesh_views(mesh, intrinsics, c2w, size, size, config, rendering, backdrop)
     for view in np.flatnonzero(~masks.any(axis=(1, 2))):
         raise DataError(mesh_path, f"the mesh is not visible in view {view}", "check --cameras / --up")
     world = SceneData(images=images, masks=masks, intrinsics=intrinsics, c2w=c2w)
@@ -336,7 +373,7 @@ def write_mesh_scene(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(out, "tmp")
     try:
-        write_idr_scene(scene, staging)
+        write_idr_scene(scene, staging, progress=writing)
         if config.pose_noise is not None:
             rot, trans, seed = config.pose_noise
             (staging / "cameras.npz").replace(staging / "cameras_gt.npz")
@@ -349,6 +386,7 @@ def write_mesh_scene(
             "cameras_file": str(cameras_file) if cameras_file else None,
             "albedo_source": _Albedo(mesh, config.albedo).kind,
             "config": asdict(config),
+            "backdrop": backdrop.describe() if backdrop is not None else None,
         }
         (staging / "scene.json").write_text(json.dumps(description, indent=2, default=list))
         _replace_folder(staging, out)
