@@ -45,7 +45,7 @@ def test_every_network_gets_gradients(unmasked):
 def test_render_sees_the_initial_sphere_and_keeps_the_background_outside():
     model = small_neus()
     model.eval()
-    o, d, mask = rays()
+    o, d, _ = rays()
     out = model.render(o, d, chunk_size=16)
     # The initial SDF is only roughly a sphere: judge each ray by the field's own minimum along it. With the
     # initial inv_s of 20 (a logistic scale of 0.05), a ray reaching SDF -0.25 is opaque, one staying above

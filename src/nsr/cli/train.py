@@ -15,7 +15,7 @@ from nsr.cli.kinds import apply_kind_switches, union_kinds
 from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
 from nsr.config.io import ConfigError
 from nsr.config.train import CONFIG_KIND
-from nsr.data.background import parse_background, resolve_background
+from nsr.data.background import parse_background
 from nsr.data.formats import load_scene
 from nsr.engine.trainer import Trainer
 
@@ -134,15 +134,6 @@ def run(argv: list[str]) -> int:
     return friendly(lambda: _run(argv))
 
 
-def _resolve_background(config: TrainConfig, scene, argv: list[str]) -> None:
-    """Set `config.model.background` from `config.data.background` (nsr.data.background; the choice is
-    logged); an explicit `--model.background` stands while `data.background` is `auto`."""
-    explicit = any(a == "--model.background" or a.startswith("--model.background=") for a in argv)
-    if parse_background(config.data.background) is None and explicit:
-        return
-    config.model.background, _ = resolve_background(config.data.background, scene)
-
-
 def _run(argv: list[str]) -> int:
     args = parse(argv)
     config = args.config
@@ -166,8 +157,6 @@ def _run(argv: list[str]) -> int:
     scene = load_scene(
         config.data.path, config.data.format, config.data.downscale, camera_file=config.data.camera_file
     )
-    if not resumed:
-        _resolve_background(config, scene, argv)
     trainer = Trainer(config, scene, args.out)
     train_with_progress(trainer, resume=args.resume)
     print(f"done: {trainer.step} steps in {trainer.seconds:.0f} s of training; run folder {args.out}")

@@ -17,6 +17,7 @@ import torch
 from nsr.cameras import pixel_grid, pixel_rays
 from nsr.config.io import save_yaml, to_dict
 from nsr.config.train import CONFIG_KIND, TrainConfig
+from nsr.data.background import resolve_background
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
@@ -25,6 +26,8 @@ from nsr.engine.schedule import ScheduleRecord, run_progress
 from nsr.models import Model, RayBatch, RenderOutputs
 
 log = logging.getLogger("nsr.engine")
+DEFAULT_BACKGROUND = (0.0, 0.0, 0.0)
+"""The models' default background colour (black), which `data.background = auto` replaces."""
 
 
 class TrainingError(RuntimeError):
@@ -122,6 +125,10 @@ class Trainer:
         self.scene = scene
         """The scene training sees: its cameras are the initial poses (noisy file or noise, if any)."""
         self.train_scene = scene.subset(self.train_views)
+        if config.data.background != "auto" or config.model.background == DEFAULT_BACKGROUND:
+            # The scene's background colour (given, or detected: nsr.data.background); a colour set on
+            # the model itself (--model.background) stands while data.background is `auto`.
+            config.model.background, _ = resolve_background(config.data.background, scene)
         if not (config.data.use_masks and scene.has_masks):
             # Whole images: every training pixel counts as object, and the model trains without masks.
             why = "the scene has no masks" if not scene.has_masks else "--no-masks"
