@@ -14,6 +14,7 @@ from nsr.data.errors import DataError
 from nsr.encodings import EncodingError
 from nsr.engine.run import RunError
 from nsr.engine.trainer import TrainingError
+from nsr.evaluation.antialias import AntialiasError
 from nsr.fitting.fit_sdf import FitSDFError
 from nsr.mesh.extract import MeshError
 from nsr.metrics.dtu import DTUDataError
@@ -35,6 +36,7 @@ USER_ERRORS = (
     FileNotFoundError,
     CameraConfigError,
     ModelError,
+    AntialiasError,
 )
 
 

@@ -63,16 +63,25 @@ def test_eval_images_on_held_out_views(run_folder, tmp_path, capsys, monkeypatch
     from PIL import Image
 
     row = np.asarray(Image.open(out / "renders" / f"view_{split['test'][0]:03d}.png"))
-    assert row.shape == (32, 96, 3)  # render | ground truth | error map
-    # The model's constant colour is what the render shows where it hits.
-    render = row[:, :32].reshape(-1, 3)
+    assert row.shape == (32, 96, 3)  # render (anti-aliased) | ground truth | error map
+    # The model's constant colour is what the render shows where it hits (silhouette pixels: mixed with
+    # the black background by their coverage).
+    render = row[:, :32].reshape(-1, 3).astype(float)
+    colour = np.array([0.2, 0.3, 0.9]) * 255
     hit = np.any(render != 0, axis=1)
-    assert hit.any() and np.allclose(render[hit].mean(0), np.array([0.2, 0.3, 0.9]) * 255, atol=2)
-    # PSNR agrees with a direct computation on the saved ground truth
+    assert hit.any() and np.allclose(np.median(render[hit], axis=0), colour, atol=2)
+    mixed = hit & (render[:, 2] < colour[2] - 3)
+    assert mixed.any() and np.allclose(render[mixed] / render[mixed, 2:], colour / colour[2], atol=0.1)
+    # PSNR agrees with a direct computation on the saved ground truth (of the anti-aliased render)
+    header = rows[0].split(",")
+    first = dict(zip(header, next(r for r in rows[1:] if r.startswith(f"{split['test'][0]},")).split(",")))
     gt = row[:, 32:64].astype(float) / 255
     mse = np.mean((row[:, :32].astype(float) / 255 - gt) ** 2)
-    first = next(r for r in rows[1:] if r.startswith(f"{split['test'][0]},"))
-    assert float(first.split(",")[2]) == pytest.approx(-10 * np.log10(mse), abs=0.05)
+    assert float(first["psnr_aa"]) == pytest.approx(-10 * np.log10(mse), abs=0.05)
+    assert 0 < float(first["supersampled"]) < 0.5
+    for key in ("psnr_mask_aa", "psnr_interior"):
+        assert np.isfinite(result[key])
+    assert result["resolution"] == [32, 32] and result["downscale"] == 1 and result["antialias_samples"] == 4
 
 
 def test_eval_at_another_resolution(run_folder, tmp_path, capsys, monkeypatch):
@@ -87,6 +96,26 @@ def test_eval_at_another_resolution(run_folder, tmp_path, capsys, monkeypatch):
     assert np.asarray(Image.open(out / "renders" / f"view_{test_view:03d}.png")).shape == (16, 48, 3)
     code, _, stderr = call("eval", [run_folder, "--device", "cpu", "--downscale", "0"], capsys)
     assert code == 1 and "--downscale must be > 0" in stderr and "Traceback" not in stderr
+
+
+def test_eval_folders_keep_each_resolution_and_split(run_folder, tmp_path, capsys, monkeypatch):
+    """`--downscale 2` and `--split train` write beside the default evaluation, never over it; summary.json
+    says at which resolution it measured."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    run = tmp_path / "run"
+    shutil.copytree(run_folder, run)
+    for extra in ([], ["--downscale", "2"], ["--split", "train", "--antialias", "1"], ["--downscale", "1"]):
+        code, _, stderr = call("eval", [run, "--device", "cpu", *extra], capsys)
+        assert code == 0, stderr
+    folders = sorted(p.name for p in (run / "eval").iterdir())
+    assert folders == ["step_0000000", "step_0000000_16x16", "step_0000000_train"]
+    default = json.loads((run / "eval" / "step_0000000" / "summary.json").read_text())
+    half = json.loads((run / "eval" / "step_0000000_16x16" / "summary.json").read_text())
+    train = json.loads((run / "eval" / "step_0000000_train" / "summary.json").read_text())
+    assert default["resolution"] == [32, 32] and half["resolution"] == [16, 16] and half["downscale"] == 2
+    assert train["split"] == "train" and train["psnr_aa"] is None and train["antialias_samples"] == 1
+    code, _, stderr = call("eval", [run, "--device", "cpu", "--antialias", "0"], capsys)
+    assert code == 1 and "--antialias" in stderr and len(stderr.strip().splitlines()) == 1
 
 
 def test_eval_geometry_json_keys(run_folder, tiny_scene, tmp_path, capsys):
@@ -163,11 +192,12 @@ def test_transfer_takes_colours_from_b_and_silhouettes_from_a(tiny_scene, tmp_pa
     run_a, run_b = open_run(a, device="cpu"), open_run(b, device="cpu")
     path = camera_path(load_idr_scene(tiny_scene), run_a.train_views, "orbit", 2, 2.0)
     (fa,), (ha,) = (x[:1] for x in render_path(run_a.model, path))
-    (fb,), _ = (x[:1] for x in render_path(run_b.model, path))
+    (fb,), (hb,) = (x[:1] for x in render_path(run_b.model, path))
     (ft,), (ht,) = (x[:1] for x in render_path(transfer_model(run_a, run_b), path))
     iou = (ha & ht).sum() / (ha | ht).sum()
     assert iou > 0.99  # A's silhouette
-    mean_t, mean_a, mean_b = ft[ht].mean(0), fa[ha].mean(0), fb[fb.sum(-1) > 0].mean(0)
+    # medians: the anti-aliased silhouette pixels mix the colour with the background
+    mean_t, mean_a, mean_b = (np.median(f[h], axis=0) for f, h in ((ft, ht), (fa, ha), (fb, hb)))
     assert np.linalg.norm(mean_t - mean_b) < 0.05 < np.linalg.norm(mean_t - mean_a)  # B's colours
     from PIL import Image
 

@@ -8,7 +8,9 @@ Sections, run in order, each adding keys to one flat result:
 - dtu (`--dtu-gt DIR --scan N`): the DTU surface protocol against the official evaluation data.
 
 Outputs go to RUN/eval/step_XXXXXXX/ (or `--out`): views.csv, summary.json, metrics.png, renders/,
-geometry.json, dtu.json and the DTU error clouds. `--json` prints the result as JSON on stdout.
+geometry.json, dtu.json and the DTU error clouds; image metrics of another split or resolution than the
+held-out views at the training resolution go to RUN/eval/step_XXXXXXX_<split>_<W>x<H>/ (`eval_folder`),
+so that no evaluation overwrites another. `--json` prints the result as JSON on stdout.
 
 To add a section (e.g. camera accuracy for runs with trainable cameras): add its flags to `EvalArgs`,
 write `_section_x(args, ctx) -> dict | None` and append it to `SECTIONS`.
@@ -38,6 +40,7 @@ from nsr.engine.run import (
     open_run,
     run_poses,
 )
+from nsr.evaluation.antialias import AntialiasConfig
 from nsr.evaluation.images import (
     IMAGE_CONVENTIONS,
     evaluate_images,
@@ -71,9 +74,15 @@ class EvalArgs:
     downscale: float | None = None
     """Render and compare at this image downscale instead of the run's training one (1 = full images)."""
     out: Path | None = None
-    """Output folder (default RUN/eval/step_XXXXXXX)."""
+    """Output folder (default RUN/eval/step_XXXXXXX, with _<split> and _<W>x<H> for another split or
+    resolution)."""
     images: Literal["auto", "on", "off"] = "auto"
     """Image metrics: `auto` = on unless --gt-mesh or --dtu-gt is given."""
+    antialias: int = 4
+    """Anti-aliased renders: K x K rays per silhouette pixel (psnr_aa, psnr_mask_aa; the saved renders);
+    1 = one ray per pixel only."""
+    antialias_everywhere: bool = False
+    """Supersample every pixel, not only the silhouette's (K^2 times the rays)."""
     lpips_weights: Path | None = None
     """AlexNet checkpoint for LPIPS (default: the torch hub cache, alexnet-owt-7be5be79.pth)."""
     gt_mesh: Path | None = None
@@ -193,12 +202,28 @@ def _load_mesh(path: Path) -> trimesh.Trimesh:
     return mesh
 
 
-def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
+def images_wanted(args: EvalArgs) -> bool:
+    """Whether the image section runs (`--images auto`: unless a geometry reference is given)."""
     if args.images == "auto":
-        wanted = args.gt_mesh is None and args.dtu_gt is None
-    else:
-        wanted = args.images == "on"
-    if not wanted:
+        return args.gt_mesh is None and args.dtu_gt is None
+    return args.images == "on"
+
+
+def eval_folder(args: EvalArgs, ctx: Context) -> Path:
+    """RUN/eval/step_XXXXXXX for the held-out views at the training resolution (and for geometry alone);
+    `_<split>` and `_<W>x<H>` are appended for image metrics of another split or resolution."""
+    name = f"step_{ctx.run.step:07d}"
+    if images_wanted(args):
+        if args.split != "test":
+            name += f"_{args.split}"
+        if args.downscale is not None and args.downscale != ctx.run.config.data.downscale:
+            scene = ctx.gt_scene()
+            name += f"_{scene.width}x{scene.height}"
+    return args.run / "eval" / name
+
+
+def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
+    if not images_wanted(args):
         return None
     from nsr.metrics.lpips import load_lpips
 
@@ -208,13 +233,18 @@ def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
     lpips_model, status = load_lpips(args.lpips_weights, device)
     if lpips_model is None:
         print(status.message, file=sys.stderr)
+    antialias = AntialiasConfig(samples=args.antialias, everywhere=args.antialias_everywhere).validate()
     progress = CountProgress(f"rendering {args.split} views")
     try:
-        rows = evaluate_images(ctx.run.model, scene, views, lpips_model, ctx.out, progress)
+        rows = evaluate_images(ctx.run.model, scene, views, lpips_model, ctx.out, progress, antialias)
     finally:
         progress.close()
     summary = summarise(rows)
     summary["split"] = args.split
+    summary["resolution"] = [scene.width, scene.height]
+    summary["downscale"] = ctx.run.config.data.downscale if args.downscale is None else args.downscale
+    summary["antialias_samples"] = antialias.samples
+    summary["antialias_everywhere"] = antialias.everywhere
     summary["lpips_status"] = status.message
     write_views_csv(rows, ctx.out / "views.csv")
     plot_views(rows, ctx.out / "metrics.png", f"{ctx.run.path.name} step {ctx.run.step} ({args.split} views)")
@@ -280,9 +310,13 @@ def run(argv: list[str]) -> int:
 
 def _run(args: EvalArgs) -> int:
     with stdout_to_stderr(args.json):  # with --json, everything but the final JSON goes to stderr
+        if args.antialias < 1:
+            raise RunError(
+                f"--antialias must be >= 1 (K x K rays per silhouette pixel), got {args.antialias}"
+            )
         run_ = open_run(args.run, args.checkpoint, args.device)
-        out = args.out or args.run / "eval" / f"step_{run_.step:07d}"
-        ctx = Context(args=args, run=run_, out=out)
+        ctx = Context(args=args, run=run_, out=Path())
+        out = ctx.out = args.out or eval_folder(args, ctx)
         result: dict = {"run": str(args.run), "step": run_.step, "checkpoint": args.checkpoint}
         for section in SECTIONS:
             part = section(args, ctx)
@@ -307,11 +341,19 @@ def _fmt(value, spec: str) -> str:
 
 def _print_human(result: dict, out: Path) -> None:
     if "psnr" in result:
+        width, height = result["resolution"]
         print(
-            f"{result['num_views']} {result['split']} views: PSNR {_fmt(result['psnr'], '.2f')} dB "
-            f"(mask {_fmt(result['psnr_mask'], '.2f')}), SSIM {_fmt(result['ssim'], '.4f')} "
-            f"(mask {_fmt(result['ssim_mask'], '.4f')}), LPIPS {_fmt(result['lpips'], '.4f')}"
+            f"{result['num_views']} {result['split']} views at {width}x{height}: PSNR {_fmt(result['psnr'], '.2f')} dB "
+            f"(mask {_fmt(result['psnr_mask'], '.2f')}, interior {_fmt(result['psnr_interior'], '.2f')}), "
+            f"SSIM {_fmt(result['ssim'], '.4f')} (mask {_fmt(result['ssim_mask'], '.4f')}), "
+            f"LPIPS {_fmt(result['lpips'], '.4f')}"
         )
+        if result.get("psnr_aa") is not None:
+            k = result["antialias_samples"]
+            print(
+                f"anti-aliased ({k}x{k} rays per silhouette pixel): PSNR {_fmt(result['psnr_aa'], '.2f')} dB "
+                f"(mask {_fmt(result['psnr_mask_aa'], '.2f')})"
+            )
     if "chamfer" in result:
         nc = result["normal_consistency"]
         print(

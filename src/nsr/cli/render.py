@@ -10,6 +10,7 @@ import tyro
 
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run, with_run_poses
+from nsr.evaluation.antialias import AntialiasConfig
 from nsr.evaluation.images import load_run_scene, select_views
 from nsr.evaluation.novel_views import camera_path, render_to_folder
 
@@ -36,6 +37,8 @@ class RenderArgs:
     """Render at the training resolution divided by this (faster previews)."""
     fps: int = 15
     """Frames per second of the GIF / MP4."""
+    antialias: int = 4
+    """K x K rays per silhouette pixel (anti-aliased frames); 1 = one ray per pixel."""
     data: Path | None = None
     """Scene folder (for the cameras), when the recorded one does not exist on this machine."""
     device: str = "auto"
@@ -52,9 +55,10 @@ def _run(args: RenderArgs) -> int:
     scene = with_run_poses(run_, load_run_scene(run_, args.data))
     path = camera_path(scene, select_views(run_, "train"), args.path, args.frames, args.downscale)
     out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
+    antialias = AntialiasConfig(samples=args.antialias).validate()
     progress = CountProgress(f"rendering {args.path}")
     try:
-        _, line = render_to_folder(run_.model, path, out, args.fps, progress)
+        _, line = render_to_folder(run_.model, path, out, args.fps, progress, antialias)
     finally:
         progress.close()
     print(f"wrote {line}")

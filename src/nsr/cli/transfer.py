@@ -10,6 +10,7 @@ import tyro
 
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run, with_run_poses
+from nsr.evaluation.antialias import AntialiasConfig
 from nsr.evaluation.images import load_run_scene, select_views
 from nsr.evaluation.novel_views import camera_path, render_to_folder, transfer_model
 
@@ -41,6 +42,8 @@ class TransferArgs:
     """Render at A's training resolution divided by this."""
     fps: int = 15
     """Frames per second of the GIF / MP4."""
+    antialias: int = 4
+    """K x K rays per silhouette pixel (anti-aliased frames); 1 = one ray per pixel."""
     data: Path | None = None
     """A's scene folder (for the cameras), when the recorded one does not exist on this machine."""
     device: str = "auto"
@@ -58,9 +61,10 @@ def _run(args: TransferArgs) -> int:
     model = transfer_model(run_a, run_b)
     scene = with_run_poses(run_a, load_run_scene(run_a, args.data))
     path = camera_path(scene, select_views(run_a, "train"), args.path, args.frames, args.downscale)
+    antialias = AntialiasConfig(samples=args.antialias).validate()
     progress = CountProgress("rendering transfer")
     try:
-        _, line = render_to_folder(model, path, args.out, args.fps, progress)
+        _, line = render_to_folder(model, path, args.out, args.fps, progress, antialias)
     finally:
         progress.close()
     print(f"geometry of {args.geometry}, appearance of {args.appearance}: {line}")

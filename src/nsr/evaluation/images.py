@@ -5,6 +5,9 @@ Image metric conventions (docs/evaluation.md):
   object mask (`gt * mask + background * (1 - mask)`), since the model renders that colour where it
   misses; for scenes whose images already have that background this changes nothing;
 - `psnr`: over the full image against that composite; `psnr_mask`: over the mask's pixels only;
+  `psnr_interior`: over the mask eroded by 3 pixels (the object without its silhouette);
+- `psnr_aa`, `psnr_mask_aa`: the same of the anti-aliased render (K x K rays per silhouette pixel,
+  `nsr.evaluation.antialias`); None when anti-aliasing is off. The saved renders are the anti-aliased ones;
 - `ssim`: skimage / Wang et al. conventions (Gaussian window sigma 1.5, 11x11, data range 1, population
   covariance), mean over the image without its 5-pixel border; `ssim_mask`: the SSIM map averaged over
   the mask's pixels;
@@ -28,13 +31,16 @@ from nsr.atomic import atomic_write
 from nsr.data.formats import load_scene
 from nsr.data.scene import SceneData
 from nsr.engine.run import Run, RunError
-from nsr.engine.trainer import render_view
+from nsr.evaluation.antialias import AntialiasConfig, render_camera_antialiased
 from nsr.metrics.image import psnr, ssim
 from nsr.metrics.lpips import LPIPS, lpips_distance
 
 IMAGE_CONVENTIONS = {
     "psnr": "-10 log10(MSE), [0, 1] colours, full image vs GT composited on the background colour",
     "psnr_mask": "as psnr, MSE over the pixels inside the object mask",
+    "psnr_interior": "as psnr, MSE over the object mask eroded by 3 pixels (a disc): no silhouette pixels",
+    "psnr_aa": "as psnr, of the anti-aliased render (K x K rays per silhouette pixel; antialias_samples)",
+    "psnr_mask_aa": "as psnr_mask, of the anti-aliased render",
     "ssim": "Gaussian window sigma 1.5 (11x11), data range 1, population covariance (skimage, Wang et al.), "
     "mean without the 5-pixel border, full composited image",
     "ssim_mask": "SSIM map averaged over the pixels inside the object mask",
@@ -55,6 +61,28 @@ class ViewMetrics:
     lpips: float | None
     hit_ratio: float
     """Fraction of mask pixels whose ray hits the surface."""
+    psnr_interior: float
+    """PSNR over the mask eroded by `INTERIOR_EROSION` pixels (plain render)."""
+    psnr_aa: float | None = None
+    """PSNR of the anti-aliased render (None when anti-aliasing is off)."""
+    psnr_mask_aa: float | None = None
+    """In-mask PSNR of the anti-aliased render (None when anti-aliasing is off)."""
+    supersampled: float = 0.0
+    """Fraction of the pixels rendered with K x K rays."""
+
+
+INTERIOR_EROSION = 3
+"""Pixels by which the mask is eroded for `psnr_interior`."""
+
+
+def interior_mask(mask: np.ndarray, pixels: int = INTERIOR_EROSION) -> np.ndarray:
+    """(H, W) bool mask eroded by a disc of radius `pixels` (the image border does not erode: an object cut
+    by the frame has no silhouette there)."""
+    from scipy.ndimage import binary_erosion
+
+    r = np.arange(-pixels, pixels + 1)
+    disc = r[:, None] ** 2 + r[None, :] ** 2 <= pixels**2
+    return binary_erosion(mask, structure=disc, border_value=1)
 
 
 def scene_root(run: Run, data: str | Path | None) -> Path:
@@ -142,22 +170,29 @@ def evaluate_images(
     lpips_model: LPIPS | None = None,
     out_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    antialias: AntialiasConfig | None = None,
 ) -> list[ViewMetrics]:
-    """Render `views` and measure them (module docstring). With `out_dir`, writes
-    `renders/view_XXX.png` = render | ground truth (composited) | error map, one row per view."""
+    """Render `views` (plain and anti-aliased as `antialias` says, default `AntialiasConfig()`) and measure
+    them (module docstring). With `out_dir`, writes `renders/view_XXX.png` = render (anti-aliased when on)
+    | ground truth (composited) | error map, one row per view."""
+    antialias = antialias or AntialiasConfig()
     background = model.background_rgb
     background = None if background is None else np.asarray(background, dtype=np.float64)
     rows = []
     if progress is not None:
         progress(0, len(views))
     for done, index in enumerate(views):
-        out = render_view(model, scene, index)
         h, w = scene.height, scene.width
+        both = render_camera_antialiased(model, scene.intrinsics[index], scene.c2w[index], h, w, antialias)
+        out = both.plain
         pred = out.rgb.reshape(h, w, 3).double().cpu().numpy().clip(0, 1)
+        pred_aa = both.antialiased.rgb.reshape(h, w, 3).double().cpu().numpy().clip(0, 1)
         hit = out.hit.reshape(h, w).cpu().numpy()
         mask = scene.masks[index]
         gt = scene.images[index] if background is None else composite(scene.images[index], mask, background)
         has_mask = bool(mask.any())
+        interior = interior_mask(mask)
+        on = antialias.enabled
         rows.append(
             ViewMetrics(
                 view=index,
@@ -168,10 +203,15 @@ def evaluate_images(
                 ssim_mask=ssim(pred, gt, mask) if has_mask else math.nan,
                 lpips=lpips_distance(lpips_model, pred, gt) if lpips_model is not None else None,
                 hit_ratio=float((hit & mask).sum() / max(mask.sum(), 1)),
+                psnr_interior=psnr(pred, gt, interior) if interior.any() else math.nan,
+                psnr_aa=psnr(pred_aa, gt) if on else None,
+                psnr_mask_aa=(psnr(pred_aa, gt, mask) if has_mask else math.nan) if on else None,
+                supersampled=float(both.supersampled.float().mean()),
             )
         )
         if out_dir is not None:
-            row = np.concatenate([to_uint8(pred), to_uint8(gt), error_map(pred, gt)], axis=1)
+            shown = pred_aa if on else pred
+            row = np.concatenate([to_uint8(shown), to_uint8(gt), error_map(shown, gt)], axis=1)
             save_png(row, out_dir / "renders" / f"view_{index:03d}.png")
         if progress is not None:
             progress(done + 1, len(views))
@@ -179,14 +219,32 @@ def evaluate_images(
 
 
 def evaluate_views(
-    model: torch.nn.Module, scene: SceneData, views: list[int], out_dir: Path | None = None
+    model: torch.nn.Module,
+    scene: SceneData,
+    views: list[int],
+    out_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    antialias: AntialiasConfig | None = None,
 ) -> dict:
     """Render `views`, measure them (`evaluate_images`) and return the means (`summarise`): `psnr`,
     `psnr_mask`, `ssim`, ... and `num_views`. With `out_dir`, the renders go to `out_dir/renders/`."""
-    return summarise(evaluate_images(model, scene, views, out_dir=out_dir))
+    return summarise(
+        evaluate_images(model, scene, views, out_dir=out_dir, progress=progress, antialias=antialias)
+    )
 
 
-METRIC_KEYS = ("psnr", "psnr_mask", "ssim", "ssim_mask", "lpips", "hit_ratio")
+METRIC_KEYS = (
+    "psnr",
+    "psnr_mask",
+    "ssim",
+    "ssim_mask",
+    "lpips",
+    "hit_ratio",
+    "psnr_interior",
+    "psnr_aa",
+    "psnr_mask_aa",
+    "supersampled",
+)
 
 
 def summarise(rows: list[ViewMetrics]) -> dict:
@@ -225,7 +283,13 @@ def plot_views(rows: list[ViewMetrics], path: Path, title: str = "") -> Path:
     """A PNG with one bar panel per metric (PSNR / PSNR in mask, SSIM, LPIPS) over views, drawn with PIL."""
     from PIL import Image, ImageDraw
 
-    panels = [("PSNR (dB)", "psnr"), ("PSNR in mask (dB)", "psnr_mask"), ("SSIM", "ssim"), ("LPIPS", "lpips")]
+    panels = [
+        ("PSNR (dB)", "psnr"),
+        ("PSNR in mask (dB)", "psnr_mask"),
+        ("PSNR in mask, anti-aliased (dB)", "psnr_mask_aa"),
+        ("SSIM", "ssim"),
+        ("LPIPS", "lpips"),
+    ]
     panels = [(label, key) for label, key in panels if rows and getattr(rows[0], key) is not None]
     width, panel_h, margin = max(480, 40 + 28 * len(rows)), 170, 48
     image = Image.new("RGB", (width, 30 + panel_h * len(panels)), "white")

@@ -16,6 +16,7 @@ from nsr.cameras.paths import orbit_path, spline_path
 from nsr.cameras.rays import scale_intrinsics
 from nsr.data.scene import SceneData
 from nsr.engine.run import Run, RunError
+from nsr.evaluation.antialias import AntialiasConfig, render_camera_antialiased
 from nsr.models import Model
 
 
@@ -54,16 +55,21 @@ def camera_path(
 
 
 def render_path(
-    model: Model, path: CameraPath, progress: Callable[[int, int], None] | None = None
+    model: Model,
+    path: CameraPath,
+    progress: Callable[[int, int], None] | None = None,
+    antialias: AntialiasConfig | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Render every camera of a path -> (frames as (H, W, 3) float [0, 1], hit masks (H, W) bool)."""
+    """Render every camera of a path, anti-aliased as `antialias` says (default `AntialiasConfig()`:
+    K x K rays per silhouette pixel) -> (frames as (H, W, 3) float [0, 1], hit masks (H, W) bool of the
+    pixel centres' rays)."""
     frames, hits = [], []
     if progress is not None:
         progress(0, len(path.poses))
     for i, pose in enumerate(path.poses):
-        out = model.render_camera(path.intrinsics, pose, path.height, path.width)
-        frames.append(out.rgb.reshape(path.height, path.width, 3).cpu().numpy().clip(0, 1))
-        hits.append(out.hit.reshape(path.height, path.width).cpu().numpy())
+        both = render_camera_antialiased(model, path.intrinsics, pose, path.height, path.width, antialias)
+        frames.append(both.antialiased.rgb.reshape(path.height, path.width, 3).cpu().numpy().clip(0, 1))
+        hits.append(both.plain.hit.reshape(path.height, path.width).cpu().numpy())
         if progress is not None:
             progress(i + 1, len(path.poses))
     return frames, hits
@@ -86,9 +92,10 @@ def render_to_folder(
     out_dir: Path,
     fps: int = 15,
     progress: Callable[[int, int], None] | None = None,
+    antialias: AntialiasConfig | None = None,
 ) -> tuple[list[Path], str]:
     """Render a path and write its frames and videos (`write_frames`) -> (videos written, summary line)."""
-    frames, _ = render_path(model, path, progress)
+    frames, _ = render_path(model, path, progress, antialias)
     written = write_frames(frames, out_dir, fps)
     line = f"{len(frames)} frames of {path.width}x{path.height} in {out_dir}: {', '.join(p.name for p in written)}"
     if not has_mp4_encoder():
