@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
+from nsr.engine.schedule import run_progress
 from nsr.engine.trainer import StepMetrics, Trainer
 from nsr.errors import USER_ERRORS, one_line
 
@@ -25,18 +30,51 @@ def friendly(fn: Callable[[], int]) -> int:
 
 
 class TrainProgress:
-    """A tqdm bar showing loss and PSNR, fed by the trainer's `on_step`."""
+    """A tqdm bar of the run's progress in percent (`nsr.engine.schedule.run_progress`: steps done or
+    training time spent, whichever is further), so that its ETA follows whichever of `steps` and
+    `max_seconds` ends the run; shows the step, it/s, loss, PSNR and the model's indicators. Fed by the
+    trainer's `on_step`."""
 
-    def __init__(self, total: int, initial: int = 0, desc: str = "train", keys: tuple[str, ...] = ()) -> None:
-        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, smoothing=0.05)
+    BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]"
+
+    def __init__(
+        self,
+        steps: int,
+        max_seconds: float = 0.0,
+        step: int = 0,
+        seconds: float = 0.0,
+        desc: str = "train",
+        keys: tuple[str, ...] = (),
+    ) -> None:
+        self.steps, self.max_seconds = steps, max_seconds
+        self.start_step = step
+        self.bar = tqdm(
+            total=100.0,
+            initial=self.percent(step, seconds),
+            desc=desc,
+            dynamic_ncols=True,
+            smoothing=0.05,
+            bar_format=self.BAR_FORMAT,
+        )
         self.keys = keys
         """The model's indicators shown besides the loss and PSNR (`Model.progress_keys`)."""
+        self.shown: dict[str, str] = {}
+
+    def percent(self, step: int, seconds: float) -> float:
+        return 100.0 * run_progress(step, seconds, self.steps, self.max_seconds)
 
     def __call__(self, m: StepMetrics) -> None:
-        self.bar.update(m.step - self.bar.n)
         if m.step % 10 == 0 or m.step == 1:
-            shown = {key: f"{m.metrics[key]:.4g}" for key in self.keys if key in m.metrics}
-            self.bar.set_postfix(loss=f"{m.loss:.4f}", psnr=f"{m.psnr:.2f}", **shown, refresh=False)
+            self.shown = {key: f"{m.metrics[key]:.4g}" for key in self.keys if key in m.metrics}
+            self.shown = {"loss": f"{m.loss:.4f}", "psnr": f"{m.psnr:.2f}", **self.shown}
+        elapsed = self.bar.format_dict["elapsed"]
+        rate = (m.step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        position = f"step {m.step}/{self.steps}"
+        if self.max_seconds > 0:
+            position += f", {m.seconds:.0f}/{self.max_seconds:g} s"
+        extras = ", ".join(f"{k}={v}" for k, v in self.shown.items())
+        self.bar.set_postfix_str(f"{position}, {rate:.2f} it/s, {extras}", refresh=False)
+        self.bar.update(self.percent(m.step, m.seconds) - self.bar.n)
 
     def close(self) -> None:
         self.bar.close()
@@ -46,7 +84,10 @@ def train_with_progress(trainer: Trainer, resume: bool) -> None:
     """Optionally resume from the run's latest checkpoint, then train with a progress bar."""
     if resume and trainer.resume():
         print(f"resuming {trainer.run_dir} at step {trainer.step}")
-    bar = TrainProgress(total=trainer.config.steps, initial=trainer.step, keys=trainer.model.progress_keys)
+    config = trainer.config
+    bar = TrainProgress(
+        config.steps, config.max_seconds, trainer.step, trainer.seconds, keys=trainer.model.progress_keys
+    )
     trainer.on_step = bar
     try:
         trainer.train()
@@ -83,3 +124,83 @@ def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         sys.stdout = stdout
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Environment variables through which the user already chose torch's CPU threads."""
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota (containers)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def default_threads(cores: int, load: float, torch_default: int) -> int:
+    """Threads for a CPU computation when the user chose none: the cores that other processes leave free
+    (cores minus the 1-minute load average, rounded), at least 1, at most torch's own default. On a shared
+    machine, more threads than free cores stall at every parallel region (OpenMP threads spin, waiting for a
+    thread that is not scheduled): one thread was several times faster than two on a busy 2-core machine."""
+    free = math.floor(cores - load + 0.5)
+    return max(1, min(torch_default, free))
+
+
+def set_threads(requested: int | None = None) -> int:
+    """Set torch's CPU threads: `requested` (`--threads N`); else the user's OMP_NUM_THREADS /
+    MKL_NUM_THREADS (torch honoured it already); else `default_threads` of this machine now. Says what it
+    chose when it chose fewer threads than torch would have. Returns the thread count."""
+    import torch
+
+    if requested is not None:
+        if requested < 1:
+            raise SystemExit(f"nsr: error: --threads must be >= 1, got {requested}")
+        torch.set_num_threads(requested)
+        return requested
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
+        return torch.get_num_threads()
+    cores, current = available_cores(), torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    threads = default_threads(cores, load, current)
+    if threads != current:
+        torch.set_num_threads(threads)
+        logging.getLogger("nsr.cli").info(
+            "%d CPU thread%s (%d cores, load %.1f from other processes; --threads N to choose)",
+            threads,
+            "" if threads == 1 else "s",
+            cores,
+            load,
+        )
+    return threads
+
+
+def pop_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """`argv` without `--threads N` / `--threads=N`, and N (None when absent)."""
+    rest, value, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--threads" and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--threads="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    if value is None:
+        return rest, None
+    try:
+        return rest, int(value)
+    except ValueError:
+        raise SystemExit(f"nsr: error: --threads takes a whole number, got {value!r}") from None

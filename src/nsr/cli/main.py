@@ -27,6 +27,11 @@ COMMANDS = {
 def usage() -> str:
     lines = ["usage: nsr COMMAND [options]   (nsr COMMAND --help for its options)", "", "commands:"]
     lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [
+        "",
+        "every command: --threads N   CPU threads of torch (default: OMP_NUM_THREADS if set, else the cores",
+        "                             that other processes leave free)",
+    ]
     return "\n".join(lines)
 
 
@@ -49,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("nsr: %(message)s"))
     logging.getLogger("nsr").addHandler(handler)
     logging.getLogger("nsr").setLevel(logging.INFO)
+    from nsr.cli.common import pop_threads, set_threads
+
+    rest, threads = pop_threads(rest)
+    if "-h" not in rest and "--help" not in rest:
+        set_threads(threads)
     module = importlib.import_module(COMMANDS[name][0])
     return module.run(rest)
 

@@ -22,27 +22,69 @@ from nsr.engine.trainer import Trainer
 PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
 ALIASES = {
     "--data": "--data.path",
+    "--downscale": "--data.downscale",
+    "--background": "--data.background",
     "--holdout": "--data.holdout-every",
-    "--pose-noise": "--cameras.pose-noise",
-    "--camera-init": "--cameras.init-file",
     "--format": "--data.format",
     "--no-masks": "--data.no-use-masks",
+    "--pose-noise": "--cameras.pose-noise",
+    "--camera-init": "--cameras.init-file",
 }
+"""Short flags users try first -> the config field they set (both spellings work)."""
+
+SHORT_FLAGS = (
+    ("--data DIR", "the scene folder (--data.path)"),
+    ("--preset NAME", "the preset to start from (listed below)"),
+    ("--steps N", "optimisation steps"),
+    ("--max-seconds S", "training-time budget; the schedules follow whichever limit ends the run"),
+    ("--downscale D", "divide the image size by D (--data.downscale)"),
+    ("--background auto|R,G,B", "background colour of the images (--data.background)"),
+    ("--holdout K", "hold out every K-th view for evaluation (--data.holdout-every)"),
+    ("--no-masks", "train on whole images (--data.no-use-masks; NeuS presets)"),
+    ("--format F", "scene format, default auto (--data.format)"),
+    (
+        "--pose-noise R,T[,SEED]",
+        "perturb the start poses: degrees, fraction of the distance (--cameras.pose-noise)",
+    ),
+    ("--camera-init FILE", "start from this camera file (--cameras.init-file)"),
+    ("--device D", "auto, cpu, cuda, cuda:1, ..."),
+    ("--threads N", "CPU threads (default: OMP_NUM_THREADS, else chosen from the free cores)"),
+    ("--resume", "continue the run in --out from its latest checkpoint"),
+)
+"""The flags listed at the top of `nsr train --help`."""
+
+
+def help_text() -> str:
+    """The description of `nsr train --help`: the short flags first, then how overrides work."""
+    width = max(len(flag) for flag, _ in SHORT_FLAGS)
+    lines = ["Train a model (IDR or NeuS, by preset) on a scene folder.", "", "Short flags:"]
+    lines += [f"  {flag:<{width}}  {text}" for flag, text in SHORT_FLAGS]
+    lines += [
+        "",
+        "Every field of the preset can be overridden, e.g. --model.sdf.hidden-dim 256; presets NAME-cams "
+        "also optimise the cameras (docs/cameras.md).",
+        "",
+        "--model.sdf.encoding KIND (or --model.appearance.view-encoding KIND) switches an encoding to another "
+        "kind with its defaults (positional, fourier, sh, hashgrid, nffb, stylemod-nffb); the options below "
+        "are those of the preset's kinds, and --model.sdf.encoding KIND --help lists the new ones.",
+    ]
+    return "\n".join(lines)
+
+
+def expand_aliases(argv: list[str]) -> list[str]:
+    """`argv` with the short flags (`--downscale 2`, `--downscale=2`) spelled as their config fields."""
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if flag in ALIASES:
+            arg = ALIASES[flag] + sep + value
+        out.append(arg)
+    return out
 
 
 @dataclass
 class TrainArgs:
-    """Train an IDR model on a scene folder (IDR/DTU/NeuS layout).
-
-    Every field of the preset can be overridden, e.g. `--steps 5000 --model.sdf.hidden-dim 256`.
-    `--data DIR` is short for `--data.path DIR`, `--holdout K` for `--data.holdout-every K`,
-    `--pose-noise ROT_DEG,TRANS_FRAC[,SEED]` for `--cameras.pose-noise` (perturbed ground-truth start poses)
-    and `--camera-init FILE` for `--cameras.init-file` (e.g. cameras_linear_init.npz). Presets NAME-cams
-    also optimise the cameras (docs/cameras.md).
-    `--model.sdf.encoding KIND` (or `--model.appearance.view-encoding KIND`) switches an encoding to
-    another kind with its defaults (positional, fourier, sh, hashgrid, nffb, stylemod-nffb); the options
-    listed below are those of the preset's kinds, and `--model.sdf.encoding KIND --help` lists the new ones.
-    """
+    """Train a model on a scene folder (`help_text` is what `nsr train --help` shows)."""
 
     out: Path
     """Run folder (created; holds config.yaml, checkpoints/, validation/, tensorboard/)."""
@@ -59,13 +101,18 @@ def _preset_name(argv: list[str]) -> str:
 
 def parse(argv: list[str], config: TrainConfig | None = None) -> TrainArgs:
     """`nsr train`'s arguments; overrides apply to `config` if given, else to the named preset."""
-    argv = [ALIASES.get(a, a) for a in argv]
+    argv = expand_aliases(argv)
     preset = _preset_name(argv)
     default = TrainArgs(out=Path("runs/run"), preset=preset, config=config or get_preset(preset))
     argv = apply_kind_switches(default.config, argv)
     # Union fields show the preset's kind (no subcommands), so nested overrides need no subcommand name.
     return tyro.cli(
-        TrainArgs, args=argv, default=default, prog="nsr train", config=(tyro.conf.AvoidSubcommands,)
+        TrainArgs,
+        args=argv,
+        default=default,
+        prog="nsr train",
+        description=help_text(),
+        config=(tyro.conf.AvoidSubcommands,),
     )
 
 
