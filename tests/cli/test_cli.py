@@ -128,7 +128,12 @@ def test_demo_smoke(tmp_path):
     nsr("demo", "--out", tmp_path / "demo", "--steps", "3", "--resolution", "32")
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert {"chamfer", "accuracy", "completeness", "fscore", "chamfer_rel", "psnr"} <= set(metrics)
+    assert {"psnr_mask_aa", "psnr_interior", "resolution"} <= set(metrics)
     assert metrics["steps"] == 3
+    # the evaluation is where `nsr eval` puts it, and the demo's report shows it
+    assert (tmp_path / "demo" / "run" / "eval" / "step_0000003" / "geometry.json").is_file()
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert "No evaluation yet" not in page and "Chamfer" in page and "anti-aliased" in page
     # Running it again reuses the scene and the finished run.
     result = nsr("demo", "--out", tmp_path / "demo", "--steps", "3", "--resolution", "32")
     assert "at step 3" in result.stdout and "resuming" in result.stdout

@@ -274,3 +274,34 @@ def test_transfer_between_trained_runs_of_two_textures(tiny_scene, tmp_path, cap
         both = mask_a & mask_b
         mean_a, mean_b, mean_t = a[both].mean(0), b[both].mean(0), t[both].mean(0)
         assert np.linalg.norm(mean_t - mean_b) < 0.5 * np.linalg.norm(mean_t - mean_a)
+
+
+def test_report_compares_two_runs(run_folder, tiny_scene, tmp_path, capsys, monkeypatch):
+    """`nsr report A --compare B`: both summaries, and each held-out view as GT | A | B | errors."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    a, b = tmp_path / "a", make_run(tiny_scene, tmp_path / "b", radius=0.4, colour=(0.9, 0.3, 0.1))
+    shutil.copytree(run_folder, a)
+    out = tmp_path / "page.html"
+    argv = [a, "--compare", b, "--device", "cpu", "--resolution", "16", "--out", out]
+    assert call("report", argv, capsys)[0] == 0
+    assert "has no evaluated renders: run `nsr eval" in out.read_text()
+    for run in (a, b):
+        assert call("eval", [run, "--device", "cpu", "--antialias", "2"], capsys)[0] == 0
+    code, _, stderr = call("report", argv, capsys)
+    assert code == 0, stderr
+    page = out.read_text()
+    assert "Held-out views side by side" in page and "view_000: ground truth | a | b" in page
+    assert "No evaluation yet" not in page and page.count("anti-aliased") >= 2  # both summaries
+
+
+def test_report_measures_trained_cameras(tiny_scene, tmp_path, capsys):
+    """A run whose cameras started from noise: the report shows how far they are from the ground truth."""
+    config = tiny_config(tiny_scene)
+    config.cameras.pose_noise = "3,0.03,1"
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.prepare_run_dir()
+    trainer.save_checkpoint()
+    code, _, stderr = call("report", [tmp_path / "run", "--device", "cpu", "--resolution", "16"], capsys)
+    assert code == 0, stderr
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "rotation (deg) before: mean" in page and "of the distance" in page

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nsr.engine.machine import record_machine
 from nsr.engine.schedule import run_progress
 from nsr.engine.trainer import StepMetrics, Trainer
 from nsr.errors import USER_ERRORS, one_line
@@ -84,6 +85,8 @@ def train_with_progress(trainer: Trainer, resume: bool) -> None:
     """Optionally resume from the run's latest checkpoint, then train with a progress bar."""
     if resume and trainer.resume():
         print(f"resuming {trainer.run_dir} at step {trainer.step}")
+    if trainer.progress() < 1:  # a session that trains
+        record_machine(trainer.run_dir, trainer.device, trainer.step)
     config = trainer.config
     bar = TrainProgress(
         config.steps, config.max_seconds, trainer.step, trainer.seconds, keys=trainer.model.progress_keys

@@ -1,7 +1,8 @@
 """`nsr demo [--out DIR]`: the whole pipeline on NSR's generated scene, in minutes on a CPU.
 
-Leaves DIR/scene/ (the generated scene, IDR layout, with gt_mesh.ply), DIR/run/ (the run folder),
-DIR/mesh.ply (world units) and DIR/metrics.json (mesh-to-GT-mesh distances and held-out PSNR).
+Leaves DIR/scene/ (the generated scene, IDR layout, with gt_mesh.ply), DIR/run/ (the run folder, with its
+evaluation in run/eval/step_XXXXXXX/ as `nsr eval` writes it), DIR/mesh.ply (world units),
+DIR/metrics.json (mesh-to-GT-mesh distances and held-out PSNR / SSIM) and DIR/report.html.
 Running it again resumes or reuses what is already there.
 """
 
@@ -15,11 +16,13 @@ from pathlib import Path
 import trimesh
 import tyro
 
+from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, train_with_progress
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import Trainer
-from nsr.evaluation.images import evaluate_views
+from nsr.evaluation.antialias import AntialiasConfig
+from nsr.evaluation.images import evaluate_images, save_image_evaluation, write_json
 from nsr.evaluation.meshes import extract_world_mesh
 from nsr.mesh.extract import save_mesh
 from nsr.metrics.geometry import mesh_metrics
@@ -74,18 +77,52 @@ def _run(args: DemoArgs) -> int:
     finally:
         progress.close()
     save_mesh(mesh, args.out / "mesh.ply")
+    print("measuring the mesh against the ground truth ...", flush=True)
     gt = trimesh.load(scene_dir / "gt_mesh.ply", force="mesh")
-    metrics = mesh_metrics(mesh, gt)
-    metrics.update(evaluate_views(trainer.model, scene, trainer.test_views, args.out))
+    geometry = mesh_metrics(mesh, gt)
+    # The evaluation goes where `nsr eval` puts it, so that `nsr report` (and the report below) finds it.
+    eval_dir = args.out / "run" / "eval" / f"step_{trainer.step:07d}"
+    antialias = AntialiasConfig()
+    progress = CountProgress("rendering held-out views")
+    try:
+        rows = evaluate_images(
+            trainer.model, scene, trainer.test_views, out_dir=eval_dir, progress=progress, antialias=antialias
+        )
+    finally:
+        progress.close()
+    images = save_image_evaluation(
+        rows,
+        eval_dir,
+        f"demo step {trainer.step} (test views)",
+        split="test",
+        resolution=[scene.width, scene.height],
+        downscale=config.data.downscale,
+        antialias_samples=antialias.samples,
+        antialias_everywhere=antialias.everywhere,
+    )
+    write_json(geometry, eval_dir / "geometry.json")
+    write_json(
+        {"run": str(args.out / "run"), "step": trainer.step, **images, **geometry}, eval_dir / "summary.json"
+    )
+    metrics = {**geometry, **{k: v for k, v in images.items() if k != "conventions"}}
     metrics["train_seconds"] = trainer.seconds
     metrics["steps"] = trainer.step
     metrics["total_seconds"] = time.perf_counter() - t0
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    text = json.dumps(metrics, indent=2)
+    atomic_write(args.out / "metrics.json", lambda f: f.write(text.encode()))
 
-    print(f"mesh: {args.out / 'mesh.ply'}   metrics: {args.out / 'metrics.json'}")
+    from nsr.cli.report import ReportArgs, build_report
+
+    page = build_report(ReportArgs(run=args.out / "run", mesh=args.out / "mesh.ply", device=args.device))
+    atomic_write(args.out / "report.html", lambda f: f.write(page.encode()))
+
+    print(
+        f"mesh: {args.out / 'mesh.ply'}   metrics: {args.out / 'metrics.json'}   report: {args.out / 'report.html'}"
+    )
     print(
         f"chamfer {metrics['chamfer']:.4f} (world units) = {100 * metrics['chamfer_rel']:.2f}% of the GT bbox diagonal, "
         f"F-score {metrics['fscore']:.3f}, held-out PSNR {metrics['psnr']:.2f} dB "
-        f"({metrics['psnr_mask']:.2f} dB inside the mask), {metrics['total_seconds']:.0f} s in all"
+        f"({metrics['psnr_mask']:.2f} dB inside the mask, {metrics['psnr_mask_aa']:.2f} dB anti-aliased), "
+        f"{metrics['total_seconds']:.0f} s in all"
     )
     return 0

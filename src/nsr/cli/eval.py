@@ -42,14 +42,11 @@ from nsr.engine.run import (
 )
 from nsr.evaluation.antialias import AntialiasConfig
 from nsr.evaluation.images import (
-    IMAGE_CONVENTIONS,
     evaluate_images,
     load_run_scene,
-    plot_views,
+    save_image_evaluation,
     select_views,
-    summarise,
     write_json,
-    write_views_csv,
 )
 from nsr.evaluation.meshes import extract_world_mesh
 from nsr.mesh.extract import save_mesh, transform_mesh
@@ -239,16 +236,17 @@ def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
         rows = evaluate_images(ctx.run.model, scene, views, lpips_model, ctx.out, progress, antialias)
     finally:
         progress.close()
-    summary = summarise(rows)
-    summary["split"] = args.split
-    summary["resolution"] = [scene.width, scene.height]
-    summary["downscale"] = ctx.run.config.data.downscale if args.downscale is None else args.downscale
-    summary["antialias_samples"] = antialias.samples
-    summary["antialias_everywhere"] = antialias.everywhere
-    summary["lpips_status"] = status.message
-    write_views_csv(rows, ctx.out / "views.csv")
-    plot_views(rows, ctx.out / "metrics.png", f"{ctx.run.path.name} step {ctx.run.step} ({args.split} views)")
-    return summary
+    return save_image_evaluation(
+        rows,
+        ctx.out,
+        f"{ctx.run.path.name} step {ctx.run.step} ({args.split} views)",
+        split=args.split,
+        resolution=[scene.width, scene.height],
+        downscale=ctx.run.config.data.downscale if args.downscale is None else args.downscale,
+        antialias_samples=antialias.samples,
+        antialias_everywhere=antialias.everywhere,
+        lpips_status=status.message,
+    )
 
 
 def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
@@ -310,29 +308,31 @@ def run(argv: list[str]) -> int:
 
 def _run(args: EvalArgs) -> int:
     with stdout_to_stderr(args.json):  # with --json, everything but the final JSON goes to stderr
-        if args.antialias < 1:
-            raise RunError(
-                f"--antialias must be >= 1 (K x K rays per silhouette pixel), got {args.antialias}"
-            )
-        run_ = open_run(args.run, args.checkpoint, args.device)
-        ctx = Context(args=args, run=run_, out=Path())
-        out = ctx.out = args.out or eval_folder(args, ctx)
-        result: dict = {"run": str(args.run), "step": run_.step, "checkpoint": args.checkpoint}
-        for section in SECTIONS:
-            part = section(args, ctx)
-            if part is not None:
-                result.update(part)
-        if "psnr" in result:
-            result["conventions"] = IMAGE_CONVENTIONS
-        result.update(ctx.notes)
-        summary_path = out / "summary.json"
-        previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        write_json({**previous, **result}, summary_path)  # sections from earlier calls are kept
+        result, out = evaluate(args)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_human(result, out)
     return 0
+
+
+def evaluate(args: EvalArgs) -> tuple[dict, Path]:
+    """Run the sections `args` asks for, write their files and merge the result into the folder's
+    summary.json -> (result, output folder). Progress bars go to stderr; nothing else is printed."""
+    AntialiasConfig(samples=args.antialias).validate()  # before any work
+    run_ = open_run(args.run, args.checkpoint, args.device)
+    ctx = Context(args=args, run=run_, out=Path())
+    out = ctx.out = args.out or eval_folder(args, ctx)
+    result: dict = {"run": str(args.run), "step": run_.step, "checkpoint": args.checkpoint}
+    for section in SECTIONS:
+        part = section(args, ctx)
+        if part is not None:
+            result.update(part)
+    result.update(ctx.notes)
+    summary_path = out / "summary.json"
+    previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    write_json({**previous, **result}, summary_path)  # sections from earlier calls are kept
+    return result, out
 
 
 def _fmt(value, spec: str) -> str:

@@ -1,4 +1,5 @@
-"""`nsr report RUN [--out RUN/report.html]`: one self-contained HTML page for a run."""
+"""`nsr report RUN [--compare OTHER_RUN] [--out RUN/report.html]`: one self-contained HTML page for a run
+(and, with `--compare`, its held-out renders beside another run's)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ import tyro
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import RunError
-from nsr.report.html import collect_run, decimate, find_mesh, render_html
+from nsr.report.html import (
+    ReportInputs,
+    camera_line,
+    camera_table,
+    collect_run,
+    compare_views,
+    decimate,
+    find_mesh,
+    render_html,
+    run_summary,
+)
 
 
 @dataclass
@@ -32,8 +43,11 @@ class ReportArgs:
     """Meshes with more faces are decimated (vertex clustering) before being inlined."""
     max_images: int = 8
     """Held-out renders shown."""
+    compare: Path | None = None
+    """Another run folder (e.g. NeuS beside IDR on the same scene): its summary beside this run's, and each
+    held-out view that both runs evaluated as ground truth | this run | the other | their error maps."""
     device: str = "auto"
-    """Where to extract the mesh if needed."""
+    """Where to extract the mesh (or evaluate trained cameras) if needed."""
 
 
 def run(argv: list[str]) -> int:
@@ -42,9 +56,25 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: ReportArgs) -> int:
-    if not (args.run / "config.yaml").is_file():
-        raise RunError(f"{args.run}: not a run folder (no config.yaml)")
+    out = args.out or args.run / "report.html"
+    page = build_report(args)
+    atomic_write(out, lambda f: f.write(page.encode()))
+    print(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
+    return 0
+
+
+def build_report(args: ReportArgs) -> str:
+    """The page of `args.run` (and `args.compare`) as one HTML string."""
+    for run in (args.run, args.compare):
+        if run is not None and not (run / "config.yaml").is_file():
+            raise RunError(f"{run}: not a run folder (no config.yaml)")
+    print(f"report of {args.run}: reading the run folder")
     inputs = collect_run(args.run, args.max_images)
+    _add_camera_errors(args, inputs)
+    if args.compare is not None:
+        inputs.title += f" beside {args.compare.resolve().name}"
+        inputs.summary.append((args.compare.resolve().name, run_summary(args.compare)))
+        inputs.comparison, inputs.comparison_note = compare_views(args.run, args.compare, args.max_images)
     mesh_path = args.mesh or find_mesh(args.run)
     if mesh_path is not None:
         mesh = trimesh.load(mesh_path, force="mesh", process=False)
@@ -71,8 +101,22 @@ def _run(args: ReportArgs) -> int:
         inputs.mesh_note = f"Mesh: {source}, {shown}."
     else:
         inputs.mesh_note = source
-    out = args.out or args.run / "report.html"
-    page = render_html(inputs)
-    atomic_write(out, lambda f: f.write(page.encode()))
-    print(f"wrote {out} ({len(page) / 1e6:.1f} MB)")
-    return 0
+    return render_html(inputs)
+
+
+def _add_camera_errors(args: ReportArgs, inputs: ReportInputs) -> None:
+    """For a run whose cameras started elsewhere than the scene's (noisy file, pose noise, trained cameras)
+    and that `nsr eval --cameras` has not measured yet: measure them now (no mesh) for the summary."""
+    from nsr.engine.cameras import GT_CAMERAS
+    from nsr.engine.run import cameras_start_elsewhere, evaluate_run_cameras, open_run
+
+    if (args.run / "eval_cameras.json").is_file() or not (args.run / GT_CAMERAS).is_file():
+        return
+    if not (args.run / "checkpoints" / "latest.pt").is_file():
+        return
+    run_ = open_run(args.run, "latest", args.device)
+    if not cameras_start_elsewhere(run_):
+        return
+    summary = evaluate_run_cameras(run_).summary()
+    inputs.summary[0][1]["cameras"] = f"{camera_line(summary)} (step {run_.step})"
+    inputs.tables.append((f"trained cameras (step {run_.step})", camera_table(summary)))

@@ -233,6 +233,17 @@ def evaluate_views(
     )
 
 
+def save_image_evaluation(rows: list[ViewMetrics], out_dir: Path, title: str, **extra) -> dict:
+    """Write `views.csv` and `metrics.png` into `out_dir` and return the summary (`summarise`) with `extra`
+    keys (split, resolution, anti-aliasing, ...) and the conventions."""
+    summary = summarise(rows)
+    summary.update(extra)
+    summary["conventions"] = IMAGE_CONVENTIONS
+    write_views_csv(rows, out_dir / "views.csv")
+    plot_views(rows, out_dir / "metrics.png", title)
+    return summary
+
+
 METRIC_KEYS = (
     "psnr",
     "psnr_mask",

@@ -7,12 +7,15 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import trimesh
+import yaml
 
 CURVES = (
     "train/loss",
@@ -33,6 +36,8 @@ class ReportInputs:
     """What a report shows; every part is optional."""
 
     title: str
+    summary: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """(run name, {label: text}) per run: the page's first table, one column per run."""
     config_text: str = ""
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     """tag -> (steps, values)."""
@@ -42,6 +47,9 @@ class ReportInputs:
     """(caption, per-view CSV rows)."""
     images: list[tuple[str, bytes]] = field(default_factory=list)
     """(caption, PNG bytes)."""
+    comparison: list[tuple[str, bytes]] = field(default_factory=list)
+    """(caption, PNG bytes): held-out views of two runs side by side with the ground truth."""
+    comparison_note: str = ""
     mesh: trimesh.Trimesh | None = None
     mesh_note: str = ""
 
@@ -125,11 +133,27 @@ def _svg_curve(tag: str, steps: np.ndarray, values: np.ndarray, width=360, heigh
     )
 
 
+def format_number(value: float | int) -> str:
+    """A number as a table shows it: whole numbers as integers, else 4 significant digits (1 decimal from
+    100 on; 18.00, 0.5264, 1.200e-05); no 6-digit walls."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a" if math.isnan(value) else str(value)
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:#.4g}"
+
+
 def _format(value) -> str:
     if value is None:
         return "n/a"
-    if isinstance(value, float):
-        return f"{value:.6g}"
+    if isinstance(value, int | float):
+        return format_number(value)
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value) and len(value) <= 8:
+        return ", ".join(format_number(v) for v in value)
     if isinstance(value, list | dict):
         return html.escape(json.dumps(value)[:200])
     return html.escape(str(value))
@@ -144,6 +168,21 @@ def _table(caption: str, data: dict) -> str:
     return f"<table><caption>{html.escape(caption)}</caption>{rows}</table>"
 
 
+def _summary_table(columns: list[tuple[str, dict[str, str]]]) -> str:
+    """One row per label, one column per run."""
+    labels: list[str] = []
+    for _, values in columns:
+        labels += [k for k in values if k not in labels]
+    head = "<tr><th></th>" + "".join(f"<th>{html.escape(name)}</th>" for name, _ in columns) + "</tr>"
+    body = "".join(
+        f"<tr><th>{html.escape(label)}</th>"
+        + "".join(f"<td>{html.escape(values.get(label, '-'))}</td>" for _, values in columns)
+        + "</tr>"
+        for label in labels
+    )
+    return f"<table class='summary'>{head}{body}</table>"
+
+
 def _view_table(caption: str, rows: list[dict]) -> str:
     if not rows:
         return ""
@@ -153,9 +192,7 @@ def _view_table(caption: str, rows: list[dict]) -> str:
         cells = []
         for v in r.values():
             try:
-                cells.append(
-                    f"{float(v):.4f}" if v not in ("", None) and "." in str(v) else html.escape(str(v))
-                )
+                cells.append(format_number(float(v)) if v not in ("", None) else "")
             except ValueError:
                 cells.append(html.escape(str(v)))
         body += "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
@@ -246,6 +283,8 @@ pre { background: #f6f8fa; padding: 10px; font-size: 12px; max-height: 320px; ov
 .curve .t { font-size: 12px; font-weight: 600; } .curve .l { font-size: 10px; fill: #666; }
 figure { display: inline-block; margin: 6px; } figure img { image-rendering: pixelated; border: 1px solid #ddd; height: 200px; width: auto; }
 figcaption { font-size: 12px; color: #555; }
+figure.wide { display: block; } figure.wide img { height: 220px; }
+table.summary td, table.summary th { padding: 3px 10px; font-size: 14px; }
 #mesh-view { width: 640px; height: 480px; border: 1px solid #ccc; cursor: grab; }
 .note { color: #666; font-size: 13px; }
 """
@@ -258,6 +297,17 @@ def render_html(inputs: ReportInputs) -> str:
         f"<title>{html.escape(inputs.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(inputs.title)}</h1>",
     ]
+    if inputs.summary:
+        parts.append("<h2>Summary</h2>" + _summary_table(inputs.summary))
+    if inputs.comparison or inputs.comparison_note:
+        parts.append("<h2>Held-out views side by side</h2>")
+        if inputs.comparison_note:
+            parts.append(f"<p class='note'>{html.escape(inputs.comparison_note)}</p>")
+        for caption, png in inputs.comparison:
+            src = "data:image/png;base64," + base64.b64encode(png).decode()
+            parts.append(
+                f"<figure class='wide'><img src='{src}'><figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     parts.append("<h2>Metrics</h2>")
     if inputs.tables:
         parts += [_table(caption, data) for caption, data in inputs.tables]
@@ -291,21 +341,154 @@ def render_html(inputs: ReportInputs) -> str:
     return "".join(parts)
 
 
+def eval_folders(run_dir: Path) -> list[Path]:
+    """The evaluation folders of the newest evaluated step (RUN/eval/step_XXXXXXX[_<split>][_<W>x<H>]),
+    the default one (held-out views at the training resolution) first."""
+    root = run_dir / "eval"
+    folders = [p for p in root.glob("step_*") if p.is_dir()] if root.is_dir() else []
+    if not folders:
+        return []
+
+    def step(p: Path) -> int:
+        digits = p.name.split("_")[1]
+        return int(digits) if digits.isdigit() else -1
+
+    newest = max(step(p) for p in folders)
+    return sorted((p for p in folders if step(p) == newest), key=lambda p: (len(p.name), p.name))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _pct(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{100 * value:.{digits}g}%"
+
+
+def _db(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f} dB"
+
+
+def run_summary(run_dir: Path) -> dict[str, str]:
+    """The few numbers a reader wants first, as text by label: training length, time, it/s, device, model;
+    Chamfer and F-score in % of the GT diagonal; DTU; held-out PSNR (full, in the mask, anti-aliased,
+    interior), SSIM, LPIPS; trained-camera errors. Labels without a measurement are left out."""
+    from nsr.engine.machine import read_machines
+
+    out: dict[str, str] = {}
+    config = {}
+    if (run_dir / "config.yaml").is_file():
+        loaded = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = loaded.get("config", loaded) if isinstance(loaded, dict) else {}
+    model = config.get("model", {}) if isinstance(config, dict) else {}
+    if isinstance(model, dict) and model:
+        encoding = (model.get("sdf") or {}).get("encoding") or {}
+        out["model"] = f"{model.get('kind', 'idr')}, SDF encoding {encoding.get('kind', '?')}"
+    last = _read_json(run_dir / "schedule.json").get("last")
+    if last and last[1] > 0:
+        steps, seconds = int(last[0]) + 1, float(last[1])
+        out["training"] = f"{steps} steps in {seconds:.0f} s ({last[0] / seconds:.3g} it/s)"
+    sessions = read_machines(run_dir)
+    if sessions:
+        names = []
+        for s in sessions:
+            text = f"{s.get('name', '?')} ({s.get('device', '?')}"
+            text += (
+                f", {s['threads']} CPU thread{'s' if s['threads'] != 1 else ''})"
+                if "cpu" in str(s.get("device")) and "threads" in s
+                else ")"
+            )
+            if text not in names:
+                names.append(text)
+        out["device"] = "; ".join(names)
+    results: dict = {}
+    for folder in reversed(eval_folders(run_dir)):  # the default folder's numbers win
+        for name in ("summary.json", "geometry.json", "dtu.json"):
+            results.update(_read_json(folder / name))
+    if results.get("chamfer_rel") is not None:
+        out["Chamfer"] = (
+            f"{_pct(results['chamfer_rel'])} of the GT diagonal ({format_number(results['chamfer'])} world units)"
+        )
+        if results.get("fscore") is not None:
+            out["F-score"] = (
+                f"{100 * results['fscore']:.1f}% at {_pct(results.get('threshold_rel'), 2)} of the diagonal"
+            )
+    if results.get("dtu_overall") is not None:
+        out["DTU"] = (
+            f"overall {results['dtu_overall']:.3f} mm (accuracy {results['dtu_accuracy']:.3f}, "
+            f"completeness {results['dtu_completeness']:.3f})"
+        )
+    if results.get("psnr") is not None:
+        where = f"{results.get('num_views', '?')} {results.get('split', '')} views"
+        if results.get("resolution"):
+            where += " at {}x{}".format(*results["resolution"])
+        parts = [f"in mask {_db(results.get('psnr_mask'))}"]
+        if results.get("psnr_mask_aa") is not None:
+            parts.append(f"anti-aliased {_db(results['psnr_mask_aa'])}")
+        if results.get("psnr_interior") is not None:
+            parts.append(f"interior {_db(results['psnr_interior'])}")
+        out["PSNR"] = f"{_db(results['psnr'])}; {', '.join(parts)} ({where})"
+        if results.get("ssim") is not None:
+            out["SSIM"] = (
+                f"{results['ssim']:.4f} (in mask {format_number(results.get('ssim_mask') or math.nan)})"
+            )
+        out["LPIPS"] = (
+            "n/a (no AlexNet weights)" if results.get("lpips") is None else f"{results['lpips']:.4f}"
+        )
+    cameras = _read_json(run_dir / "eval_cameras.json")
+    if cameras.get("after"):
+        out["cameras"] = camera_line(cameras)
+    return out
+
+
+def camera_line(summary: dict) -> str:
+    """Trained-camera errors (a `CameraEvaluation.summary()`, as in RUN/eval_cameras.json) in one line."""
+    b, a = summary["before"], summary["after"]
+    return (
+        f"rotation {a['rotation_deg_mean']:.3g}° (from {b['rotation_deg_mean']:.3g}°), centre "
+        f"{_pct(a['centre_rel_mean'])} of the distance (from {_pct(b['centre_rel_mean'])}), mean of "
+        f"{a['num_cameras']} cameras"
+    )
+
+
+def camera_table(summary: dict) -> dict:
+    """Trained-camera errors (RUN/eval_cameras.json) as a flat table: mean / median before and after."""
+    table: dict = {}
+    for label, key, factor in (
+        ("rotation (deg)", "rotation_deg", 1.0),
+        ("centre (% of distance)", "centre_rel", 100.0),
+        ("centre (world units)", "centre_world", 1.0),
+    ):
+        for when in ("before", "after"):
+            part = summary.get(when, {})
+            if f"{key}_mean" in part:
+                table[f"{label} {when}: mean"] = factor * part[f"{key}_mean"]
+                table[f"{label} {when}: median"] = factor * part[f"{key}_median"]
+    if "after" in summary:
+        table["cameras"] = summary["after"].get("num_cameras")
+        table["alignment inliers"] = summary["after"].get("num_inliers")
+    return table
+
+
 def collect_run(run_dir: Path, max_images: int = 8) -> ReportInputs:
     """Everything a run folder already holds: config, curves, the newest evaluation (summary.json,
-    geometry.json, dtu.json, views.csv, renders/), validation images."""
+    geometry.json, dtu.json, views.csv, renders/ of each folder of the newest evaluated step), trained-camera
+    errors (eval_cameras.json), validation images, and the summary of them all."""
     inputs = ReportInputs(title=f"NSR run {run_dir.resolve().name}")
     config = run_dir / "config.yaml"
     inputs.config_text = config.read_text() if config.is_file() else "(no config.yaml)"
     inputs.curves = read_scalars(run_dir / "tensorboard")
-    evals = sorted((run_dir / "eval").glob("step_*")) if (run_dir / "eval").is_dir() else []
-    if evals:
-        latest = evals[-1]
-        shown: set[str] = set()
+    inputs.summary = [(run_dir.resolve().name, run_summary(run_dir))]
+    shown: set[str] = set()
+    for folder in eval_folders(run_dir):
         for name, caption in (("geometry.json", "geometry"), ("dtu.json", "DTU"), ("summary.json", "images")):
-            path = latest / name
+            path = folder / name
             if path.is_file():
-                data = json.loads(path.read_text())
+                data = _read_json(path)
                 if name == "summary.json":  # what the other tables do not already show
                     data = {
                         k: v
@@ -313,13 +496,18 @@ def collect_run(run_dir: Path, max_images: int = 8) -> ReportInputs:
                         if k not in shown and not k.endswith(("_min", "_max")) and k != "views"
                     }
                 shown.update(data)
-                inputs.tables.append((f"{caption} ({latest.name})", data))
-        views = latest / "views.csv"
+                inputs.tables.append((f"{caption} ({folder.name})", data))
+        views = folder / "views.csv"
         if views.is_file():
             with views.open() as f:
-                inputs.view_rows.append((f"per view ({latest.name})", list(csv.DictReader(f))))
-        for png in sorted((latest / "renders").glob("view_*.png"))[:max_images]:
-            inputs.images.append((f"{png.stem}: render | ground truth | error", png.read_bytes()))
+                inputs.view_rows.append((f"per view ({folder.name})", list(csv.DictReader(f))))
+        for png in sorted((folder / "renders").glob("view_*.png"))[:max_images]:
+            inputs.images.append(
+                (f"{folder.name} {png.stem}: render | ground truth | error", png.read_bytes())
+            )
+    cameras = _read_json(run_dir / "eval_cameras.json")
+    if cameras.get("after"):
+        inputs.tables.append(("trained cameras (eval_cameras.json)", camera_table(cameras)))
     validation = (
         sorted((run_dir / "validation").glob("step_*.png")) if (run_dir / "validation").is_dir() else []
     )
@@ -331,6 +519,51 @@ def collect_run(run_dir: Path, max_images: int = 8) -> ReportInputs:
             )
         )
     return inputs
+
+
+def _thirds(png: Path) -> list[np.ndarray]:
+    """An evaluation row (render | ground truth | error map) split into its three images."""
+    from PIL import Image
+
+    row = np.asarray(Image.open(png).convert("RGB"))
+    width = row.shape[1] // 3
+    return [row[:, i * width : (i + 1) * width] for i in range(3)]
+
+
+def compare_views(run_a: Path, run_b: Path, max_images: int = 8) -> tuple[list[tuple[str, bytes]], str]:
+    """Held-out renders of two runs side by side: for each view both runs evaluated (their newest default
+    evaluation folders), one PNG ground truth | A | B | error A | error B. Returns the figures and a note
+    (what is missing, which folders were used)."""
+    from PIL import Image
+
+    names = (run_a.resolve().name, run_b.resolve().name)
+    folders = [next(iter(eval_folders(r)), None) for r in (run_a, run_b)]
+    for name, run, folder in zip(names, (run_a, run_b), folders):
+        if folder is None or not (folder / "renders").is_dir():
+            return [], f"{name} has no evaluated renders: run `nsr eval {run}` first."
+    pngs_a = {p.name: p for p in (folders[0] / "renders").glob("view_*.png")}
+    pngs_b = {p.name: p for p in (folders[1] / "renders").glob("view_*.png")}
+    common = sorted(set(pngs_a) & set(pngs_b))
+    note = f"{names[0]}: {folders[0].name}; {names[1]}: {folders[1].name}."
+    if not common:
+        return [], note + " The two runs share no evaluated view (another split or scene?)."
+    figures = []
+    for name in common[:max_images]:
+        render_a, gt_a, error_a = _thirds(pngs_a[name])
+        render_b, gt_b, error_b = _thirds(pngs_b[name])
+        if render_a.shape != render_b.shape:
+            note += f" {name}: renders of different sizes, not shown."
+            continue
+        row = np.concatenate([gt_a, render_a, render_b, error_a, error_b], axis=1)
+        buffer = io.BytesIO()
+        Image.fromarray(row).save(buffer, format="PNG")
+        caption = (
+            f"{Path(name).stem}: ground truth | {names[0]} | {names[1]} | error {names[0]} | error {names[1]}"
+        )
+        if np.abs(gt_a.astype(int) - gt_b.astype(int)).mean() > 2:
+            caption += " (the ground truths differ: not the same scene or background?)"
+        figures.append((caption, buffer.getvalue()))
+    return figures, note
 
 
 def find_mesh(run_dir: Path) -> Path | None:
