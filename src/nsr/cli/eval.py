@@ -261,8 +261,10 @@ def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
         raise RunError(f"{args.gt_mesh}: not a mesh or point cloud")
     if isinstance(gt, trimesh.Trimesh) and len(gt.faces) == 0:
         gt = trimesh.PointCloud(gt.vertices)
+    mesh = ctx.mesh()
+    print(f"measuring the mesh against {args.gt_mesh} ({args.num_samples} samples each) ...", flush=True)
     metrics = mesh_metrics(
-        ctx.mesh(),
+        mesh,
         gt,
         num_samples=args.num_samples,
         threshold=args.threshold,
@@ -281,6 +283,7 @@ def _section_dtu(args: EvalArgs, ctx: Context) -> dict | None:
         raise RunError("--dtu-gt needs --scan N (the DTU scan number)")
     from nsr.metrics.dtu import evaluate_dtu_mesh, load_dtu_ground_truth, save_error_clouds
 
+    print(f"DTU scan {args.scan}: reading the ground truth, thinning and measuring ...", flush=True)
     gt = load_dtu_ground_truth(args.dtu_gt, args.scan)
     result = evaluate_dtu_mesh(ctx.mesh(), gt, density=args.dtu_density, seed=args.seed, keep=ctx.culling())
     d2s, s2d = save_error_clouds(result, ctx.out, args.scan)

@@ -38,7 +38,7 @@ SHORT_FLAGS = (
     ("--steps N", "optimisation steps"),
     ("--max-seconds S", "training-time budget; the schedules follow whichever limit ends the run"),
     ("--downscale D", "divide the image size by D (--data.downscale)"),
-    ("--background auto|R,G,B", "background colour of the images (--data.background)"),
+    ("--background auto|white|black|R,G,B", "background colour of the images (--data.background)"),
     ("--holdout K", "hold out every K-th view for evaluation (--data.holdout-every)"),
     ("--no-masks", "train on whole images (--data.no-use-masks; NeuS presets)"),
     ("--format F", "scene format, default auto (--data.format)"),
