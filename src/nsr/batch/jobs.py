@@ -74,6 +74,9 @@ class BatchJobs:
     """Marching-cubes resolution of each run's mesh."""
     geometry_samples: int = 200_000
     """Points sampled on each mesh for Chamfer and F-score."""
+    cull_masks: int | None = None
+    """Cull both meshes' samples to what the scene's masks, dilated by this many pixels, show in every view
+    that sees them (DTU's unmasked protocol, `nsr eval --cull masks`); None: no culling."""
     lpips: bool = False
     """Also measure LPIPS on the held-out views (needs the AlexNet weights in the torch cache)."""
     device: str = "auto"
@@ -97,6 +100,7 @@ _SCALAR_KEYS = {
     "holdout": int,
     "mesh_resolution": int,
     "geometry_samples": int,
+    "cull_masks": int,
     "lpips": bool,
     "device": str,
     "gpus_per_run": (int, float),
@@ -133,6 +137,7 @@ class RunSpec:
     geometry_samples: int
     lpips: bool
     report: bool
+    cull_masks: int | None = None
 
     @property
     def budget(self) -> str:
@@ -151,7 +156,7 @@ class RunSpec:
 
     def eval_key(self) -> str:
         """Fingerprint of what decides the measurements of a trained run."""
-        keys = ("gt_mesh", "mesh_resolution", "geometry_samples", "lpips", "report")
+        keys = ("gt_mesh", "mesh_resolution", "geometry_samples", "lpips", "report", "cull_masks")
         return _digest({k: getattr(self, k) for k in keys})
 
 
@@ -328,6 +333,7 @@ def expand(jobs: BatchJobs) -> list[RunSpec]:
             gt_mesh=jobs.gt_meshes.get(scene),
             mesh_resolution=jobs.mesh_resolution,
             geometry_samples=jobs.geometry_samples,
+            cull_masks=jobs.cull_masks,
             lpips=jobs.lpips,
             report=jobs.report,
         )

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import trimesh
 
@@ -351,8 +352,17 @@ def load_reference(path: str | Path) -> trimesh.Trimesh | trimesh.PointCloud:
 def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: RunResult) -> None:
     from nsr.metrics.geometry import mesh_metrics
 
-    metrics = mesh_metrics(mesh, load_reference(spec.gt_mesh), num_samples=spec.geometry_samples)
-    metrics.update({"gt_mesh": spec.gt_mesh, "cull": "none"})
+    keep, cull = None, "none"
+    if spec.cull_masks is not None:
+        from nsr.metrics.geometry import MaskCulling
+
+        scene = load_scene(spec.scene)
+        keep = MaskCulling(
+            scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), spec.cull_masks
+        )
+        cull = f"masks (dilation {spec.cull_masks} px)"
+    metrics = mesh_metrics(mesh, load_reference(spec.gt_mesh), num_samples=spec.geometry_samples, keep=keep)
+    metrics.update({"gt_mesh": spec.gt_mesh, "cull": cull})
     write_json(metrics, out / "geometry.json")
     diagonal = metrics["bbox_diagonal"]
     result.chamfer_pct = 100 * metrics["chamfer_rel"]
