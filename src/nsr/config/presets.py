@@ -244,6 +244,17 @@ def stylemod_nffb() -> TrainConfig:
     )
 
 
+def stylemod_nffb_fused() -> TrainConfig:
+    """Style-modulated filter bank on the fastest hash-grid backend (the fused Triton kernel on CUDA, the
+    kernel `nffb-fused` uses), finite-difference eikonal gradient (the kernel is first-order)."""
+    return _fast(
+        _filter_bank(StyleModNFFBConfig, "auto"),
+        _filter_bank_views(),
+        gradient="finite_difference",
+        encoding_lr=FILTER_BANK_TABLE_LR,
+    )
+
+
 def nffb_fused() -> TrainConfig:
     """Filter bank on the fastest hash-grid backend (fused Triton kernel on CUDA), finite-difference
     eikonal gradient."""
@@ -363,6 +374,15 @@ def neus_nffb_fused() -> TrainConfig:
     )
 
 
+def neus_stylemod_nffb_fused() -> TrainConfig:
+    """NeuS with the style-modulated filter bank on the fastest hash-grid backend, finite differences."""
+    return _neus_fast(
+        _filter_bank(StyleModNFFBConfig, "auto"),
+        gradient="finite_difference",
+        encoding_lr=FILTER_BANK_TABLE_LR,
+    )
+
+
 def neus_stylemod_nffb() -> TrainConfig:
     """NeuS with the style-modulated filter bank for points (PyTorch grid, analytic eikonal)."""
     return _neus_fast(_filter_bank(StyleModNFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
@@ -389,6 +409,11 @@ PRESETS: dict[str, Preset] = {
             "style-modulated filter bank for points, positional views (PyTorch grid)",
             stylemod_nffb,
         ),
+        Preset(
+            "stylemod-nffb-fused",
+            "style-modulated filter bank on the fused GPU kernel, finite-difference eikonal",
+            stylemod_nffb_fused,
+        ),
         Preset("nffb-fused", "filter bank on the fused GPU kernel, finite-difference eikonal", nffb_fused),
         Preset(
             "neus-positional",
@@ -410,6 +435,11 @@ PRESETS: dict[str, Preset] = {
             "neus-nffb-fused",
             "NeuS, filter bank on the fused GPU kernel, finite differences",
             neus_nffb_fused,
+        ),
+        Preset(
+            "neus-stylemod-nffb-fused",
+            "NeuS, style-modulated filter bank on the fused GPU kernel, finite differences",
+            neus_stylemod_nffb_fused,
         ),
         Preset(
             "neus-stylemod-nffb",
