@@ -49,3 +49,16 @@ def test_a_refused_name_writes_nothing(mesh, tmp_path) -> None:
     with pytest.raises(MeshError):
         save_mesh(mesh, tmp_path / "mesh.obj", "glb")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_texture_is_written_only_as_glb(mesh, tmp_path) -> None:
+    from PIL import Image
+
+    uv = (mesh.vertices[:, :2] + 0.5).clip(0, 1)
+    textured = mesh.copy()
+    textured.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.new("RGB", (4, 4), (200, 10, 10)))
+    for kind in ("ply", "obj"):
+        with pytest.raises(MeshError, match=r"only be written as \.glb"):
+            save_mesh(textured, tmp_path / f"mesh.{kind}")
+    loaded = trimesh.load(save_mesh(textured, tmp_path / "mesh.glb"), force="mesh")
+    assert loaded.visual.kind == "texture"

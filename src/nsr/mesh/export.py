@@ -1,9 +1,9 @@
-"""Mesh files by name: PLY, OBJ or GLB through trimesh, written atomically, vertex colours and textures kept.
+"""Mesh files by name: PLY, OBJ or GLB through trimesh, written atomically, vertex colours kept.
 
 PLY (binary) and GLB carry vertex colours as 8-bit RGBA; OBJ carries them as `v x y z r g b` floats (read by
-MeshLab, Blender and trimesh). A UV-textured mesh is written as GLB (the texture embedded) or as OBJ with its
-material file and PNG beside it (`NAME.mtl`, `NAME.png`); PLY has no standard texture reference and is
-refused for textured meshes.
+MeshLab, Blender and trimesh). GLB opens in browser viewers and in Blender. A UV-textured mesh is written
+only as GLB (the texture embedded): PLY has no standard texture reference, and an OBJ's would need its
+material file and image beside it.
 """
 
 from __future__ import annotations
@@ -47,24 +47,15 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | Path, format: str | None = None
     folder, then os.replace, so a reader never sees a half-written file and an interrupted write leaves the
     old file intact. Missing parent folders are created. Returns the path written.
 
-    Vertex colours (`mesh.visual.vertex_colors`) are kept in every format; a texture
-    (`trimesh.visual.TextureVisuals`) in GLB and OBJ (whose `.mtl` and `.png` are written beside it first).
+    Vertex colours (`mesh.visual.vertex_colors`) are kept in every format; a texture only in GLB.
     """
     path = Path(path)
     kind = mesh_format(path, format)
-    textured = getattr(mesh.visual, "kind", None) == "texture"
+    if getattr(mesh.visual, "kind", None) == "texture" and kind != "glb":
+        raise MeshError(f"{path}: a textured mesh can only be written as .glb (the texture embedded)")
     if kind == "ply":
-        if textured:
-            raise MeshError(f"{path}: PLY has no standard way to carry a texture; write .glb or .obj")
         return atomic_write(path, lambda file: mesh.export(file, file_type="ply", encoding="binary"))
     if kind == "glb":
         return atomic_write(path, lambda file: file.write(mesh.export(file_type="glb")))
-    if textured:
-        text, files = trimesh.exchange.obj.export_obj(
-            mesh, return_texture=True, mtl_name=f"{path.stem}.mtl", include_normals=False
-        )
-        for name, data in files.items():
-            atomic_write(path.parent / name, lambda file, data=data: file.write(data))
-    else:
-        text = trimesh.exchange.obj.export_obj(mesh, include_normals=False, include_texture=False)
+    text = trimesh.exchange.obj.export_obj(mesh, include_normals=False, include_texture=False)
     return atomic_write(path, lambda file: file.write(text.encode()))
