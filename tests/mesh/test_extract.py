@@ -267,12 +267,20 @@ def test_block_size_changes_nothing_but_memory() -> None:
 
 
 def test_memory_estimate_matches_the_mesh() -> None:
-    """The estimate from the coarse lattice predicts the triangle count within 15%, the static one (for a
-    sphere of the given area) within 15%, and a block's memory does not grow with the resolution."""
+    """The estimate from the coarse lattice predicts the triangle count within 15% and bounds the peak
+    memory, the static one (for a sphere of the given area) the count within 15%, and a block's memory
+    does not grow with the resolution."""
     estimates = []
-    mesh = extract_mesh(sphere_sdf(), resolution=256, on_estimate=estimates.append)
+    tracemalloc.start()
+    try:
+        mesh = extract_mesh(sphere_sdf(), resolution=256, on_estimate=estimates.append)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     (estimate,) = estimates
     assert estimate.faces == pytest.approx(len(mesh.faces), rel=0.15)
+    # The estimate is a cautious one (a block's worst case plus the mesh), not a wild one.
+    assert 0.4 * estimate.total_bytes < peak < estimate.total_bytes
     static = estimate_memory(256, surface_area=4 * math.pi * 0.5**2)
     assert static.faces == pytest.approx(len(mesh.faces), rel=0.15)
     assert static.total_bytes == static.block_bytes + static.mesh_bytes
