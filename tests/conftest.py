@@ -38,6 +38,23 @@ def tiny_scene(tmp_path_factory) -> Path:
     return generate_default_scene(tmp_path_factory.mktemp("scene") / "tiny", num_views=8, resolution=32)
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, float]:
+    """`nsr demo` run once per session as a user runs it (all cores, default settings), shared by the slow
+    tests that need a trained demo run: (its folder, its wall time in seconds)."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "nsr.cli.main", "demo", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"nsr demo failed:\n{result.stdout}\n{result.stderr}"
+    return out, time.time() - start
+
+
 def tiny_config(scene: Path, steps: int = 4):
     """A TrainConfig that trains a very small model for a few steps (test helper)."""
     from nsr.config import get_preset

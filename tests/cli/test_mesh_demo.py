@@ -1,4 +1,4 @@
-"""`nsr mesh` on a trained demo run (slow: one `nsr demo` training, then 1024^3 marching cubes).
+"""`nsr mesh` on a trained demo run (slow: the session's `nsr demo` training, then 1024^3 marching cubes).
 
 The colour bar: the vertex colours of `nsr mesh RUN --vertex-colors --format glb`, sampled at surface points
 that the scene's cameras see, against the colour those cameras' images show there. The generated scene is
@@ -25,12 +25,10 @@ def nsr(*args) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """A finished `nsr demo` folder (scene/, run/)."""
-    out = tmp_path_factory.mktemp("mesh_demo") / "demo"
-    nsr("demo", "--out", out, "--resolution", "64")
-    return out
+@pytest.fixture
+def demo(demo_run):
+    """The session's finished `nsr demo` folder (scene/, run/; tests/conftest.py)."""
+    return demo_run[0]
 
 
 @pytest.mark.slow
