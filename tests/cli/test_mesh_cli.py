@@ -93,3 +93,20 @@ def test_an_sdf_negative_everywhere_is_refused(tiny_scene, tmp_path, capsys) -> 
     code, _, err = mesh([run, "--resolution", 32, "--out", out, "--device", "cpu"], capsys)
     one_error_line(code, err, "bounding sphere")
     assert not out.exists()
+
+
+def test_texture_writes_a_textured_glb(ball_run, tmp_path, capsys, monkeypatch) -> None:
+    one_error_line(*mesh([ball_run, "--texture", "--format", "ply"], capsys)[::2], "--texture", "glb")
+    monkeypatch.setattr("nsr.mesh.texture.has_xatlas", lambda: False)
+    one_error_line(*mesh([ball_run, "--texture"], capsys)[::2], 'pip install "nsr[texture]"')
+    monkeypatch.undo()
+    pytest.importorskip("xatlas")
+    out = tmp_path / "t.glb"
+    argv = [ball_run, "--texture", "--texture-size", 64, "--resolution", 24, "--out", out, "--device", "cpu"]
+    code, stdout, err = mesh(argv, capsys)
+    assert code == 0, err
+    assert "unwrapping" in stdout and "texture" in stdout
+    loaded = trimesh.load(out, force="mesh")
+    assert loaded.visual.kind == "texture"
+    texels = np.asarray(loaded.visual.material.baseColorTexture)[..., :3].reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(texels, np.tile(COLOUR, (len(texels), 1)), atol=0.6 / 255)

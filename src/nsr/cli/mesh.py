@@ -1,5 +1,6 @@
-"""`nsr mesh RUN [--resolution 512] [--out mesh.ply] [--format ply|obj|glb] [--vertex-colors] [--fill-unseen]`:
-marching cubes in world units, block by block, optionally coloured by the run's appearance network."""
+"""`nsr mesh RUN [--resolution 512] [--out mesh.ply] [--format ply|obj|glb] [--vertex-colors] [--texture]
+[--fill-unseen]`: marching cubes in world units, block by block, optionally coloured by the run's appearance
+network (per vertex, or baked into a UV texture)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run
 from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
 from nsr.mesh.colour import vertex_colours, with_vertex_colours
+from nsr.mesh.errors import MeshError
 from nsr.mesh.export import MESH_FORMATS, mesh_format, save_mesh
-from nsr.mesh.extract import DEFAULT_BLOCK_SIZE, MemoryEstimate, transform_mesh
+from nsr.mesh.extract import DEFAULT_BLOCK_SIZE, MemoryEstimate
+from nsr.mesh.texture import check_texture_support, texture_mesh
 
 
 @dataclass
@@ -33,8 +36,13 @@ class MeshArgs:
     """File format (default: the suffix of --out, else ply); must agree with the suffix of --out."""
     vertex_colors: bool = False
     """Colour the vertices with the run's appearance network (see --color-view)."""
+    texture: bool = False
+    """Write a UV-textured GLB instead of vertex colours: xatlas unwraps the mesh (pip install "nsr[texture]"),
+    the appearance network's colours (as --vertex-colors, --color-view) are baked into the texture."""
+    texture_size: int = 1024
+    """Texture width and height in texels (--texture)."""
     color_view: Literal["cameras", "normal"] = "cameras"
-    """View direction of --vertex-colors: `cameras`, the mean direction of the training cameras that see the
+    """View direction of --vertex-colors and --texture: `cameras`, the mean direction of the training cameras that see the
     vertex (-normal where none does; reads the cameras from the run's scene), or `normal`, looking straight at
     the surface (-normal, as instant-nsr-pl and Neuralangelo export colours)."""
     checkpoint: str = "latest"
@@ -60,11 +68,17 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: MeshArgs) -> int:
-    kind = mesh_format(args.out, args.format) if args.out is not None else (args.format or MESH_FORMATS[0])
+    default = "glb" if args.texture else MESH_FORMATS[0]
+    kind = mesh_format(args.out, args.format) if args.out is not None else (args.format or default)
+    if args.texture:
+        check_texture_support()
+        if kind != "glb":
+            raise MeshError(f"--texture writes GLB (the texture embedded), not {kind}: use --format glb")
+    coloured = args.vertex_colors or args.texture
     run_ = open_run(args.run, args.checkpoint, args.device)
     out = args.out or args.run / f"mesh_{run_.step:07d}.{kind}"
     views = None
-    if args.fill_unseen or (args.vertex_colors and args.color_view == "cameras"):
+    if args.fill_unseen or (coloured and args.color_view == "cameras"):
         progress = CountProgress("depth maps of the training views")
         try:
             views = training_depth_views(run_, args.data, progress=progress)
@@ -88,23 +102,32 @@ def _run(args: MeshArgs) -> int:
         )
     finally:
         progress.close()
-    if args.vertex_colors:
-        model_frame = transform_mesh(mesh, np.linalg.inv(run_.scale_mat))
+    if coloured:
+        to_model = np.linalg.inv(run_.scale_mat)
         cell = 2.0 / (args.resolution - 1)
-        progress = CountProgress("vertex colours")
-        try:
-            colours = vertex_colours(
-                model_frame.vertices,
-                run_.model.sdf_field,
-                run_.model.appearance,
-                views if args.color_view == "cameras" else None,
-                tolerance=max(0.01, 2 * cell),
-                progress=progress,
+
+        def colours_at(points: np.ndarray, desc: str) -> np.ndarray:
+            progress = CountProgress(desc)
+            try:
+                return vertex_colours(
+                    points @ to_model[:3, :3].T + to_model[:3, 3],
+                    run_.model.sdf_field,
+                    run_.model.appearance,
+                    views if args.color_view == "cameras" else None,
+                    tolerance=max(0.01, 2 * cell),
+                    progress=progress,
+                )
+            finally:
+                progress.close()
+
+        if args.texture:
+            print(
+                f"unwrapping {len(mesh.faces)} triangles with xatlas (no progress bar: about a minute per 100k)"
             )
-        finally:
-            progress.close()
-        mesh = with_vertex_colours(mesh, colours)
+            mesh = texture_mesh(mesh, lambda points: colours_at(points, "texture"), args.texture_size)
+        else:
+            mesh = with_vertex_colours(mesh, colours_at(np.asarray(mesh.vertices), "vertex colours"))
     save_mesh(mesh, out, kind)
-    coloured = ", vertex colours" if args.vertex_colors else ""
-    print(f"wrote {out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (world units{coloured})")
+    what = ", texture" if args.texture else ", vertex colours" if args.vertex_colors else ""
+    print(f"wrote {out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces (world units{what})")
     return 0
