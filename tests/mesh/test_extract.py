@@ -187,6 +187,11 @@ def test_progress_reaches_total() -> None:
     assert dones == sorted(dones)
     assert calls[-1] == (sdf.queries, sdf.queries)
     assert all(done <= total for done, total in calls)
+    # Block by block, the total is estimated ahead of the queries: half-way, the bar is not near its end.
+    calls.clear()
+    extract_mesh(sphere_sdf(), resolution=96, block_size=16, progress=lambda d, t: calls.append((d, t)))
+    done, total = calls[len(calls) // 2]
+    assert 0.2 < done / total < 0.8
 
 
 def test_transform_scales_radius_and_keeps_orientation() -> None:

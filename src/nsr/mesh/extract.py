@@ -318,10 +318,18 @@ class _GridQuery:
         self.progress = progress
         self.done = 0
         self.total = 0
+        self.expected = 0
+        """An estimate of the total queries (what `progress` shows as the total while it exceeds `total`)."""
 
     def schedule(self, count: int) -> None:
         """Announce `count` more queries (for the progress total)."""
         self.total += count
+
+    def finish(self) -> None:
+        """Report the last count: done == total."""
+        self.total = self.expected = self.done
+        if self.progress is not None:
+            self.progress(self.done, self.done)
 
     @torch.no_grad()
     def __call__(self, i: np.ndarray, j: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -343,7 +351,7 @@ class _GridQuery:
             )
         self.done += len(values)
         if self.progress is not None:
-            self.progress(self.done, max(self.total, self.done))
+            self.progress(self.done, max(self.total, self.done, self.expected))
         return values
 
 
@@ -377,6 +385,9 @@ class _Blocks:
             threshold = cell_diagonal_margin * self.step
             self.active = (low < threshold) & (high > -threshold)
             self.crossing_cells = int(np.count_nonzero((low <= 0.0) & (high > 0.0)))
+        self.blocks = self._corners()
+        if not narrow_band:
+            query.expected = sum(math.prod(b - a + 1 for a, b in zip(lo, hi)) for lo, hi in self.blocks)
 
     def expected_faces(self) -> int:
         """Triangles expected at full resolution: from the coarse cells the surface crosses (narrow band),
@@ -392,27 +403,43 @@ class _Blocks:
         self.high = max(self.high, float(values.max()))
 
     def __iter__(self):
+        """Yields (lo, values) per block; between blocks, the progress total is re-estimated from the mean
+        number of queries per block so far (the blocks left are known, their queries only once refined)."""
+        start = self.query.done
+        for index, (lo, hi) in enumerate(self.blocks):
+            values = self._narrow_band(lo, hi) if self.narrow_band else self._dense(lo, hi)
+            self._record(values)
+            per_block = (self.query.done - start) / (index + 1)
+            self.query.expected = self.query.done + round(per_block * (len(self.blocks) - index - 1))
+            yield lo, values
+        self.query.finish()
+
+    def _corners(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(lo, hi) grid indices of the blocks to evaluate: all of them, or (narrow band) those with an
+        active coarse cell."""
         last = self.resolution - 1
         starts = range(0, last, self.cells)
+        blocks = []
         for lo in ((x, y, z) for x in starts for y in starts for z in starts):
             hi = tuple(min(start + self.cells, last) for start in lo)
-            values = self._narrow_band(lo, hi) if self.narrow_band else self._dense(lo, hi)
-            if values is not None:
-                self._record(values)
-                yield lo, values
+            if not self.narrow_band or self._coarse_part(lo, hi)[2].any():
+                blocks.append((lo, hi))
+        return blocks
+
+    def _coarse_part(self, lo: tuple[int, ...], hi: tuple[int, ...]):
+        """The block's part of the coarse lattice: (indices per axis, values, active cells). Its corners are
+        lattice points (the block size is a multiple of the coarse step)."""
+        first = [start // self.step for start in lo]
+        stop = [int(np.searchsorted(self.coarse_indices, end)) + 1 for end in hi]
+        indices = tuple(self.coarse_indices[a:b] for a, b in zip(first, stop))
+        values = self.coarse[tuple(slice(a, b) for a, b in zip(first, stop))]
+        return indices, values, self.active[tuple(slice(a, b - 1) for a, b in zip(first, stop))]
 
     def _dense(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
         return _dense_grid(self.query, tuple(np.arange(a, b + 1) for a, b in zip(lo, hi)))
 
-    def _narrow_band(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray | None:
-        # The block's part of the coarse lattice: its corners are lattice points (cells divides by step).
-        first = [start // self.step for start in lo]
-        stop = [int(np.searchsorted(self.coarse_indices, end)) + 1 for end in hi]
-        active = self.active[tuple(slice(a, b - 1) for a, b in zip(first, stop))]
-        if not active.any():
-            return None
-        indices = tuple(self.coarse_indices[a:b] for a, b in zip(first, stop))
-        values = self.coarse[tuple(slice(a, b) for a, b in zip(first, stop))]
+    def _narrow_band(self, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray:
+        indices, values, active = self._coarse_part(lo, hi)
         step = self.step
         while step > 1:
             step //= 2
