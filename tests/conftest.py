@@ -86,6 +86,26 @@ def interrupted(trainer, at: int):
     return trainer
 
 
+def make_run(
+    scene_dir: Path, run_dir: Path, radius: float = 0.6, colour: tuple = (0.5, 0.5, 0.5), feature_dim=8
+):
+    """A run folder whose model is a sphere SDF of `radius` with a constant colour (no training)."""
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine.trainer import Trainer
+
+    config = tiny_config(scene_dir)
+    config.model.sdf.init_radius = radius
+    config.model.sdf.feature_dim = feature_dim
+    trainer = Trainer(config, load_idr_scene(scene_dir), run_dir)
+    last = trainer.model.appearance.layers[-1]
+    with torch.no_grad():
+        last.parametrizations.weight.original0.zero_()  # weight norm g = 0: the colour is the bias alone
+        last.bias.copy_(torch.logit(torch.tensor(colour)))
+    trainer.prepare_run_dir()
+    trainer.save_checkpoint()
+    return run_dir
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test on one torch thread: tiny tensors on a shared 2-core machine are faster that way

@@ -8,29 +8,17 @@ import re
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
-from conftest import tiny_config
+from conftest import make_run
 from nsr.cli.mesh import run as nsr_mesh
-from nsr.data.idr import load_idr_scene
-from nsr.engine.trainer import Trainer
 
 COLOUR = (0.2, 0.3, 0.9)
 
 
 def sphere_run(scene, run_dir, radius):
     """A run folder whose SDF is a sphere of `radius` (untrained) and whose colour is COLOUR everywhere."""
-    config = tiny_config(scene)
-    config.model.sdf.init_radius = radius
-    trainer = Trainer(config, load_idr_scene(scene), run_dir)
-    last = trainer.model.appearance.layers[-1]
-    with torch.no_grad():
-        last.parametrizations.weight.original0.zero_()  # weight norm g = 0: the colour is the bias alone
-        last.bias.copy_(torch.logit(torch.tensor(COLOUR)))
-    trainer.prepare_run_dir()
-    trainer.save_checkpoint()
-    return run_dir
+    return make_run(scene, run_dir, radius=radius, colour=COLOUR)
 
 
 def mesh(argv, capsys):
