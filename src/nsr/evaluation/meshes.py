@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 import trimesh
 
 from nsr.engine.run import Run, model_sdf, with_run_poses
