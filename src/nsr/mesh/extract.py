@@ -111,7 +111,8 @@ class MemoryEstimate:
     def describe(self) -> str:
         """One line for the user."""
         return (
-            f"marching cubes at {self.resolution}^3 in {self.blocks} blocks of {self.block_size}^3 cells: "
+            f"marching cubes at {self.resolution}^3 in {self.blocks} block{'s' if self.blocks > 1 else ''} "
+            f"of {self.block_size}^3 cells: "
             f"~{_gigabytes(self.total_bytes)} peak ({_gigabytes(self.block_bytes)} per block, "
             f"~{self.faces / 1e6:.2g} M triangles {_gigabytes(self.mesh_bytes)}), plus the SDF network"
         )
