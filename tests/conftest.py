@@ -38,6 +38,23 @@ def tiny_scene(tmp_path_factory) -> Path:
     return generate_default_scene(tmp_path_factory.mktemp("scene") / "tiny", num_views=8, resolution=32)
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, float]:
+    """`nsr demo` run once per session as a user runs it (all cores, default settings), shared by the slow
+    tests that need a trained demo run: (its folder, its wall time in seconds)."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    start = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "nsr.cli.main", "demo", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"nsr demo failed:\n{result.stdout}\n{result.stderr}"
+    return out, time.time() - start
+
+
 def tiny_config(scene: Path, steps: int = 4):
     """A TrainConfig that trains a very small model for a few steps (test helper)."""
     from nsr.config import get_preset
@@ -67,6 +84,26 @@ def interrupted(trainer, at: int):
         trainer.train_step()
     trainer.save_checkpoint()
     return trainer
+
+
+def make_run(
+    scene_dir: Path, run_dir: Path, radius: float = 0.6, colour: tuple = (0.5, 0.5, 0.5), feature_dim=8
+):
+    """A run folder whose model is a sphere SDF of `radius` with a constant colour (no training)."""
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine.trainer import Trainer
+
+    config = tiny_config(scene_dir)
+    config.model.sdf.init_radius = radius
+    config.model.sdf.feature_dim = feature_dim
+    trainer = Trainer(config, load_idr_scene(scene_dir), run_dir)
+    last = trainer.model.appearance.layers[-1]
+    with torch.no_grad():
+        last.parametrizations.weight.original0.zero_()  # weight norm g = 0: the colour is the bias alone
+        last.bias.copy_(torch.logit(torch.tensor(colour)))
+    trainer.prepare_run_dir()
+    trainer.save_checkpoint()
+    return run_dir
 
 
 @pytest.fixture

@@ -108,14 +108,12 @@ def test_killed_run_resumes_to_the_same_result(tiny_scene, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_meets_the_quality_bar(tmp_path):
+def test_demo_meets_the_quality_bar(demo_run):
     """The issue's bar: on 2 CPU cores `nsr demo` finishes within 10 minutes with Chamfer <= 1.5% of the diagonal."""
-    start = time.time()
-    nsr("demo", "--out", tmp_path / "demo", threads=None)  # as a user runs it: all cores
-    seconds = time.time() - start
-    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    demo, seconds = demo_run  # run as a user runs it: all cores (shared with tests/cli/test_mesh_demo.py)
+    metrics = json.loads((demo / "metrics.json").read_text())
     for name in ("scene/gt_mesh.ply", "scene/cameras.npz", "run/config.yaml", "mesh.ply"):
-        assert (tmp_path / "demo" / name).is_file()
+        assert (demo / name).is_file()
     assert metrics["chamfer_rel"] <= 0.015
     assert metrics["psnr"] > 25
     assert seconds < 600

@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import tiny_config
+from conftest import make_run, tiny_config
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import Trainer
-
-
-def make_run(
-    scene_dir: Path, run_dir: Path, radius: float = 0.6, colour: tuple = (0.5, 0.5, 0.5), feature_dim=8
-):
-    """A run folder whose model is a sphere SDF of `radius` with a constant colour (no training)."""
-    config = tiny_config(scene_dir)
-    config.model.sdf.init_radius = radius
-    config.model.sdf.feature_dim = feature_dim
-    trainer = Trainer(config, load_idr_scene(scene_dir), run_dir)
-    last = trainer.model.appearance.layers[-1]
-    with torch.no_grad():
-        last.parametrizations.weight.original0.zero_()  # weight norm g = 0: the colour is the bias alone
-        last.bias.copy_(torch.logit(torch.tensor(colour)))
-    trainer.prepare_run_dir()
-    trainer.save_checkpoint()
-    return run_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 COMMANDS = {
     "demo": ("nsr.cli.demo", "generate the default scene, train on it, extract and evaluate the mesh"),
     "train": ("nsr.cli.train", "train a model on a scene folder"),
-    "mesh": ("nsr.cli.mesh", "extract a mesh (PLY, world units) from a run"),
+    "mesh": ("nsr.cli.mesh", "extract a mesh (PLY/OBJ/GLB, world units, vertex colours) from a run"),
     "fit-sdf": ("nsr.cli.fit_sdf", "fit an SDF to a mesh with one encoding; Chamfer, IoU, time"),
     "data": ("nsr.cli.data", "bring your own data: normalize, convert, download (DTU), synth (from a mesh)"),
     "eval": ("nsr.cli.eval", "measure a run: image metrics on held-out views, geometry, DTU protocol"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 import trimesh
 
 from nsr.engine.run import Run, model_sdf, with_run_poses
@@ -24,11 +23,14 @@ def extract_world_mesh(
     progress=None,
     clip_to_bounding_sphere: bool = True,
     views: DepthViews | None = None,
+    **extract_options,
 ) -> trimesh.Trimesh:
     """Marching cubes of the model's SDF in the normalised frame, mapped to world units.
 
     With `views` (see `training_depth_views`), positive space that no camera sees as empty is filled
-    first (`nsr.mesh.visibility`), to within two grid cells of what the cameras see.
+    first (`nsr.mesh.visibility`), to within two grid cells of what the cameras see. Other keyword
+    arguments go to `nsr.mesh.extract_mesh` (`block_size`, `on_estimate`, ...); a surface that is the
+    bounding sphere itself is refused there (MeshError).
     """
     device = next(model.parameters()).device
     field_sdf = model_sdf(model)
@@ -38,26 +40,27 @@ def extract_world_mesh(
             field_sdf, views, tolerance=2 * (2 * bound / (resolution - 1)), bounding_radius=radius
         )
 
-    def sdf(x: torch.Tensor) -> torch.Tensor:
-        # The surface exists only inside the bounding sphere (nothing outside is rendered or supervised):
-        # intersect with it, so unconstrained zero crossings in the cube's corners never reach the mesh.
-        return torch.maximum(field_sdf(x), x.norm(dim=-1) - radius)
-
+    # The surface exists only inside the bounding sphere (nothing outside is rendered or supervised):
+    # intersect with it, so unconstrained zero crossings in the cube's corners never reach the mesh.
     mesh = extract_mesh(
-        sdf if clip_to_bounding_sphere else field_sdf,
+        field_sdf,
         resolution=resolution,
         bound=bound,
         keep_largest=keep_largest,
         device=device,
         progress=progress,
+        clip_radius=radius if clip_to_bounding_sphere else None,
+        **extract_options,
     )
     return transform_mesh(mesh, scale_mat)
 
 
-def training_depth_views(run_: Run, data: str | Path | None = None, max_side: int = 200) -> DepthViews:
+def training_depth_views(
+    run_: Run, data: str | Path | None = None, max_side: int = 200, progress=None
+) -> DepthViews:
     """Depth maps of a run's surface from its training cameras, at their final poses (model frame), for
     `extract_world_mesh(..., views=...)`. Reads the cameras from the run's scene (`data`: where it lies
-    now, if it moved)."""
+    now, if it moved); `progress(done, total)` counts the views traced."""
     scene = with_run_poses(run_, load_run_scene(run_, data))
     views = list(run_.train_views)
     return render_depth_views(
@@ -69,4 +72,5 @@ def training_depth_views(run_: Run, data: str | Path | None = None, max_side: in
         scene.width,
         max_side=max_side,
         device=next(run_.model.parameters()).device,
+        progress=progress,
     )

@@ -19,6 +19,7 @@ empty because of the pixel grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,24 @@ class DepthViews:
         """(M,) bool: the points that some camera sees, inside its image, in front of the surface
         (farther than the first surface point by at most `tolerance`)."""
         seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+        for inside, distance, surface, _ in self._project(points):
+            seen |= inside & (distance < surface + tolerance)
+        return seen
+
+    def sees(self, points: torch.Tensor, tolerance: float, pixel_slack: float = 4.0) -> torch.Tensor:
+        """(N, M) bool: camera n sees surface point m: inside its image and not behind the first surface
+        along its ray by more than `tolerance` plus `pixel_slack` pixel footprints (the depth maps are
+        min-pooled, so a surface seen at a grazing angle reads up to a pixel's footprint times the slope
+        nearer than it is)."""
+        rows = [
+            inside & (distance <= surface + tolerance + pixel_slack * distance / focal)
+            for inside, distance, surface, focal in self._project(points)
+        ]
+        return torch.stack(rows) if rows else torch.zeros(0, points.shape[0], dtype=torch.bool)
+
+    def _project(self, points: torch.Tensor):
+        """Per camera: (inside (M,) bool: in front and inside the image, distance (M,) from the centre,
+        the depth map at the point's pixel (M,), the focal length in pixels)."""
         height, width = self.depth.shape[1:]
         for c2w, k, depth in zip(self.c2w, self.intrinsics, self.depth):
             rotation, centre = c2w[:3, :3], c2w[:3, 3]
@@ -56,9 +75,7 @@ class DepthViews:
             v = torch.round(k[1, 1] * local[:, 1] / z + k[1, 2]).long()
             inside = front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
             surface = depth[v.clamp(0, height - 1), u.clamp(0, width - 1)]
-            distance = (points - centre).norm(dim=-1)
-            seen |= inside & (distance < surface + tolerance)
-        return seen
+            yield inside, (points - centre).norm(dim=-1), surface, float(k[1, 1])
 
 
 @torch.no_grad()
@@ -73,12 +90,14 @@ def render_depth_views(
     pool: int = 3,
     device: torch.device | str = "cpu",
     chunk: int = 65536,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DepthViews:
     """Trace depth maps of the SDF from every camera, at most `max_side` pixels on the long side.
 
     Args:
         intrinsics: (N, 3, 3) and c2w (N, 4, 4) of the cameras at images of height x width.
         pool: min-pooling window in pixels (odd; 1: none).
+        progress: optional callable(done, total) counting the views traced.
     """
     if pool < 1 or pool % 2 == 0:
         raise ValueError(f"pool must be a positive odd number of pixels, got {pool}")
@@ -98,6 +117,8 @@ def render_depth_views(
                 trace.hit, trace.depth, torch.full_like(trace.depth, torch.inf)
             )
         maps.append(depth.reshape(h, w))
+        if progress is not None:
+            progress(len(maps), len(c2w_t))
     depth = torch.stack(maps)
     if pool > 1:
         depth = -F.max_pool2d(-depth[:, None], pool, stride=1, padding=pool // 2)[:, 0]
