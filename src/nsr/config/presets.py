@@ -195,7 +195,7 @@ FILTER_BANK_SIGMA = 1.0
 """Standard deviation of the coarsest level's Fourier filter in the filter-bank presets (sigma_i =
 FILTER_BANK_SIGMA * 1.2^i). The paper's 5.0 multiplies every table change by 2 pi sigma_i (30 to 110 for
 8 levels) before it reaches the trunk: under IDR's sparse supervision that made the surface noisy and
-worse with training time on Spot (benchmarks/RESULTS.md)."""
+worse with training time on Spot (benchmarks/history/2026-11.md)."""
 
 
 def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
@@ -460,7 +460,7 @@ H100, 2026-11-27, hashgrid-fused-cams, 3 deg / 3% noise) a 1050-step freeze in a
 the poses to 0.15 deg / 0.26%, while the 15000-step preset's 2250-step freeze let the hash grid's fine
 levels fit the noisy poses first: the centres drifted to 4.5% before recovering to 0.29 deg / 0.51%. With
 the cap the 15000-step preset ends at 0.065-0.080 deg / 0.095-0.124% (two noise seeds,
-benchmarks/RESULTS.md). The freeze is kept as that fraction of the run at any length."""
+benchmarks/history/2026-11.md). The freeze is kept as that fraction of the run at any length."""
 
 
 def set_camera_schedule(config: TrainConfig) -> TrainConfig:
@@ -496,14 +496,14 @@ def with_trained_cameras(preset: Preset) -> Preset:
     The grid and filter-bank presets (`fill_pockets`) also fill hidden pockets of the SDF from 20% of the
     steps on (`pockets.*`, nsr.engine.pockets): without that, pockets carved while the poses are wrong
     stay, and on Spot the Chamfer bar (1.25x the fixed-camera run) was met on 2 of 5 noise seeds; with it
-    on 9 of 10 (hashgrid-fused, one H100, 2026-11-27, benchmarks/RESULTS.md). The MLP presets (`demo`,
+    on 9 of 10 (hashgrid-fused, one H100, 2026-11-27, benchmarks/history/2026-11.md). The MLP presets (`demo`,
     `positional`, `fourier`) do not: an MLP has no local parameters, and on the CPU demo scene, where the
     fill finds only 0-10 pocket points, its loss (a mean over a batch of them) moved the whole SDF: the
     fixed-camera run ended at 0.921% Chamfer instead of 0.229%.
 
     The factor: 6 for `demo`, `positional` and `fourier` (the demo's 3e-3 was tuned on the CPU demo scene),
     1 for the grid and filter-bank presets (model lr 1e-3): on Spot and DTU (one H100, 2026-11-27) 6x made
-    the poses diverge (3 deg -> 21 deg), 1x recovered them best (benchmarks/RESULTS.md).
+    the poses diverge (3 deg -> 21 deg), 1x recovered them best (benchmarks/history/2026-11.md).
     """
 
     def make() -> TrainConfig:

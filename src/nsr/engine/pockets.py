@@ -4,7 +4,7 @@ IDR's losses constrain the SDF only where the cameras look: empty space along ea
 surface, the surface itself, and the eikonal term everywhere. A positive pocket behind the first surface
 (a bubble, or a tunnel joined to the outer surface) costs nothing, so once made it stays. Runs with
 trained cameras make them while the poses are still wrong: the mask loss of a misplaced ray carves into
-the object, and when the pose is right again nothing closes the cut (benchmarks/RESULTS.md, "Trainable
+the object, and when the pose is right again nothing closes the cut (benchmarks/history/2026-11.md, "Trainable
 cameras": they are most of the Chamfer gap to the same runs with fixed cameras).
 
 `PocketFill` finds such points now and then with the test of `nsr.mesh.visibility` (positive, seen as

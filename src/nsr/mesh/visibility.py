@@ -6,7 +6,7 @@ the first surface. Behind that surface nothing is observed, so a positive pocket
 bubble or a tunnel with a closed-off mouth) costs no loss and marching cubes turns it into inner sheets.
 Runs with trained cameras leave such pockets unless they are filled while training (hash-grid runs on
 Spot from 3 deg / 3% noise: they were most of the Chamfer gap to the same run with fixed cameras,
-benchmarks/RESULTS.md, "Trainable cameras"); runs with fixed cameras show few. Filling what is
+benchmarks/history/2026-11.md, "Trainable cameras"); runs with fixed cameras show few. Filling what is
 positive, seen as empty by no camera and enclosed by the surface removes them: a point counts as seen
 empty when some camera sees it in front of the first surface along its ray, and as enclosed when rays in
 14 directions from it all meet the surface (so the open space behind a one-sided capture, as DTU's, stays
