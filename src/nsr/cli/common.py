@@ -178,7 +178,8 @@ def set_threads(requested: int | None = None) -> int:
     threads = default_threads(cores, load, current)
     if threads != current:
         torch.set_num_threads(threads)
-        logging.getLogger("nsr.cli").info(
+        # Debug level: a line on every command would break the one-line errors users and scripts read.
+        logging.getLogger("nsr.cli").debug(
             "%d CPU thread%s (%d cores, load %.1f from other processes; --threads N to choose)",
             threads,
             "" if threads == 1 else "s",
