@@ -189,6 +189,7 @@ def test_transfer_takes_colours_from_b_and_silhouettes_from_a(tiny_scene, tmp_pa
 def test_transfer_refuses_incompatible_runs(tiny_scene, tmp_path, capsys):
     a = make_run(tiny_scene, tmp_path / "a", feature_dim=8)
     b = make_run(tiny_scene, tmp_path / "b", feature_dim=4)
+    capsys.readouterr()  # what training the two runs logged
     code, _, stderr = call(
         "transfer", ["--geometry", a, "--appearance", b, "--out", tmp_path / "o", "--device", "cpu"], capsys
     )
