@@ -7,13 +7,14 @@ fails with one of them by its message and goes on with the other runs. Everythin
 
 from __future__ import annotations
 
+from nsr.atomic import OutputError
 from nsr.cameras.refine import CameraConfigError
+from nsr.checks import InvalidValue
 from nsr.config.io import ConfigError
 from nsr.data.download import DownloadError
 from nsr.data.errors import DataError
 from nsr.encodings import EncodingError
-from nsr.engine.run import RunError
-from nsr.engine.trainer import TrainingError
+from nsr.engine.errors import RunError, TrainingError
 from nsr.evaluation.antialias import AntialiasError
 from nsr.fitting.fit_sdf import FitSDFError
 from nsr.mesh.extract import MeshError
@@ -24,6 +25,8 @@ from nsr.models import ModelError
 USER_ERRORS = (
     DataError,
     ConfigError,
+    InvalidValue,
+    OutputError,
     EncodingError,
     RunError,
     TrainingError,
@@ -32,8 +35,6 @@ USER_ERRORS = (
     DownloadError,
     DTUDataError,
     LPIPSWeightsError,
-    KeyError,
-    FileNotFoundError,
     CameraConfigError,
     ModelError,
     AntialiasError,
@@ -41,8 +42,9 @@ USER_ERRORS = (
 
 
 def one_line(err: BaseException) -> str:
-    """The message of a user error as `nsr: error: ...` shows it (a KeyError without its quotes)."""
-    return str(err.args[0] if isinstance(err, KeyError) and err.args else err)
+    """The message of a user error as `nsr: error: ...` shows it: its first line."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 __all__ = ["USER_ERRORS", "one_line"]

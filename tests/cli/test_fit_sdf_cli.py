@@ -65,9 +65,9 @@ def test_bad_options_are_one_line(sphere_file, capsys, args, expected):
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
-        ("mesh.obj", None, "no such mesh file"),
-        ("mesh.ply", "hello", "cannot read a triangle mesh"),
-        ("mesh.obj", "", "no triangles"),
+        ("mesh.obj", None, "file not found"),
+        ("mesh.ply", "hello", "not a readable triangle mesh"),
+        ("mesh.obj", "", "empty file"),
         ("mesh.obj", "v 0 0 0\nv 1 0 0\n", "no triangles"),
     ],
 )

@@ -28,5 +28,5 @@ def test_unknown_keys_and_kinds_are_clear_errors(tmp_path):
 
 
 def test_unknown_preset():
-    with pytest.raises(KeyError, match="available"):
+    with pytest.raises(ConfigError, match="available"):
         get_preset("nope")

@@ -7,6 +7,7 @@ import pytest
 import torch
 import trimesh
 
+from nsr.data.errors import DataError
 from nsr.fitting.fit_sdf import (
     EvalConfig,
     FitSDFConfig,
@@ -90,15 +91,15 @@ def test_encoding_options():
 
 
 def test_unreadable_and_empty_meshes(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing\.obj"):
+    with pytest.raises(DataError, match=r"missing\.obj: triangle mesh file not found"):
         load_mesh(tmp_path / "missing.obj")
     garbage = tmp_path / "garbage.ply"
     garbage.write_text("hello")
-    with pytest.raises(FitSDFError, match=r"garbage\.ply"):
+    with pytest.raises(DataError, match=r"garbage\.ply: not a readable triangle mesh"):
         load_mesh(garbage)
     points_only = tmp_path / "points.obj"
     points_only.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
-    with pytest.raises(FitSDFError, match="no triangles"):
+    with pytest.raises(DataError, match="no triangles"):
         load_mesh(points_only)
     flat = tmp_path / "flat.obj"
     flat.write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")

@@ -431,7 +431,7 @@ def test_inverted_sphere_coordinates():
 
 def test_config_checks_the_up_sampling_split():
     with pytest.raises(ValueError, match="multiple"):
-        VolumeRendererConfig(num_importance=30, up_sample_steps=4)
+        VolumeRenderer(VolumeRendererConfig(num_importance=30, up_sample_steps=4))
 
 
 # ---------------------------------------------------------------------------------------------- gradients

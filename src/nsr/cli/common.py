@@ -6,28 +6,51 @@ import logging
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
 
+from nsr.engine.errors import TrainingInterrupted
 from nsr.engine.machine import record_machine
 from nsr.engine.schedule import run_progress
 from nsr.engine.trainer import StepMetrics, Trainer
 from nsr.errors import USER_ERRORS, one_line
 
+REPORT_LINE = (
+    "nsr: internal error: this is a bug in NSR, not a problem with your input; please report it with the "
+    "traceback above and the command you ran"
+)
+
 
 def friendly(fn: Callable[[], int]) -> int:
-    """Run a command; user errors become one line on stderr and exit code 1, not a traceback."""
+    """Run a command; NSR's own errors (`nsr.errors.USER_ERRORS`) become one line on stderr and exit
+    code 1; an interrupted training run says how to resume; anything else is a bug: its traceback, then a
+    line asking to report it."""
     try:
         return fn()
     except USER_ERRORS as err:
         print(f"nsr: error: {one_line(err)}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:
+        saved = (
+            f"saved {err.checkpoint}" if err.checkpoint is not None else "no checkpoint to resume from yet"
+        )
+        print(
+            f"nsr: stopped by {err.signal_name} at step {err.step}; {saved}; "
+            f"resume with: nsr train --out {err.run_dir} --resume",
+            file=sys.stderr,
+        )
+        return err.exit_code
     except KeyboardInterrupt:
         print("nsr: interrupted (resume with --resume)", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(REPORT_LINE, file=sys.stderr)
+        return 1
 
 
 class TrainProgress:

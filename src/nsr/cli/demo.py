@@ -16,7 +16,8 @@ from pathlib import Path
 import trimesh
 import tyro
 
-from nsr.atomic import atomic_write
+from nsr import checks
+from nsr.atomic import atomic_write, check_writable_folder
 from nsr.cli.common import CountProgress, friendly, train_with_progress
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
@@ -44,6 +45,13 @@ class DemoArgs:
     seed: int = 0
     """Seed of the run."""
 
+    def validate(self) -> None:
+        if self.steps is not None:
+            checks.positive("steps", self.steps)
+        checks.at_least("resolution", self.resolution, 2)
+        checks.device("device", self.device)
+        checks.non_negative("seed", self.seed)
+
 
 def run(argv: list[str]) -> int:
     args = tyro.cli(DemoArgs, args=argv, prog="nsr demo")
@@ -51,6 +59,8 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: DemoArgs) -> int:
+    checks.validate_config(args)
+    check_writable_folder(args.out)
     t0 = time.perf_counter()
     scene_dir = args.out / "scene"
     bars = {"render": CountProgress("rendering scene"), "mesh": CountProgress("ground-truth mesh")}

@@ -30,7 +30,10 @@ import numpy as np
 import trimesh
 import tyro
 
+from nsr import checks
+from nsr.atomic import check_writable_folder
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
+from nsr.data.meshes import read_mesh
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
 from nsr.engine.run import (
     Run,
@@ -107,6 +110,20 @@ class EvalArgs:
     """Seed of the samplings."""
     device: str = "auto"
     """Where to render and evaluate the SDF."""
+
+    def validate(self) -> None:
+        if self.downscale is not None:
+            checks.at_least("downscale", self.downscale, 1.0, "1 = full images")
+        checks.at_least("resolution", self.resolution, 2)
+        checks.positive("num_samples", self.num_samples)
+        if self.threshold is not None:
+            checks.positive("threshold", self.threshold)
+        checks.non_negative("cull_dilation", self.cull_dilation)
+        if self.scan is not None:
+            checks.non_negative("scan", self.scan)
+        checks.positive("dtu_density", self.dtu_density)
+        checks.non_negative("seed", self.seed)
+        checks.device("device", self.device)
 
 
 @dataclass
@@ -188,15 +205,7 @@ class Context:
 
 
 def _load_mesh(path: Path) -> trimesh.Trimesh:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: mesh not found")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-    except ValueError as err:
-        raise RunError(f"{path}: not a readable mesh ({err})") from None
-    if len(mesh.faces) == 0:
-        raise RunError(f"{path}: the mesh has no faces")
-    return mesh
+    return read_mesh(path, "mesh")
 
 
 def images_wanted(args: EvalArgs) -> bool:
@@ -252,15 +261,7 @@ def _section_images(args: EvalArgs, ctx: Context) -> dict | None:
 def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
     if args.gt_mesh is None:
         return None
-    if not args.gt_mesh.is_file():
-        raise FileNotFoundError(f"{args.gt_mesh}: ground-truth mesh not found")
-    gt = trimesh.load(args.gt_mesh, process=False)
-    if isinstance(gt, trimesh.Scene):
-        gt = gt.to_geometry() if hasattr(gt, "to_geometry") else gt.dump(concatenate=True)
-    if not isinstance(gt, trimesh.Trimesh | trimesh.PointCloud) or len(gt.vertices) == 0:
-        raise RunError(f"{args.gt_mesh}: not a mesh or point cloud")
-    if isinstance(gt, trimesh.Trimesh) and len(gt.faces) == 0:
-        gt = trimesh.PointCloud(gt.vertices)
+    gt = read_mesh(args.gt_mesh, "ground-truth mesh", points_ok=True)
     mesh = ctx.mesh()
     print(f"measuring the mesh against {args.gt_mesh} ({args.num_samples} samples each) ...", flush=True)
     metrics = mesh_metrics(
@@ -322,10 +323,12 @@ def _run(args: EvalArgs) -> int:
 def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     """Run the sections `args` asks for, write their files and merge the result into the folder's
     summary.json -> (result, output folder). Progress bars go to stderr; nothing else is printed."""
-    AntialiasConfig(samples=args.antialias).validate()  # before any work
+    checks.validate_config(args)  # before any work
+    AntialiasConfig(samples=args.antialias).validate()
     run_ = open_run(args.run, args.checkpoint, args.device)
     ctx = Context(args=args, run=run_, out=Path())
     out = ctx.out = args.out or eval_folder(args, ctx)
+    check_writable_folder(out)
     result: dict = {"run": str(args.run), "step": run_.step, "checkpoint": args.checkpoint}
     for section in SECTIONS:
         part = section(args, ctx)

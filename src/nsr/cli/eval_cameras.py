@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-import trimesh
 import tyro
 
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
-from nsr.data.errors import DataError
+from nsr.data.meshes import read_mesh
 from nsr.engine.cameras import GT_CAMERAS
 from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
@@ -106,9 +105,7 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
     if not args.no_mesh:
         to_gt_world = evaluation.model_to_gt_world()
         if args.mesh is not None:
-            if not args.mesh.is_file():
-                raise DataError(args.mesh, "mesh file not found")
-            mesh = trimesh.load(args.mesh, force="mesh")
+            mesh = read_mesh(args.mesh)
             # The given mesh is in the run's world units: back to the model frame, then into the GT world.
             mesh = transform_mesh(mesh, to_gt_world @ np.linalg.inv(run_.scale_mat))
         else:
@@ -124,9 +121,8 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
         summary["mesh_aligned"] = str(mesh_path)
         print(f"aligned mesh (ground truth's world frame): {mesh_path}")
         if args.gt_mesh is not None:
-            if not args.gt_mesh.is_file():
-                raise DataError(args.gt_mesh, "mesh file not found")
-            metrics = mesh_metrics(mesh, trimesh.load(args.gt_mesh, force="mesh"))
+            gt = read_mesh(args.gt_mesh, "ground-truth mesh", points_ok=True)
+            metrics = mesh_metrics(mesh, gt)
             summary["mesh_metrics"] = metrics
             print(
                 f"chamfer {metrics['chamfer']:.5g} = {100 * metrics['chamfer_rel']:.3f}% of the GT diagonal"

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from nsr import checks
+from nsr.atomic import check_writable_folder
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run, with_run_poses
 from nsr.evaluation.antialias import AntialiasConfig
@@ -44,6 +46,12 @@ class RenderArgs:
     device: str = "auto"
     """Where to render."""
 
+    def validate(self) -> None:
+        checks.positive("frames", self.frames)
+        checks.positive("downscale", self.downscale)
+        checks.positive("fps", self.fps)
+        checks.device("device", self.device)
+
 
 def run(argv: list[str]) -> int:
     args = tyro.cli(RenderArgs, args=argv, prog="nsr render")
@@ -51,11 +59,15 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: RenderArgs) -> int:
+    checks.validate_config(args)
+    antialias = AntialiasConfig(samples=args.antialias).validate()
+    if args.out is not None:
+        check_writable_folder(args.out)
     run_ = open_run(args.run, args.checkpoint, args.device)
     scene = with_run_poses(run_, load_run_scene(run_, args.data))
     path = camera_path(scene, select_views(run_, "train"), args.path, args.frames, args.downscale)
     out = args.out or args.run / f"render_{args.path}_{run_.step:07d}"
-    antialias = AntialiasConfig(samples=args.antialias).validate()
+    check_writable_folder(out)
     progress = CountProgress(f"rendering {args.path}")
     try:
         _, line = render_to_folder(run_.model, path, out, args.fps, progress, antialias)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import trimesh
 import tyro
 
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly
+from nsr.data.meshes import read_mesh
 from nsr.engine.run import RunError
 from nsr.report.html import (
     ReportInputs,
@@ -77,7 +77,7 @@ def build_report(args: ReportArgs) -> str:
         inputs.comparison, inputs.comparison_note = compare_views(args.run, args.compare, args.max_images)
     mesh_path = args.mesh or find_mesh(args.run)
     if mesh_path is not None:
-        mesh = trimesh.load(mesh_path, force="mesh", process=False)
+        mesh = read_mesh(mesh_path)
         source = f"{mesh_path}"
     elif (args.run / "checkpoints" / "latest.pt").is_file():
         from nsr.engine.run import open_run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from dataclasses import dataclass, field
@@ -10,13 +11,18 @@ from typing import Annotated, Literal, get_type_hints
 
 import tyro
 
+from nsr.atomic import check_writable_folder
+from nsr.checks import flag, validate_config
 from nsr.cli.common import friendly, train_with_progress
 from nsr.cli.kinds import apply_kind_switches, union_kinds
-from nsr.config import PRESETS, TrainConfig, get_preset, load_yaml
+from nsr.config import PRESETS, TrainConfig, get_preset
 from nsr.config.io import ConfigError
-from nsr.config.train import CONFIG_KIND
-from nsr.data.background import parse_background
+from nsr.config.train import config_changes, resume_conflicts
 from nsr.data.formats import load_scene
+from nsr.engine.checkpoint import load_checkpoint, load_newest, step_checkpoints
+from nsr.engine.errors import RunError
+from nsr.engine.lock import RunLock
+from nsr.engine.run import checkpoint_path, run_config
 from nsr.engine.trainer import Trainer
 
 PresetName = Literal[tuple(PRESETS)]  # the preset names, as choices on the command line
@@ -91,7 +97,13 @@ class TrainArgs:
     preset: PresetName = "positional"
     """Preset to start from (its fields can then be overridden)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint, with its saved config."""
+    """Continue the run in `out` from its latest checkpoint, with its saved config. Flags given with it
+    change that config where a run can change (`--steps N` extends a finished run to N steps, optimiser
+    settings, budgets, cadences, `--device`, `--data DIR` for a moved scene); a flag that changes the
+    model or the data is refused."""
+    from_checkpoint: str | None = None
+    """With --resume: continue from this checkpoint instead of the latest (a step number, a file name in
+    RUN/checkpoints, or a path); later step checkpoints move to RUN/checkpoints/superseded/."""
     config: Annotated[TrainConfig, tyro.conf.arg(name="")] = field(default_factory=TrainConfig)
 
 
@@ -183,28 +195,97 @@ def run(argv: list[str]) -> int:
 
 def _run(argv: list[str]) -> int:
     args = parse(argv)
-    config = args.config
-    saved = args.out / "config.yaml"
-    if args.resume and saved.is_file():
-        config = load_yaml(TrainConfig, saved, CONFIG_KIND)
-    elif saved.is_file() and (args.out / "checkpoints" / "latest.pt").is_file():
-        print(f"nsr: error: {args.out} already holds a run; use --resume to continue it", file=sys.stderr)
-        return 1
-    config.cameras.validate()
-    if config.data.path is None:
-        print("nsr: error: no scene given (use --data DIR)", file=sys.stderr)
-        return 2
-    resumed = args.resume and saved.is_file()  # a resumed run keeps the background its config.yaml holds
-    if not resumed:
-        try:
-            parse_background(config.data.background)
-        except ValueError as err:
-            print(f"nsr: error: --data.background: {err}", file=sys.stderr)
-            return 2
-    scene = load_scene(
-        config.data.path, config.data.format, config.data.downscale, camera_file=config.data.camera_file
-    )
-    trainer = Trainer(config, scene, args.out)
-    train_with_progress(trainer, resume=args.resume)
+    if args.from_checkpoint is not None and not args.resume:
+        raise ConfigError("--from-checkpoint continues a run: give --resume too")
+    if args.resume and not args.out.is_dir():
+        raise RunError(f"{args.out}: nothing to resume (no such folder); drop --resume to start a run there")
+    # Before any work: the run folder can be written, and no other process trains into it.
+    check_writable_folder(args.out)
+    with RunLock(args.out):
+        resumed = _resume_point(args) if args.resume else None
+        if resumed is None:
+            if args.resume and not (args.out / "config.yaml").is_file():
+                raise RunError(
+                    f"{args.out}: nothing to resume (no config.yaml, no checkpoint); drop --resume"
+                )
+            if not args.resume and _holds_run(args.out):
+                raise RunError(f"{args.out} already holds a run; use --resume to continue it")
+        config = resumed_config(argv, args, resumed) if args.resume else args.config
+        validate_config(config)
+        if config.data.path is None:
+            raise ConfigError("no scene given (use --data DIR)")
+        scene = load_scene(
+            config.data.path, config.data.format, config.data.downscale, camera_file=config.data.camera_file
+        )
+        trainer = Trainer(config, scene, args.out)
+        if resumed is not None:
+            path, state = resumed
+            trainer.resume(path, state)
+            how = "" if path.name == "latest.pt" else f" (from {path.name})"
+            print(f"resuming {trainer.run_dir} at step {trainer.step}{how}")
+        if resumed is not None and trainer.finished():
+            print(
+                f"{args.out} is complete at step {trainer.step} of {config.steps}; "
+                f"to train longer: nsr train --out {args.out} --resume --steps N (N > {trainer.step})"
+            )
+            return 0
+        train_with_progress(trainer, resume=False)
     print(f"done: {trainer.step} steps in {trainer.seconds:.0f} s of training; run folder {args.out}")
     return 0
+
+
+def _holds_run(out: Path) -> bool:
+    """Whether a folder already holds a run's checkpoints."""
+    folder = out / "checkpoints"
+    return (folder / "latest.pt").is_file() or bool(step_checkpoints(folder))
+
+
+def _resume_point(args: TrainArgs) -> tuple[Path, dict] | None:
+    """The checkpoint to continue from, loaded and verified: --from-checkpoint, else the newest that loads
+    (a damaged latest.pt is skipped, with a line). None when the run has no checkpoint yet."""
+    folder = args.out / "checkpoints"
+    if args.from_checkpoint is not None:
+        path = checkpoint_path(args.out, args.from_checkpoint)
+        return path, load_checkpoint(path)
+    if not _holds_run(args.out):
+        return None
+    path, state, problems = load_newest(folder)
+    for problem in problems:
+        print(
+            f"nsr: warning: {problem}; resuming from {path.name} (step {state['step']}) instead",
+            file=sys.stderr,
+        )
+    return path, state
+
+
+def resumed_config(argv: list[str], args: TrainArgs, resumed: tuple[Path, dict] | None) -> TrainConfig:
+    """The config of a resumed run: its own (config.yaml, or the copy in the checkpoint when that file is
+    lost), with the flags given on the command line applied where a run can change and refused (one line)
+    where they would change the model or the data (`nsr.config.train.RESUME_CHANGEABLE`)."""
+    state = resumed[1] if resumed is not None else None
+    saved = run_config(args.out, state)
+    config = parse(argv, copy.deepcopy(saved)).config
+    if _flag_value([ALIASES.get(a, a) for a in argv], "--preset") is not None:
+        # A whole command line given again with --resume: its preset must describe this run.
+        conflicts = resume_conflicts(saved, parse(argv).config)
+        if conflicts:
+            key, old, new = conflicts[0]
+            raise ConfigError(
+                f"--preset {args.preset}: this run was trained with {flag(key)} {old}, the preset gives {new}; "
+                "drop --preset to continue the run with its own config"
+            )
+    conflicts = resume_conflicts(saved, config)
+    if conflicts:
+        key, old, new = conflicts[0]
+        raise ConfigError(
+            f"{flag(key)} {new}: cannot change when resuming (the run was trained with {old}; it changes the "
+            "model or the data); start a new run with another --out"
+        )
+    step = state["step"] if state is not None else 0
+    if config.steps != saved.steps and config.steps < step:
+        raise ConfigError(
+            f"--steps {config.steps}: the run is already at step {step}; give more to extend it"
+        )
+    for key, old, new in config_changes(saved, config):
+        print(f"resuming with {flag(key)} {new} (was {old})")
+    return config

@@ -8,6 +8,8 @@ from typing import Literal
 
 import tyro
 
+from nsr import checks
+from nsr.atomic import check_writable_folder
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run, with_run_poses
 from nsr.evaluation.antialias import AntialiasConfig
@@ -49,6 +51,12 @@ class TransferArgs:
     device: str = "auto"
     """Where to render."""
 
+    def validate(self) -> None:
+        checks.positive("frames", self.frames)
+        checks.positive("downscale", self.downscale)
+        checks.positive("fps", self.fps)
+        checks.device("device", self.device)
+
 
 def run(argv: list[str]) -> int:
     args = tyro.cli(TransferArgs, args=argv, prog="nsr transfer")
@@ -56,6 +64,8 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: TransferArgs) -> int:
+    checks.validate_config(args)
+    check_writable_folder(args.out)
     run_a = open_run(args.geometry, args.checkpoint_geometry, args.device)
     run_b = open_run(args.appearance, args.checkpoint_appearance, args.device)
     model = transfer_model(run_a, run_b)

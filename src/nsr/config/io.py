@@ -7,6 +7,7 @@ using defaults.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 from collections.abc import Callable
@@ -101,8 +102,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
 
 def save_yaml(config: Any, path: str | Path, kind: str) -> None:
     """Write a config as plain YAML with a kind key and schema version (atomically)."""
-    payload = {"kind": kind, "schema_version": SCHEMA_VERSION, "config": to_dict(config)}
-    text = yaml.safe_dump(payload, sort_keys=False)
+    text = yaml.safe_dump(config_payload(config, kind), sort_keys=False)
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
@@ -113,19 +113,38 @@ def load_yaml(cls: type[T], path: str | Path, kind: str) -> T:
         payload = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read config ({err})") from None
+    return config_from_payload(cls, payload, kind, str(path))
+
+
+def config_payload(config: Any, kind: str) -> dict[str, Any]:
+    """A config as the plain data `save_yaml` writes: {kind, schema_version, config}."""
+    return {"kind": kind, "schema_version": SCHEMA_VERSION, "config": to_dict(config)}
+
+
+def config_from_payload(cls: type[T], payload: Any, kind: str, where: str = "config") -> T:
+    """A config from the plain data `config_payload` gives (a YAML file's, or a checkpoint's), checking its
+    kind and schema version and migrating older versions."""
     if not isinstance(payload, dict) or payload.get("kind") != kind:
-        raise ConfigError(f"{path}: not an NSR {kind} config")
+        raise ConfigError(f"{where}: not an NSR {kind} config")
     version = payload.get("schema_version")
     if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
-        raise ConfigError(f"{path}: schema version {version} (this NSR reads 1 to {SCHEMA_VERSION})")
-    data = payload["config"]
+        raise ConfigError(f"{where}: schema version {version} (this NSR reads 1 to {SCHEMA_VERSION})")
+    data = copy.deepcopy(payload["config"])
     try:
         for old in range(version, SCHEMA_VERSION):
             if (kind, old) in MIGRATIONS:
                 data = MIGRATIONS[(kind, old)](data)
         return from_dict(cls, data)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
 
 
-__all__ = ["ConfigError", "from_dict", "load_yaml", "save_yaml", "to_dict"]
+__all__ = [
+    "ConfigError",
+    "config_from_payload",
+    "config_payload",
+    "from_dict",
+    "load_yaml",
+    "save_yaml",
+    "to_dict",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nsr.config.io import ConfigError
 from nsr.config.train import DataConfig, OptimConfig, TrainConfig
 from nsr.encodings import (
     EncodingConfig,
@@ -523,5 +524,5 @@ PRESETS.update({p.name + CAMERA_SUFFIX: with_trained_cameras(p) for p in list(PR
 def get_preset(name: str) -> TrainConfig:
     """A fresh TrainConfig of the named preset."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     return PRESETS[name].make()

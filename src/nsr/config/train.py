@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from nsr import checks
 from nsr.cameras.refine import CameraRefineConfig
-from nsr.config.io import MIGRATIONS
+from nsr.config.io import MIGRATIONS, to_dict
+from nsr.data.background import parse_background
 from nsr.models import IDRModelConfig, ModelConfig
 
 
@@ -37,6 +39,16 @@ class DataConfig:
     masks, else black), `white`, `black` or `R,G,B` in [0, 1]. `nsr train` resolves it into
     `model.background` before the model is built (nsr.data.background)."""
 
+    def validate(self) -> None:
+        checks.at_least("downscale", self.downscale, 1.0, "a factor that divides the image size")
+        checks.non_negative("holdout_every", self.holdout_every, "0 = train on all views")
+        try:
+            parse_background(self.background)
+        except ValueError:
+            raise checks.InvalidValue(
+                "background", self.background, "must be auto, white, black or R,G,B with each in [0, 1]"
+            ) from None
+
 
 @dataclass
 class OptimConfig:
@@ -61,6 +73,15 @@ class OptimConfig:
     steps)."""
     grad_clip: float = 0.0
     """Clip the global gradient norm to this value (0 = off)."""
+
+    def validate(self) -> None:
+        checks.positive("lr", self.lr)
+        checks.non_negative("encoding_lr", self.encoding_lr, "0 = lr")
+        checks.fractions("lr_milestones", self.lr_milestones)
+        checks.positive("lr_factor", self.lr_factor)
+        checks.positive("final_factor", self.final_factor)
+        checks.in_range("warmup", self.warmup, 0.0, 0.99, "a fraction of the run")
+        checks.non_negative("grad_clip", self.grad_clip, "0 = off")
 
     def lr_factor_at(self, progress: float) -> float:
         """Multiplier of the learning rates at a point of the run (`progress` in [0, 1])."""
@@ -106,6 +127,15 @@ class PocketFillConfig:
     def enabled(self) -> bool:
         return self.every > 0 and self.weight > 0
 
+    def validate(self) -> None:
+        checks.fraction("every", self.every)
+        checks.fraction("start", self.start)
+        checks.positive("samples", self.samples)
+        checks.positive("batch", self.batch)
+        checks.non_negative("weight", self.weight)
+        checks.non_negative("tolerance", self.tolerance)
+        checks.positive("max_side", self.max_side)
+
     def refresh_index(self, progress: float) -> int:
         """The number of refreshes due by a point of the run (`progress` in [0, 1]): a refresh is due before
         a step whenever this grows (0 before `start`)."""
@@ -113,6 +143,37 @@ class PocketFillConfig:
             return 0
         # The small tolerance keeps start + k * every, reached exactly, from rounding down to k - 1.
         return 1 + math.floor((progress - self.start) / self.every + 1e-6)
+
+
+@dataclass
+class HealthConfig:
+    """When a run counts as diverged (nsr.engine.health): it then stops with one line, and its latest
+    checkpoint is the last state known to be good."""
+
+    loss_factor: float = 20.0
+    """A step is suspect when its loss is above this many times the loss's running level (0 = off)."""
+    coverage_floor: float = 0.02
+    """A step is suspect when the model's coverage (`Model.coverage_key`: IDR's hit ratio, NeuS's opacity)
+    has fallen below this fraction of its running peak: the surface is vanishing (0 = off)."""
+    patience: int = 50
+    """Steps a suspicion may last before the run counts as diverged (it clears after 10 good steps)."""
+    max_parameter: float = 1e6
+    """A parameter of larger magnitude has exploded (0 = off); a non-finite one always has."""
+    check_every: int = 10
+    """Steps between two checks of the parameters (also checked before every checkpoint)."""
+    keep_good_every: int = 100
+    """Steps between two in-memory copies of the state, kept as the last good one once the next
+    `keep_good_every` steps raised no suspicion (written as the latest checkpoint if the run diverges)."""
+
+    def validate(self) -> None:
+        checks.non_negative("loss_factor", self.loss_factor, "0 = off")
+        if 0 < self.loss_factor <= 1:
+            raise checks.InvalidValue("loss_factor", self.loss_factor, "must be > 1 (or 0 = off)")
+        checks.in_range("coverage_floor", self.coverage_floor, 0.0, 1.0, "0 = off")
+        checks.positive("patience", self.patience)
+        checks.non_negative("max_parameter", self.max_parameter, "0 = off")
+        checks.positive("check_every", self.check_every)
+        checks.positive("keep_good_every", self.keep_good_every)
 
 
 @dataclass
@@ -147,6 +208,77 @@ class TrainConfig:
     Schedules then follow whichever of `steps` and `max_seconds` ends the run first (nsr.engine.schedule)."""
     snapshot_seconds: tuple[float, ...] = ()
     """Also save checkpoints `snapshot_<s>s.pt` when the training time passes each of these budgets."""
+    health: HealthConfig = field(default_factory=HealthConfig)
+    """Divergence detection beyond a NaN loss."""
+    keep_checkpoints: int = 3
+    """Keep the newest K step checkpoints `step_<N>.pt` and delete older ones (0 = keep all); `latest.pt`
+    and the snapshots are always kept."""
+
+    def validate(self) -> None:
+        """Ranges of the run's own fields (`nsr.checks.validate_config` checks the nested configs)."""
+        checks.positive("steps", self.steps)
+        checks.positive("rays_per_batch", self.rays_per_batch)
+        checks.non_negative("seed", self.seed)
+        checks.device("device", self.device)
+        checks.positive("checkpoint_every", self.checkpoint_every)
+        checks.non_negative("val_every", self.val_every, "0 = never")
+        checks.positive("log_every", self.log_every)
+        checks.non_negative("max_seconds", self.max_seconds, "0 = no limit")
+        for seconds in self.snapshot_seconds:
+            checks.positive("snapshot_seconds", seconds)
+        checks.non_negative("keep_checkpoints", self.keep_checkpoints, "0 = keep all")
+
+
+RESUME_CHANGEABLE = (
+    "steps",
+    "max_seconds",
+    "snapshot_seconds",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "val_every",
+    "log_every",
+    "tensorboard",
+    "device",
+    "rays_per_batch",
+    "optim",
+    "health",
+    "pockets",
+    "cameras.lr",
+    "cameras.lr_milestones",
+    "cameras.lr_factor",
+    "cameras.warmup",
+    "cameras.warmup_until",
+    "data.path",
+)
+"""What a resumed run may change (dotted fields and sections): its length and budgets, cadences, the
+optimiser, the device, the health checks, the pocket fill, the cameras' learning rates, and where the
+scene is now. Everything else (the model, the data as read, the cameras' start, the seed) makes the run
+what it is: a resumed run keeps it."""
+
+
+def config_changes(old: object, new: object) -> list[tuple[str, object, object]]:
+    """The fields in which two configs differ: (dotted name, old value, new value), as plain data."""
+    changes: list[tuple[str, object, object]] = []
+
+    def walk(a, b, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("kind") == b.get("kind"):
+            for key in list(a) + [k for k in b if k not in a]:
+                walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        elif a != b:
+            shown = [v.get("kind", v) if isinstance(v, dict) else v for v in (a, b)]
+            changes.append((prefix, shown[0], shown[1]))
+
+    walk(to_dict(old), to_dict(new), "")
+    return changes
+
+
+def resume_conflicts(saved: TrainConfig, new: TrainConfig) -> list[tuple[str, object, object]]:
+    """The changes from a run's config to `new` that a resumed run cannot make (see RESUME_CHANGEABLE)."""
+    return [
+        (key, old, value)
+        for key, old, value in config_changes(saved, new)
+        if not any(key == p or key.startswith(p + ".") for p in RESUME_CHANGEABLE)
+    ]
 
 
 def _v1_schedules_in_fractions(data: dict) -> dict:

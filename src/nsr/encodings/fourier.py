@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from nsr import checks
 from nsr.encodings.base import Encoding
 
 
@@ -24,6 +25,11 @@ class FourierFeaturesConfig:
     """Put the raw input first in the output (needed for the SDF field's geometric init)."""
     seed: int = 0
     """Seed of the generator that draws B (the matrix is also saved in checkpoints)."""
+
+    def validate(self) -> None:
+        checks.positive("width", self.width)
+        checks.positive("sigma", self.sigma)
+        checks.non_negative("seed", self.seed)
 
     def build(self, in_dim: int) -> FourierFeatures:
         return FourierFeatures(in_dim, self)

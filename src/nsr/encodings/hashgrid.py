@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nsr import checks
 from nsr.accel.hashing import PRIMES, primes_on
 from nsr.encodings.base import Encoding, EncodingError
 
@@ -66,6 +67,20 @@ class HashGridConfig:
     zero; 0 = only `start_levels` ever)."""
     tv_samples: int = 4096
     """Vertices sampled per hashed level by `total_variation` (dense levels are summed exactly)."""
+
+    def validate(self) -> None:
+        checks.positive("num_levels", self.num_levels)
+        checks.positive("features_per_level", self.features_per_level)
+        checks.in_range("log2_table_size", self.log2_table_size, 1, 30)
+        checks.positive("base_resolution", self.base_resolution)
+        checks.at_least(
+            "finest_resolution", self.finest_resolution, self.base_resolution, "the base resolution"
+        )
+        checks.positive("bound", self.bound)
+        checks.in_range("start_levels", self.start_levels, 0, self.num_levels, "0 = all levels")
+        checks.fraction("unlock_every", self.unlock_every)
+        checks.non_negative("init_scale", self.init_scale)
+        checks.positive("tv_samples", self.tv_samples)
 
     def build(self, in_dim: int) -> HashGrid:
         return HashGrid(in_dim, self)

@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from nsr import checks
 from nsr.encodings.base import Encoding
 
 
@@ -24,6 +25,10 @@ class PositionalEncodingConfig:
     """Multiply the frequencies by pi (NeRF); IDR's original code omits it."""
     coarse_to_fine: float = 0.0
     """If > 0, bands are faded in over this fraction of the run (Nerfies/BARF window); 0 = all on."""
+
+    def validate(self) -> None:
+        checks.non_negative("num_frequencies", self.num_frequencies, "0 = identity")
+        checks.fraction("coarse_to_fine", self.coarse_to_fine)
 
     def build(self, in_dim: int) -> PositionalEncoding:
         return PositionalEncoding(in_dim, self)

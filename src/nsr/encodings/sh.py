@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 
+from nsr import checks
 from nsr.encodings.base import Encoding
 
 MAX_DEGREE = 5
@@ -19,6 +20,9 @@ class SphericalHarmonicsConfig:
     kind: Literal["sh"] = "sh"
     degree: int = 4
     """Number of bands D, 1 to 5; the output has D^2 channels (D = 4 -> 16, as in instant-ngp)."""
+
+    def validate(self) -> None:
+        checks.in_range("degree", self.degree, 1, 5)
 
     def build(self, in_dim: int) -> SphericalHarmonics:
         return SphericalHarmonics(in_dim, self)

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from nsr import checks
 from nsr.encodings.nffb import NFFB, NFFBConfig
 
 
@@ -26,6 +27,10 @@ class StyleModNFFBConfig(NFFBConfig):
     """Weight the levels' contributions by a position-dependent softmax over the L levels."""
     demodulation_eps: float = 1e-8
     """Epsilon of the demodulation, 1 / sqrt(sum w'^2 + eps)."""
+
+    def validate(self) -> None:
+        super().validate()
+        checks.positive("demodulation_eps", self.demodulation_eps)
 
     def build(self, in_dim: int) -> StyleModNFFB:
         return StyleModNFFB(in_dim, self)

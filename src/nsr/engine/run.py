@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,19 +12,18 @@ import numpy as np
 import torch
 
 from nsr.cameras.refine import CameraRefinement
-from nsr.config.io import load_yaml
+from nsr.config.io import config_from_payload, load_yaml
 from nsr.config.train import CONFIG_KIND, TrainConfig
 from nsr.data.errors import DataError
 from nsr.data.idr import load_cameras
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import GT_CAMERAS, INIT_CAMERAS, CameraEvaluation, evaluate_cameras
-from nsr.engine.checkpoint import load_checkpoint
+from nsr.engine.checkpoint import load_checkpoint, load_newest
+from nsr.engine.errors import RunError
 from nsr.engine.trainer import resolve_device
 from nsr.models import Model
 
-
-class RunError(FileNotFoundError):
-    """A run folder that is missing or incomplete."""
+log = logging.getLogger("nsr.engine")
 
 
 @dataclass
@@ -61,16 +61,43 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "latest") -> Path:
     return path
 
 
-def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "auto") -> Run:
-    """Load a run folder written by the trainer, on any machine."""
+def run_config(run_dir: str | Path, state: dict | None = None) -> TrainConfig:
+    """A run's config: RUN/config.yaml, or, when that file is lost, the copy inside a checkpoint (`state`,
+    else the newest checkpoint of the run that loads)."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
+    if config_path.is_file():
+        return load_yaml(TrainConfig, config_path, CONFIG_KIND)
+    if not (run_dir / "checkpoints").is_dir():
+        raise RunError(f"{run_dir}: not a run folder (no config.yaml, no checkpoints/)")
+    where = "the given checkpoint"
+    if state is None:
+        path, state, _ = load_newest(run_dir / "checkpoints")
+        where = str(path)
+    if "config" not in state:
+        raise RunError(f"{run_dir}: config.yaml is missing and {where} predates configs in checkpoints")
+    log.warning("%s: config.yaml is missing; using the config stored in %s", run_dir, where)
+    return config_from_payload(TrainConfig, state["config"], CONFIG_KIND, where)
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "latest", device: str = "auto") -> Run:
+    """Load a run folder written by the trainer, on any machine. With `latest`, a damaged latest.pt
+    falls back to the newest checkpoint that loads (with a warning)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "a file" if run_dir.exists() else "no such folder"
+        raise RunError(f"{run_dir}: not a run folder ({what})")
+    if not (run_dir / "config.yaml").is_file() and not (run_dir / "checkpoints").is_dir():
         raise RunError(f"{run_dir}: not a run folder (no config.yaml)")
-    config = load_yaml(TrainConfig, config_path, CONFIG_KIND)
     dev = resolve_device(device)
+    if checkpoint == "latest" and (run_dir / "checkpoints").is_dir():
+        path, state, problems = load_newest(run_dir / "checkpoints", map_location=dev)
+        for problem in problems:
+            log.warning("%s; using %s (step %d) instead", problem, path.name, state["step"])
+    else:
+        state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location=dev)
+    config = run_config(run_dir, state)
     model = config.model.build().to(dev)
-    state = load_checkpoint(checkpoint_path(run_dir, checkpoint), map_location=dev)
     model.load_state_dict(state["model"])
     progress = state.get("progress", 1.0)  # checkpoints from before schedules in fractions: the end
     model.set_progress(progress)

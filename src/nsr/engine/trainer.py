@@ -1,26 +1,56 @@
-"""The training loop: sampling, optimisation, schedules, logging, validation, checkpoints, resume."""
+"""The training loop: sampling, optimisation, schedules, logging, validation, checkpoints, resume.
+
+What keeps a run's work safe (see also `nsr.engine.checkpoint`, `nsr.engine.lock`, `nsr.engine.health`):
+the run folder is held by one process at a time; checkpoints are atomic, verified on load and hold
+the run's config; `latest.pt` only ever points at a checkpoint written while the run looked healthy,
+and a diverging run stops with `latest.pt` at the last state known to be good; Ctrl-C and SIGTERM
+finish the current step, save a checkpoint and stop (`TrainingInterrupted`).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
+from nsr import checks
 from nsr.cameras import pixel_grid, pixel_rays
-from nsr.config.io import save_yaml, to_dict
-from nsr.config.train import CONFIG_KIND, TrainConfig
+from nsr.checks import resolve_device
+from nsr.config.io import config_from_payload, config_payload, save_yaml, to_dict
+from nsr.config.train import CONFIG_KIND, TrainConfig, resume_conflicts
 from nsr.data.background import resolve_background
 from nsr.data.scene import SceneData
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
-from nsr.engine.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from nsr.engine.checkpoint import (
+    LATEST,
+    link_latest,
+    load_checkpoint,
+    load_newest,
+    prune_step_checkpoints,
+    remove_temporaries,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+    step_checkpoints,
+    step_name,
+    supersede_after,
+)
+from nsr.engine.errors import RunError, TrainingError, TrainingInterrupted
+from nsr.engine.health import HealthMonitor, parameters_finite
+from nsr.engine.lock import RunLock
 from nsr.engine.pockets import PocketFill
 from nsr.engine.schedule import ScheduleRecord, run_progress
 from nsr.models import Model, RayBatch, RenderOutputs
@@ -28,17 +58,6 @@ from nsr.models import Model, RayBatch, RenderOutputs
 log = logging.getLogger("nsr.engine")
 DEFAULT_BACKGROUND = (0.0, 0.0, 0.0)
 """The models' default background colour (black), which `data.background = auto` replaces."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def split_views(num_views: int, holdout_every: int) -> tuple[list[int], list[int]]:
@@ -114,11 +133,24 @@ class Trainer:
         run_dir: str | Path,
         on_step: Callable[[StepMetrics], None] | None = None,
     ) -> None:
+        checks.validate_config(config)
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.device)
         self.on_step = on_step
+        self.handle_signals = True
+        """Whether `train` turns Ctrl-C and SIGTERM into a checkpoint and `TrainingInterrupted` (in the main
+        thread only)."""
+        self.lock = RunLock(self.run_dir)
+        """This process's hold on the run folder, taken by `resume` and `train` (re-entrant)."""
         self.train_views, self.test_views = split_views(scene.num_views, config.data.holdout_every)
+        if not self.train_views:
+            raise checks.InvalidValue(
+                "data.holdout_every",
+                config.data.holdout_every,
+                f"holds out every one of the scene's {scene.num_views} views; at least one must remain for "
+                "training (0 = train on all views)",
+            )
         self.gt_scene = scene
         """The scene as read, with its own (ground-truth) cameras."""
         scene = initial_scene(scene, config.cameras)
@@ -160,6 +192,15 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
+        self.health = HealthMonitor(config.health, self.model.coverage_key)
+        self._suspect = False
+        """A suspicion of divergence is running: checkpoints are not written (nsr.engine.health)."""
+        self._good: tuple[int, dict] | None = None
+        """(step, state on the CPU): the newest state known to be good (followed by good steps)."""
+        self._candidate: tuple[int, dict] | None = None
+        """(step, state on the CPU): the next good state, once the steps after it raise no suspicion."""
+        self._saved_step: int | None = None
+        """The step of the last step checkpoint written by this trainer."""
         self._writer = None
 
     def _schedule_fractions(self) -> dict:
@@ -214,6 +255,8 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "rng": rng_state(),
             "sampler_rng": self.generator.get_state(),
+            "health": self.health.state_dict(),
+            "config": config_payload(self.config, CONFIG_KIND),
         }
         if self.cameras is not None:
             state["cameras"] = self.cameras.state_dict()
@@ -223,39 +266,125 @@ class Trainer:
         return state
 
     def save_checkpoint(self, name: str | None = None) -> Path:
-        payload = self.state_dict()
-        path = self.checkpoint_dir / (name or f"step_{self.step:07d}.pt")
-        save_atomic(payload, path)
+        """Write a checkpoint: `step_<N>.pt` (then `latest.pt` is linked to it, unless a suspicion of
+        divergence is running, and step checkpoints beyond `keep_checkpoints` are deleted), or `name`.
+
+        Raises:
+            TrainingError: the parameters are not finite (such a checkpoint is never written).
+        """
+        if not parameters_finite(self.model.parameters()):
+            self._stop_diverged("parameters became non-finite")
+        path = self.checkpoint_dir / (name or step_name(self.step))
+        save_atomic(self.state_dict(), path)
         self.schedule.save(self.run_dir / "schedule.json")
         if name is None:
-            save_atomic(payload, self.checkpoint_dir / "latest.pt")
+            self._saved_step = self.step
+            if not self._suspect:
+                link_latest(path, self.checkpoint_dir / LATEST)
+            prune_step_checkpoints(self.checkpoint_dir, self.config.keep_checkpoints)
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        state = load_checkpoint(path)
+        """Continue from the checkpoint at `path` (verified; see `load_state`)."""
+        self.load_state(load_checkpoint(path, self.device), path)
+
+    def load_state(self, state: dict, path: str | Path = "checkpoint") -> None:
+        """Put the trainer where a checkpoint's `state` was. The checkpoint's model and data must be this
+        run's (RunError otherwise); the optimiser keeps its moments but takes this config's learning rates.
+        """
+        if "config" in state:
+            saved = config_from_payload(TrainConfig, state["config"], CONFIG_KIND, str(path))
+            conflicts = resume_conflicts(saved, self.config)
+            if conflicts:
+                key, old, new = conflicts[0]
+                raise RunError(
+                    f"{path}: this checkpoint was trained with {checks.flag(key)} {old}, not {new}; "
+                    "the model's shape or the data cannot change when a run continues"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._apply_learning_rates()
         if "schedule" in state:
             self.schedule.load_state_dict(state["schedule"])
+        if "health" in state:
+            self.health.load_state_dict(state["health"])
         self.step = state["step"]
         self.seconds = state["seconds"]
         set_rng_state(state["rng"])
         self.generator.set_state(state["sampler_rng"])
         if self.cameras is not None:
             if "cameras" not in state:
-                raise TrainingError(f"{path}: checkpoint of a run without trainable cameras")
+                raise RunError(f"{path}: checkpoint of a run without trainable cameras")
             self.cameras.load_state_dict(state["cameras"])
             self.camera_optimizer.load_state_dict(state["camera_optimizer"])
+            self.camera_optimizer.param_groups[0]["lr"] = self.config.cameras.lr
         if self.pockets is not None and "pockets" in state:
             self.pockets.load_state_dict(state["pockets"])
 
-    def resume(self) -> bool:
-        """Continue from `checkpoints/latest.pt` if there is one; returns whether it did."""
-        latest = self.checkpoint_dir / "latest.pt"
-        if not latest.is_file():
-            return False
-        self.load_checkpoint(latest)
-        return True
+    def _apply_learning_rates(self) -> None:
+        """The optimiser's base learning rates from this config (a resumed run may have changed them)."""
+        cfg = self.config.optim
+        fresh = {g["name"]: g["lr"] for g in self.model.param_groups(cfg.lr, cfg.encoding_lr)}
+        for group in self.optimizer.param_groups:
+            lr = fresh.get(group.get("name"), cfg.lr)
+            if group.get("initial_lr") not in (None, lr):
+                log.info("learning rate of the %s: %g (was %g)", group.get("name"), lr, group["initial_lr"])
+            group["initial_lr"] = lr
+
+    def resume(self, checkpoint: str | Path | None = None, state: dict | None = None) -> bool:
+        """Continue from `checkpoint` (a path; `state`: its content, already loaded), else from the newest
+        checkpoint of the run that loads (`latest.pt` first; a damaged one is skipped with a warning).
+        Step checkpoints after the one resumed from belong to an abandoned continuation: they move to
+        `checkpoints/superseded/`. Returns whether there was a checkpoint to resume from."""
+        with self.lock:
+            remove_temporaries(self.checkpoint_dir)
+            if checkpoint is not None:
+                path = Path(checkpoint)
+                self._check_scene()
+                self.load_state(state if state is not None else load_checkpoint(path, self.device), path)
+            else:
+                if not (self.checkpoint_dir / LATEST).is_file() and not step_checkpoints(self.checkpoint_dir):
+                    return False
+                path, state, problems = load_newest(self.checkpoint_dir, self.device)
+                for problem in problems:
+                    log.warning("%s; resuming from %s (step %d) instead", problem, path.name, state["step"])
+                self._check_scene()
+                self.load_state(state, path)
+            moved = supersede_after(self.checkpoint_dir, self.step)
+            if moved:
+                log.warning(
+                    "%d checkpoint(s) after step %d moved to %s (not continued)",
+                    len(moved),
+                    self.step,
+                    moved[0].parent,
+                )
+            if path.name != LATEST:
+                link_latest(self._checkpoint_file(path), self.checkpoint_dir / LATEST)
+            return True
+
+    def _check_scene(self) -> None:
+        """A resumed run's scene must be the one it trained on (same views and image size, RUN/scene.json);
+        it may have moved."""
+        recorded = self.run_dir / "scene.json"
+        if not recorded.is_file():
+            return
+        info = json.loads(recorded.read_text())
+        now = {"num_views": self.scene.num_views, "height": self.scene.height, "width": self.scene.width}
+        then = {key: info.get(key) for key in now}
+        if then != now:
+            raise RunError(
+                f"{self.scene.root}: not the scene this run trained on ({then['num_views']} views of "
+                f"{then['width']}x{then['height']} then, {now['num_views']} of {now['width']}x{now['height']} now)"
+            )
+
+    def _checkpoint_file(self, path: Path) -> Path:
+        """A checkpoint that `latest.pt` may link to: `path` itself when it is in this run's checkpoint
+        folder, else a copy written there as the step checkpoint."""
+        if path.parent.resolve() == self.checkpoint_dir.resolve():
+            return path
+        target = self.checkpoint_dir / step_name(self.step)
+        save_atomic(self.state_dict(), target)
+        return target
 
     # ---------------------------------------------------------------- loop
     def train_step(self) -> StepMetrics:
@@ -287,10 +416,7 @@ class Trainer:
             total = total + cfg.pockets.weight * terms["pocket"]
         if not torch.isfinite(total):
             detail = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
-            raise TrainingError(
-                f"loss became {total.item()} at step {self.step} ({detail}); "
-                "try a lower learning rate or resume from an earlier checkpoint"
-            )
+            raise TrainingError(f"the loss became {total.item()} at step {self.step} ({detail})")
         self.optimizer.zero_grad(set_to_none=True)
         if self.camera_optimizer is not None:
             self.camera_optimizer.zero_grad(set_to_none=True)
@@ -326,30 +452,131 @@ class Trainer:
         cfg = self.config
         return run_progress(self.step, self.seconds, cfg.steps, cfg.max_seconds)
 
+    def finished(self) -> bool:
+        """Whether the run has reached `steps` (or spent `max_seconds`)."""
+        return self._done()
+
     def _done(self) -> bool:
         cfg = self.config
         return self.step >= cfg.steps or (cfg.max_seconds > 0 and self.seconds >= cfg.max_seconds)
 
     def train(self) -> None:
-        """Run until `steps` (or `max_seconds`), checkpointing, logging and validating on the way."""
+        """Run until `steps` (or `max_seconds`), checkpointing, logging and validating on the way.
+
+        Raises:
+            TrainingError: the run diverged (`latest.pt` is then the last state known to be good).
+            TrainingInterrupted: Ctrl-C or SIGTERM (a checkpoint of the last finished step was saved).
+            RunError: another process holds the run folder.
+        """
         cfg = self.config
-        self.prepare_run_dir()
-        snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
-        while not self._done():
+        with self.lock, self._signals() as stop:
+            remove_temporaries(self.checkpoint_dir)
+            self.prepare_run_dir()
+            self._good, self._candidate = (self.step, _cpu_copy(self.state_dict())), None
+            snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
+            try:
+                while not self._done():
+                    if stop:
+                        self._interrupt(stop[0])
+                    m = self._checked_step()
+                    if self.on_step is not None:
+                        self.on_step(m)
+                    if cfg.tensorboard and (m.step % cfg.log_every == 0 or m.step == 1):
+                        self._log(m)
+                    while snapshots and self.seconds >= snapshots[0]:
+                        self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
+                    if cfg.val_every and m.step % cfg.val_every == 0:
+                        self.validate()
+                    if m.step % cfg.checkpoint_every == 0 and not self._suspect:
+                        self.save_checkpoint()
+                    self._keep_good()
+                if stop:
+                    self._interrupt(stop[0])
+                if self._suspect:
+                    log.warning(
+                        "the run ended while %s (since step %s); latest.pt stays at the last good checkpoint",
+                        self.health.reason,
+                        self.health.onset,
+                    )
+                if self._saved_step != self.step:
+                    self.save_checkpoint()
+            finally:
+                if self._writer is not None:
+                    self._writer.flush()
+
+    def _checked_step(self) -> StepMetrics:
+        """One training step, then the health checks (nsr.engine.health); stops a diverged run."""
+        try:
             m = self.train_step()
-            if self.on_step is not None:
-                self.on_step(m)
-            if cfg.tensorboard and (m.step % cfg.log_every == 0 or m.step == 1):
-                self._log(m)
-            while snapshots and self.seconds >= snapshots[0]:
-                self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
-            if cfg.val_every and m.step % cfg.val_every == 0:
-                self.validate()
-            if m.step % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-        self.save_checkpoint()
-        if self._writer is not None:
-            self._writer.flush()
+        except TrainingError as err:  # a non-finite loss (the parameters are still those of the last step)
+            self._stop_diverged(str(err).removeprefix("the "))
+        verdict = self.health.observe(m.step, m.loss, m.metrics)
+        if verdict.diverged is None and m.step % self.config.health.check_every == 0:
+            verdict = self.health.check_parameters(m.step, self.model.parameters())
+        if verdict.diverged is not None:
+            self._stop_diverged(verdict.diverged)
+        self._suspect = verdict.suspect
+        return m
+
+    def _keep_good(self) -> None:
+        """Every `health.keep_good_every` steps: the previous copy of the state becomes the good one if no
+        step since raised a suspicion, and a new copy is taken (unless a suspicion is running)."""
+        every = self.config.health.keep_good_every
+        if self.step % every:
+            return
+        if self._candidate is not None and self.health.last_suspect <= self._candidate[0]:
+            self._good = self._candidate
+        self._candidate = None if self._suspect else (self.step, _cpu_copy(self.state_dict()))
+
+    def _stop_diverged(self, what: str) -> NoReturn:
+        """Make the last good state the run's latest checkpoint, then raise TrainingError saying so."""
+        where = ""
+        if self._good is not None:
+            step, state = self._good
+            path = self.checkpoint_dir / step_name(step)
+            save_atomic(state, path)
+            link_latest(path, self.checkpoint_dir / LATEST)
+            moved = supersede_after(self.checkpoint_dir, step)
+            where = f"; {self.checkpoint_dir / LATEST} is step {step}, the last good state"
+            if moved:
+                where += f" (later checkpoints moved to {moved[0].parent})"
+        lr = self.config.optim.lr / 10
+        raise TrainingError(
+            f"training diverged at step {self.step}: {what}{where}; continue from it with a lower learning "
+            f"rate, e.g. nsr train --out {self.run_dir} --resume --optim.lr {lr:.2g}"
+        )
+
+    @contextmanager
+    def _signals(self) -> Iterator[list[str]]:
+        """While training: the first Ctrl-C or SIGTERM is noted (the loop saves and stops after the step
+        in progress), a second one interrupts at once. Yields the list of signals noted."""
+        noted: list[str] = []
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield noted
+            return
+
+        def note(signum, frame):
+            if noted:
+                raise KeyboardInterrupt
+            noted.append(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield noted
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _interrupt(self, signal_name: str) -> None:
+        """Save a checkpoint of the last finished step and raise TrainingInterrupted."""
+        path = None
+        if self._saved_step == self.step:
+            path = self.checkpoint_dir / step_name(self.step)
+        elif self.step > 0 and not self._suspect:
+            path = self.save_checkpoint()
+        elif (self.checkpoint_dir / LATEST).is_file():
+            path = self.checkpoint_dir / LATEST
+        raise TrainingInterrupted(signal_name, self.step, path, self.run_dir)
 
     def current_scene(self) -> SceneData:
         """The training scene with the current (refined) cameras; held-out views keep their initial poses."""
@@ -386,6 +613,17 @@ def validation_image(out: RenderOutputs, scene: SceneData, index: int) -> np.nda
     normal_img = np.where(hit, normals * 0.5 + 0.5, 0.0)
     row = np.concatenate([rgb, normal_img, scene.images[index]], axis=1)
     return (np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _cpu_copy(state: Any) -> Any:
+    """A copy of a state dict with every tensor on the CPU (detached from the live training state)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {key: _cpu_copy(value) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_cpu_copy(value) for value in state)
+    return copy.deepcopy(state)
 
 
 def _seed_everything(seed: int) -> None:

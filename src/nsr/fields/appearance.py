@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from nsr import checks
 from nsr.encodings import EncodingConfig, PositionalEncodingConfig
 
 
@@ -26,6 +27,10 @@ class AppearanceFieldConfig:
     """Number of hidden layers."""
     weight_norm: bool = True
     """Weight normalisation on every linear layer."""
+
+    def validate(self) -> None:
+        checks.positive("hidden_dim", self.hidden_dim)
+        checks.non_negative("num_layers", self.num_layers)
 
     def build(self, feature_dim: int) -> AppearanceField:
         return AppearanceField(self, feature_dim)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nsr import checks
 from nsr.encodings import EncodingConfig, PositionalEncodingConfig
 
 
@@ -32,6 +33,11 @@ class BackgroundFieldConfig:
     """Hidden layers of the density trunk (ReLU)."""
     colour_hidden_dim: int = 64
     """Width of the one hidden layer of the colour head."""
+
+    def validate(self) -> None:
+        checks.positive("hidden_dim", self.hidden_dim)
+        checks.positive("num_layers", self.num_layers)
+        checks.positive("colour_hidden_dim", self.colour_hidden_dim)
 
     def build(self) -> BackgroundField:
         return BackgroundField(self)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from nsr import checks
 from nsr.encodings import Encoding, EncodingConfig, PositionalEncodingConfig
 
 
@@ -43,6 +44,16 @@ class SDFFieldConfig:
     finite_difference_step: float = 1e-3
     """Finite-difference step when the encoding suggests none (grids suggest half a cell of the finest
     active level, which shrinks as coarse-to-fine unlocks levels)."""
+
+    def validate(self) -> None:
+        checks.positive("hidden_dim", self.hidden_dim)
+        checks.positive("num_layers", self.num_layers)
+        for layer in self.skip_layers:
+            checks.in_range("skip_layers", layer, 1, self.num_layers, "hidden-layer indices")
+        checks.non_negative("feature_dim", self.feature_dim, "0 = none")
+        checks.positive("softplus_beta", self.softplus_beta)
+        checks.positive("init_radius", self.init_radius)
+        checks.positive("finite_difference_step", self.finite_difference_step)
 
     def build(self) -> SDFField:
         return SDFField(self, self.encoding.build(3))

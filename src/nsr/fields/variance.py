@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nsr import checks
+
 
 @dataclass
 class VarianceConfig:
@@ -16,6 +18,9 @@ class VarianceConfig:
     """Initial v (NeuS: 0.3, i.e. s = exp(3) = 20: a soft surface at the start)."""
     scale: float = 10.0
     """s = exp(scale * v): the scale makes s move by orders of magnitude at a normal learning rate."""
+
+    def validate(self) -> None:
+        checks.positive("scale", self.scale)
 
     def build(self) -> SingleVariance:
         return SingleVariance(self)

@@ -47,6 +47,7 @@ import trimesh
 import yaml
 
 from nsr.atomic import atomic_write
+from nsr.data.meshes import read_mesh
 from nsr.encodings import ENCODING_CONFIGS
 from nsr.engine.trainer import resolve_device
 from nsr.fields.sdf import SDFField, SDFFieldConfig
@@ -73,20 +74,12 @@ class FitSDFError(RuntimeError):
 
 
 def load_mesh(path: str | Path) -> trimesh.Trimesh:
-    """Read a triangle mesh as stored (no vertex merging); raise FitSDFError if it is unusable."""
+    """Read a triangle mesh as stored (no vertex merging); DataError (`nsr.data.meshes.read_mesh`) for a
+    file that is not one, FitSDFError for one of zero area."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such mesh file")
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False, skip_materials=True)
-    except Exception as error:
-        raise FitSDFError(f"{path}: cannot read a triangle mesh ({type(error).__name__}: {error})") from error
-    faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))))
-    if not isinstance(mesh, trimesh.Trimesh) or faces.ndim != 2 or len(faces) == 0:
-        raise FitSDFError(f"{path}: the file has no triangles (empty mesh or a point cloud)")
+    mesh = read_mesh(path, "triangle mesh", materials=False)
+    faces = np.asarray(mesh.faces)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    if not np.all(np.isfinite(vertices)):
-        raise FitSDFError(f"{path}: the mesh has non-finite vertex coordinates")
     used = vertices[np.unique(faces)]
     if not np.ptp(used, axis=0).max() > 0 or not mesh.area > 0:
         raise FitSDFError(f"{path}: the mesh has zero area (all its faces are degenerate)")

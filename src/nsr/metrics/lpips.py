@@ -18,6 +18,7 @@ None with one line saying how to get it; no number is ever computed with random 
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,9 +151,10 @@ def load_lpips(
         linear = torch.load(LINEAR_WEIGHTS, map_location="cpu", weights_only=True)
         model = LPIPS()
         model.load_weights(backbone, linear)
-    except (OSError, RuntimeError, LPIPSWeightsError, EOFError) as err:
+    except (OSError, RuntimeError, LPIPSWeightsError, EOFError, pickle.UnpicklingError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         status = LPIPSStatus(
-            False, f"LPIPS unavailable: cannot load {status.backbone_path}: {err}", status.backbone_path
+            False, f"LPIPS unavailable: cannot load {status.backbone_path}: {reason}", status.backbone_path
         )
         return None, status
     return model.to(device), status

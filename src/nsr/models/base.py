@@ -90,6 +90,10 @@ class Model(nn.Module, ABC):
 
     progress_keys: tuple[str, ...] = ()
     """Keys of `LossOutput.metrics` worth showing on a progress bar besides the loss and PSNR."""
+    coverage_key: str | None = None
+    """The key of `LossOutput.metrics` that says how much of the object the model covers, in [0, 1] (IDR:
+    the hit ratio inside the mask; NeuS: the opacity). The trainer counts its collapse towards 0 as a sign
+    of divergence (`nsr.engine.health`); None: the model has no such indicator."""
 
     # ------------------------------------------------------------------ geometry
     @property

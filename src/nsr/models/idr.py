@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch.nn.utils import parametrize
 
+from nsr import checks
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.losses import eikonal_loss, mask_loss, rgb_loss
 from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
@@ -33,6 +34,15 @@ class IDRLossConfig:
     tv_weight: float = 0.0
     """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
 
+    def validate(self) -> None:
+        checks.non_negative("eikonal_weight", self.eikonal_weight)
+        checks.non_negative("mask_weight", self.mask_weight)
+        checks.positive("alpha_init", self.alpha_init)
+        checks.positive("alpha_factor", self.alpha_factor)
+        checks.fractions("alpha_milestones", self.alpha_milestones)
+        checks.non_negative("eikonal_points_ratio", self.eikonal_points_ratio)
+        checks.non_negative("tv_weight", self.tv_weight, "0 = off")
+
 
 @dataclass
 class IDRModelConfig:
@@ -46,6 +56,10 @@ class IDRModelConfig:
     loss: IDRLossConfig = field(default_factory=IDRLossConfig)
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Colour of rays that miss the surface (the scene's background; not supervised by IDR)."""
+
+    def validate(self) -> None:
+        for value in self.background:
+            checks.in_range("background", value, 0.0, 1.0, "an RGB colour")
 
     def build(self) -> IDRModel:
         return IDRModel(self)
@@ -69,6 +83,7 @@ class IDRModel(Model):
     """IDR: trace the SDF's zero set, render colour at differentiable surface points."""
 
     progress_keys = ("hit_ratio", "alpha")
+    coverage_key = "hit_ratio"
 
     def __init__(self, config: IDRModelConfig) -> None:
         super().__init__()

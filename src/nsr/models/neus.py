@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch.nn.utils import parametrize
 
+from nsr import checks
 from nsr.fields import AppearanceFieldConfig, BackgroundFieldConfig, SDFFieldConfig, VarianceConfig
 from nsr.losses import curvature_loss, eikonal_loss, opacity_mask_loss, rgb_l1_loss
 from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
@@ -36,6 +37,13 @@ class NeuSLossConfig:
     """Fraction of the run over which the curvature weight ramps up from 0 (Neuralangelo)."""
     tv_weight: float = 0.0
     """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
+
+    def validate(self) -> None:
+        checks.non_negative("eikonal_weight", self.eikonal_weight)
+        checks.non_negative("mask_weight", self.mask_weight, "0 = no masks")
+        checks.non_negative("curvature_weight", self.curvature_weight, "0 = off")
+        checks.fraction("curvature_warmup", self.curvature_warmup)
+        checks.non_negative("tv_weight", self.tv_weight, "0 = off")
 
 
 @dataclass
@@ -62,6 +70,11 @@ class NeuSModelConfig:
     """Fraction of the run over which NeuS's cosine annealing ratio goes from 0 to 1 (NeuS: 50k of 300k
     steps)."""
 
+    def validate(self) -> None:
+        for value in self.background:
+            checks.in_range("background", value, 0.0, 1.0, "an RGB colour")
+        checks.fraction("cos_anneal", self.cos_anneal)
+
     def build(self) -> NeuSModel:
         return NeuSModel(self)
 
@@ -77,6 +90,7 @@ class NeuSModel(Model):
     """NeuS: volume-render the SDF's logistic density; colour from every sample along the ray."""
 
     progress_keys = ("inv_s", "opacity")
+    coverage_key = "opacity"
 
     def __init__(self, config: NeuSModelConfig) -> None:
         super().__init__()

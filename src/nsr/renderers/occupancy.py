@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nsr import checks
+
 SDFFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -51,6 +53,14 @@ class OccupancyGridConfig:
     """Cells within this many logistic scales (1 / inv_s) of the surface are kept as well."""
     chunk_size: int = 262144
     """Points per SDF call during an update."""
+
+    def validate(self) -> None:
+        checks.at_least("resolution", self.resolution, 2)
+        checks.positive("update_every", self.update_every)
+        checks.non_negative("jitter_points", self.jitter_points)
+        checks.positive("lipschitz", self.lipschitz)
+        checks.non_negative("density_margin", self.density_margin)
+        checks.positive("chunk_size", self.chunk_size)
 
     def build(self, bounding_radius: float) -> OccupancyGrid:
         return OccupancyGrid(self, bounding_radius)

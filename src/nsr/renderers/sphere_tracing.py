@@ -15,6 +15,8 @@ from typing import Literal
 
 import torch
 
+from nsr import checks
+
 SDFFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -57,6 +59,19 @@ class SphereTracerConfig:
     cuda_graph: bool = False
     """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs mode `static` or
     `auto`; ignored on the CPU)."""
+
+    def validate(self) -> None:
+        checks.positive("bounding_radius", self.bounding_radius)
+        checks.positive("sdf_threshold", self.sdf_threshold)
+        checks.non_negative("sphere_tracing_iters", self.sphere_tracing_iters)
+        checks.in_range("line_search_step", self.line_search_step, 0.0, 1.0, "a back-off factor")
+        checks.non_negative("line_step_iters", self.line_step_iters)
+        checks.at_least("num_samples", self.num_samples, 2)
+        checks.non_negative("num_secant_steps", self.num_secant_steps)
+        checks.positive("mask_samples", self.mask_samples)
+        if self.mask_search_depth is not None:
+            checks.positive("mask_search_depth", self.mask_search_depth)
+        checks.positive("chunk_size", self.chunk_size)
 
 
 @dataclass

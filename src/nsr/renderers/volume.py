@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from nsr import checks
 from nsr.renderers.occupancy import OccupancyGrid, OccupancyGridConfig
 from nsr.renderers.sphere_tracing import intersect_sphere
 
@@ -86,16 +87,23 @@ class VolumeRendererConfig:
     chunk_size: int = 4096
     """Rays per chunk in `render_chunked`."""
 
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {self.num_samples}")
-        if self.num_importance and (self.up_sample_steps < 1 or self.num_importance % self.up_sample_steps):
-            raise ValueError(
-                f"num_importance ({self.num_importance}) must be a multiple of up_sample_steps "
-                f"({self.up_sample_steps})"
-            )
-        if self.background == "field" and self.background_samples < 1:
-            raise ValueError("a background field needs background_samples >= 1")
+    def validate(self) -> None:
+        checks.positive("bounding_radius", self.bounding_radius)
+        checks.positive("num_samples", self.num_samples)
+        checks.non_negative("num_importance", self.num_importance, "0 = coarse samples only")
+        if self.num_importance:
+            checks.positive("up_sample_steps", self.up_sample_steps)
+            if self.num_importance % self.up_sample_steps:
+                raise checks.InvalidValue(
+                    "num_importance",
+                    self.num_importance,
+                    f"must be a multiple of up_sample_steps ({self.up_sample_steps})",
+                )
+        checks.positive("up_sample_inv_s", self.up_sample_inv_s)
+        if self.background == "field":
+            checks.positive("background_samples", self.background_samples)
+        checks.at_least("background_far_ratio", self.background_far_ratio, 1.0)
+        checks.positive("chunk_size", self.chunk_size)
 
 
 @dataclass
@@ -236,6 +244,7 @@ class VolumeRenderer:
     """Renders rays through an SDF with NeuS's volume rendering."""
 
     def __init__(self, config: VolumeRendererConfig) -> None:
+        checks.validate_config(config)
         self.config = config
 
     def ray_bounds(
