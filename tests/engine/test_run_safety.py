@@ -50,7 +50,7 @@ def test_checksum_catches_a_flipped_byte_and_truncation(tmp_path):
     with pytest.raises(CheckpointError, match="truncated or damaged"):
         load_checkpoint(tmp_path / "short.pt")
     (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="empty.pt"):
+    with pytest.raises(CheckpointError, match=r"empty\.pt"):
         load_checkpoint(tmp_path / "empty.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -103,7 +103,7 @@ def test_a_checkpoint_of_another_model_is_refused(tiny_scene, tmp_path, one_torc
     Trainer(tiny_config(tiny_scene, steps=2), scene, tmp_path / "run").train()
     other = tiny_config(tiny_scene, steps=4)
     other.model.sdf.hidden_dim = 40
-    with pytest.raises(RunError, match="--model.sdf.hidden-dim 48, not 40"):
+    with pytest.raises(RunError, match=r"--model\.sdf\.hidden-dim 48, not 40"):
         Trainer(other, scene, tmp_path / "run").resume()
 
 
@@ -114,8 +114,8 @@ def test_resume_conflicts_name_what_a_run_cannot_change(tiny_scene):
     assert resume_conflicts(saved, new) == []
     new.model.sdf.hidden_dim, new.seed, new.data.holdout_every = 64, 3, 2
     assert [key for key, _, _ in resume_conflicts(saved, new)] == [
-        "data.holdout_every",
         "model.sdf.hidden_dim",
+        "data.holdout_every",
         "seed",
     ]
 

@@ -76,7 +76,7 @@ def test_eval_at_another_resolution(run_folder, tmp_path, capsys, monkeypatch):
     test_view = json.loads((run_folder / "split.json").read_text())["test"][0]
     assert np.asarray(Image.open(out / "renders" / f"view_{test_view:03d}.png")).shape == (16, 48, 3)
     code, _, stderr = call("eval", [run_folder, "--device", "cpu", "--downscale", "0"], capsys)
-    assert code == 1 and "--downscale must be > 0" in stderr and "Traceback" not in stderr
+    assert code == 1 and "--downscale 0: must be >= 1" in stderr and "Traceback" not in stderr
 
 
 def test_eval_folders_keep_each_resolution_and_split(run_folder, tmp_path, capsys, monkeypatch):

@@ -24,6 +24,14 @@ COMMANDS = {
 }
 
 
+class _Stderr(logging.StreamHandler):
+    """A log handler writing to whatever `sys.stderr` is when a record comes (commands redirect it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def usage() -> str:
     lines = ["usage: nsr COMMAND [options]   (nsr COMMAND --help for its options)", "", "commands:"]
     lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
@@ -50,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nsr: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     # Library modules report choices (e.g. the backend `auto` picked) through `logging`; show them.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("nsr: %(message)s"))
-    logging.getLogger("nsr").addHandler(handler)
-    logging.getLogger("nsr").setLevel(logging.INFO)
+    logger = logging.getLogger("nsr")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):  # once, however often main runs
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("nsr: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     from nsr.cli.common import pop_threads, set_threads
 
     rest, threads = pop_threads(rest)

@@ -261,12 +261,14 @@ def config_changes(old: object, new: object) -> list[tuple[str, object, object]]
     changes: list[tuple[str, object, object]] = []
 
     def walk(a, b, prefix: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict) and a.get("kind") == b.get("kind"):
+        if isinstance(a, dict) and isinstance(b, dict):
+            if a.get("kind") != b.get("kind"):  # another kind of model or encoding: its kind says it all
+                changes.append((f"{prefix}.kind", a.get("kind"), b.get("kind")))
+                return
             for key in list(a) + [k for k in b if k not in a]:
                 walk(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
         elif a != b:
-            shown = [v.get("kind", v) if isinstance(v, dict) else v for v in (a, b)]
-            changes.append((prefix, shown[0], shown[1]))
+            changes.append((prefix, a, b))
 
     walk(to_dict(old), to_dict(new), "")
     return changes
@@ -274,11 +276,12 @@ def config_changes(old: object, new: object) -> list[tuple[str, object, object]]
 
 def resume_conflicts(saved: TrainConfig, new: TrainConfig) -> list[tuple[str, object, object]]:
     """The changes from a run's config to `new` that a resumed run cannot make (see RESUME_CHANGEABLE)."""
-    return [
+    conflicts = [
         (key, old, value)
         for key, old, value in config_changes(saved, new)
         if not any(key == p or key.startswith(p + ".") for p in RESUME_CHANGEABLE)
     ]
+    return sorted(conflicts, key=lambda change: not change[0].startswith("model."))  # the model first
 
 
 def _v1_schedules_in_fractions(data: dict) -> dict:

@@ -42,8 +42,9 @@ def read_mesh(
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         detail = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
         raise DataError(path, f"not a readable {what} ({detail[:160]})") from None
-    kinds = (trimesh.Trimesh, trimesh.PointCloud) if points_ok else (trimesh.Trimesh,)
-    if not isinstance(loaded, kinds):
+    if isinstance(loaded, trimesh.PointCloud) and not points_ok:
+        raise DataError(path, f"the file holds no triangles (a point cloud, not a {what})")
+    if not isinstance(loaded, trimesh.Trimesh | trimesh.PointCloud):
         raise DataError(path, f"not a {what} (the file holds {type(loaded).__name__})")
     vertices = np.asarray(loaded.vertices)
     if isinstance(loaded, trimesh.Trimesh) and len(loaded.faces) == 0:
