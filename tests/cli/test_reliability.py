@@ -110,6 +110,8 @@ TRAIN_FLAGS = [
 def test_bad_train_flags_are_one_line(capsys, tiny_scene, tmp_path, flags, expected):
     line = one_line_error(capsys, ["train", "--data", tiny_scene, "--out", tmp_path / "run", *SMALL, *flags])
     assert expected in line
+    # Checked before any work: nothing is created (the view count needs the scene read first).
+    assert not (tmp_path / "run").exists() or flags[0] == "--holdout"
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -134,13 +136,14 @@ def test_neus_up_sampling_split(capsys, tiny_scene, tmp_path):
 OTHER_FLAGS = [
     (["mesh", "{run}", "--device", "bogus"], "--device bogus"),
     (["mesh", "{run}", "--checkpoint", "99"], "step_0000099.pt: checkpoint not found (available:"),
+    (["mesh", "{run}", "--resolution", "0"], "--resolution 0: must be >= 2"),
     (["eval", "{run}", "--downscale", "0.5"], "--downscale 0.5: must be >= 1"),
     (["eval", "{run}", "--resolution", "0"], "--resolution 0: must be >= 2"),
     (["eval", "{run}", "--num-samples", "0"], "--num-samples 0: must be a positive integer"),
     (["eval", "{run}", "--threshold", "-1"], "--threshold -1: must be > 0"),
     (["eval", "{run}", "--device", "cuda:7"], "--device cuda:7"),
     (["render", "{run}", "--frames", "0"], "--frames 0: must be a positive integer"),
-    (["render", "{run}", "--downscale", "0"], "--downscale 0: must be > 0"),
+    (["render", "{run}", "--downscale", "0.5"], "--downscale 0.5: must be >= 1"),
     (["render", "{run}", "--fps", "0"], "--fps 0: must be a positive integer"),
     (["render", "{run}", "--device", "bogus"], "--device bogus"),
     (["demo", "--out", "{tmp}/demo", "--steps", "0"], "--steps 0: must be a positive integer"),
@@ -216,6 +219,7 @@ OUTPUTS = [
     (["eval", "{run}", "--out", "{files}/a_file", "--device", "cpu"], "a_file: exists and is not a folder"),
     (["render", "{run}", "--out", "{files}/a_file/frames"], "a_file/frames: cannot create this folder"),
     (["demo", "--out", "{files}/a_file"], "a_file: exists and is not a folder"),
+    (["mesh", "{run}", "--out", "{files}/a_file/mesh.ply"], "a_file: exists and is not a folder"),
     (["transfer", "--geometry", "{run}", "--appearance", "{run}", "--out", "{files}/a_file"], "a_file: exists"),
 ]  # fmt: skip
 

@@ -103,7 +103,7 @@ def test_unreadable_and_empty_meshes(tmp_path):
         load_mesh(points_only)
     flat = tmp_path / "flat.obj"
     flat.write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
-    with pytest.raises(FitSDFError, match="zero area"):
+    with pytest.raises(DataError, match="zero area"):
         load_mesh(flat)
 
 

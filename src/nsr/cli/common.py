@@ -20,8 +20,8 @@ from nsr.engine.trainer import StepMetrics, Trainer
 from nsr.errors import USER_ERRORS, one_line
 
 REPORT_LINE = (
-    "nsr: internal error: this is a bug in NSR, not a problem with your input; please report it with the "
-    "traceback above and the command you ran"
+    "nsr: unexpected error (a bug in NSR, or an input it should have explained in one line): please report "
+    "it with the traceback above and the command you ran"
 )
 
 
@@ -40,7 +40,7 @@ def friendly(fn: Callable[[], int]) -> int:
         )
         print(
             f"nsr: stopped by {err.signal_name} at step {err.step}; {saved}; "
-            f"resume with: nsr train --out {err.run_dir} --resume",
+            f"resume with: {err.resume_command}",
             file=sys.stderr,
         )
         return err.exit_code

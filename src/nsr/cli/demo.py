@@ -21,6 +21,7 @@ from nsr.atomic import atomic_write, check_writable_folder
 from nsr.cli.common import CountProgress, friendly, train_with_progress
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
+from nsr.engine.errors import TrainingInterrupted
 from nsr.engine.trainer import Trainer
 from nsr.evaluation.antialias import AntialiasConfig
 from nsr.evaluation.images import evaluate_images, save_image_evaluation, write_json
@@ -79,7 +80,11 @@ def _run(args: DemoArgs) -> int:
         config.steps = args.steps
     scene = load_idr_scene(scene_dir)
     trainer = Trainer(config, scene, args.out / "run")
-    train_with_progress(trainer, resume=True)
+    try:
+        train_with_progress(trainer, resume=True)
+    except TrainingInterrupted as err:
+        err.resume_command = f"nsr demo --out {args.out}" + (f" --steps {args.steps}" if args.steps else "")
+        raise
 
     progress = CountProgress("marching cubes")
     try:

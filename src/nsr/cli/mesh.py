@@ -12,6 +12,8 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from nsr import checks
+from nsr.atomic import check_writable_file
 from nsr.cli.common import CountProgress, friendly
 from nsr.engine.run import open_run
 from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
@@ -61,6 +63,12 @@ class MeshArgs:
     device: str = "auto"
     """Where to evaluate the SDF."""
 
+    def validate(self) -> None:
+        checks.at_least("resolution", self.resolution, 2)
+        checks.positive("texture_size", self.texture_size)
+        checks.positive("block_size", self.block_size)
+        checks.device("device", self.device)
+
 
 def run(argv: list[str]) -> int:
     args = tyro.cli(MeshArgs, args=argv, prog="nsr mesh")
@@ -68,6 +76,9 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: MeshArgs) -> int:
+    checks.validate_config(args)
+    if args.out is not None:
+        check_writable_file(args.out)
     default = "glb" if args.texture else MESH_FORMATS[0]
     kind = mesh_format(args.out, args.format) if args.out is not None else (args.format or default)
     if args.texture:

@@ -48,7 +48,7 @@ class RenderArgs:
 
     def validate(self) -> None:
         checks.positive("frames", self.frames)
-        checks.positive("downscale", self.downscale)
+        checks.at_least("downscale", self.downscale, 1.0, "1 = the training resolution")
         checks.positive("fps", self.fps)
         checks.device("device", self.device)
 

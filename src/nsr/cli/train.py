@@ -197,6 +197,8 @@ def _run(argv: list[str]) -> int:
     args = parse(argv)
     if args.from_checkpoint is not None and not args.resume:
         raise ConfigError("--from-checkpoint continues a run: give --resume too")
+    if not args.resume:
+        validate_config(args.config)  # before anything is created (a resumed run's config is checked below)
     if args.resume and not args.out.is_dir():
         raise RunError(f"{args.out}: nothing to resume (no such folder); drop --resume to start a run there")
     # Before any work: the run folder can be written, and no other process trains into it.

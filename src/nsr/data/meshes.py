@@ -51,6 +51,10 @@ def read_mesh(
         if not points_ok:
             raise DataError(path, f"the file holds no triangles (not a {what})")
         loaded = trimesh.PointCloud(vertices)
+    if isinstance(loaded, trimesh.Trimesh) and not loaded.area > 0:
+        if not points_ok:
+            raise DataError(path, f"the {what} has zero area (all its faces are degenerate)")
+        loaded = trimesh.PointCloud(vertices)
     if len(vertices) == 0:
         raise DataError(path, f"the file holds no points (not a {what})")
     if not np.all(np.isfinite(vertices)):

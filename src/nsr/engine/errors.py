@@ -35,6 +35,8 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
         """The checkpoint written on the way out (None when none could be written)."""
         self.run_dir = run_dir
+        self.resume_command = f"nsr train --out {run_dir} --resume"
+        """The command that continues the run (a command that trains for the user may say its own)."""
         saved = f"saved {checkpoint}" if checkpoint is not None else "no checkpoint saved"
         super().__init__(f"{signal_name} at step {step}: {saved}")
 

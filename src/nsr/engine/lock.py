@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 
+from nsr.atomic import OutputError
 from nsr.engine.errors import RunError
 
 try:
@@ -51,9 +52,14 @@ class RunLock:
         if held is not None:
             held._depth += 1
             return held
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(10):  # retried only when a releasing owner removed the file under us
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise OutputError(
+                    self.path, f"cannot write the run folder's lock ({err.strerror or err})"
+                ) from None
             try:
                 locked = self._lock(fd)
                 if locked is False:

@@ -75,15 +75,8 @@ class FitSDFError(RuntimeError):
 
 def load_mesh(path: str | Path) -> trimesh.Trimesh:
     """Read a triangle mesh as stored (no vertex merging); DataError (`nsr.data.meshes.read_mesh`) for a
-    file that is not one, FitSDFError for one of zero area."""
-    path = Path(path)
-    mesh = read_mesh(path, "triangle mesh", materials=False)
-    faces = np.asarray(mesh.faces)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    used = vertices[np.unique(faces)]
-    if not np.ptp(used, axis=0).max() > 0 or not mesh.area > 0:
-        raise FitSDFError(f"{path}: the mesh has zero area (all its faces are degenerate)")
-    return mesh
+    file that is not one: missing, unreadable, no triangles, zero area, non-finite."""
+    return read_mesh(path, "triangle mesh", materials=False)
 
 
 @dataclass
