@@ -30,6 +30,7 @@ import trimesh
 from nsr.atomic import atomic_write
 from nsr.batch.jobs import RunSpec, build_config
 from nsr.data.formats import load_scene
+from nsr.data.meshes import read_mesh
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
 from nsr.engine.run import Run, RunError, cameras_start_elsewhere, evaluate_run_cameras, open_run, run_poses
 from nsr.engine.schedule import run_progress
@@ -332,21 +333,9 @@ def _measure_images(
 
 
 def load_reference(path: str | Path) -> trimesh.Trimesh | trimesh.PointCloud:
-    """A ground-truth mesh, or a point cloud (a mesh without faces, or a PLY of points)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: ground-truth mesh not found")
-    try:
-        gt = trimesh.load(path, process=False)
-    except ValueError as err:
-        raise RunError(f"{path}: not a readable mesh ({err})") from None
-    if isinstance(gt, trimesh.Scene):
-        gt = gt.to_geometry() if hasattr(gt, "to_geometry") else gt.dump(concatenate=True)
-    if not isinstance(gt, trimesh.Trimesh | trimesh.PointCloud) or len(gt.vertices) == 0:
-        raise RunError(f"{path}: not a mesh or point cloud")
-    if isinstance(gt, trimesh.Trimesh) and len(gt.faces) == 0:
-        gt = trimesh.PointCloud(gt.vertices)
-    return gt
+    """A ground-truth mesh, or a point cloud (a mesh without faces, or a PLY of points); DataError for a
+    file that is neither (`nsr.data.meshes.read_mesh`)."""
+    return read_mesh(path, "ground-truth mesh", points_ok=True)
 
 
 def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: RunResult) -> None:
