@@ -31,14 +31,16 @@ SMALL = [
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
-    """Run `nsr ARGV`; it must fail with exactly one `nsr: error:` line on stderr; returns that line."""
+    """Run `nsr ARGV`; it must fail with exactly one `nsr: error:` line on stderr, and nothing else there
+    but NSR's own `nsr: ...` log lines; returns the error line."""
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("nsr: warning")]
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("nsr: error: ")]
     assert code not in (0, None), f"nsr {argv} succeeded"
     assert "Traceback" not in err, err
-    assert len(lines) == 1 and lines[0].startswith("nsr: error: "), err
-    return lines[0]
+    assert len(errors) == 1 and all(line.startswith("nsr: ") for line in lines), err
+    return errors[0]
 
 
 def train(capsys, *argv) -> tuple[int, str, str]:
@@ -343,7 +345,7 @@ def test_divergence_stops_with_one_line_and_keeps_finite_parameters(capsys, tiny
     run = tmp_path / "run"
     code, _, err = train(capsys, "--data", tiny_scene, "--out", run, *SMALL, "--steps", "200",
                          "--optim.lr", "10", "--health.patience", "20")  # fmt: skip
-    lines = [line for line in err.splitlines() if line.startswith("nsr:")]
+    lines = [line for line in err.splitlines() if line.startswith("nsr: error")]
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert lines[0].startswith("nsr: error: training diverged at step")
     assert "--resume --optim.lr" in lines[0]
@@ -471,8 +473,9 @@ def test_the_demo_preset_at_lr_10_stops_with_finite_parameters(capsys, tmp_path)
     run = tmp_path / "run"
     code, _, err = train(capsys, "--preset", "demo", "--data", scene, "--out", run, "--steps", "200",
                          "--optim.lr", "10", "--device", "cpu")  # fmt: skip
-    lines = [line for line in err.splitlines() if line.startswith("nsr:")]
+    lines = [line for line in err.splitlines() if line.startswith("nsr: error")]
     assert code == 1 and len(lines) == 1 and "training diverged at step" in lines[0], err
+    assert "Traceback" not in err
     onset = int(lines[0].split("since step ")[1].split(";")[0])
     latest = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert latest["step"] < onset

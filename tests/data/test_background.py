@@ -64,7 +64,7 @@ def test_textured_surroundings_fall_back_to_black_with_the_reason(tiny_scene: Pa
 
 def test_train_names_the_flag_of_a_bad_background(tmp_path: Path, tiny_scene: Path, capsys) -> None:
     argv = ["train", "--data", str(tiny_scene), "--out", str(tmp_path / "run"), "--preset", "demo"]
-    assert main([*argv, "--data.background", "1,2"]) == 2
+    assert main([*argv, "--data.background", "1,2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("nsr: error: --data.background:") and "'1,2'" in err[0]
+    assert len(err) == 1 and err[0].startswith("nsr: error: --data.background 1,2: must be auto, white")
     assert not (tmp_path / "run" / "config.yaml").exists()
