@@ -226,9 +226,12 @@ def _run(argv: list[str]) -> int:
             how = "" if path.name == "latest.pt" else f" (from {path.name})"
             print(f"resuming {trainer.run_dir} at step {trainer.step}{how}")
         if resumed is not None and trainer.finished():
+            more = f"--steps N (N > {trainer.step})"
+            if trainer.step < config.steps:  # the time budget ended it
+                more = f"--max-seconds S (S > {trainer.seconds:.0f})"
             print(
                 f"{args.out} is complete at step {trainer.step} of {config.steps}; "
-                f"to train longer: nsr train --out {args.out} --resume --steps N (N > {trainer.step})"
+                f"to train longer: nsr train --out {args.out} --resume {more}"
             )
             return 0
         train_with_progress(trainer, resume=False)

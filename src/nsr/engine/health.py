@@ -160,9 +160,10 @@ def parameters_finite(parameters) -> bool:
 
 def _largest_magnitude(parameters) -> float:
     """max |p| over all parameters (inf or nan when one is not finite); one device sync."""
-    maxima = [p.detach().abs().max() for p in parameters if p.numel()]
-    if not maxima:
+    tensors = [p.detach() for p in parameters if p.numel()]
+    if not tensors:
         return 0.0
+    maxima = torch._foreach_norm(tensors, float("inf"))  # per tensor max |p|, no copies (as clip_grad_norm_)
     return torch.stack([m.float().to(maxima[0].device) for m in maxima]).max().item()
 
 
