@@ -239,6 +239,11 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+SCENE_DERIVED = ("model.background", "data.use_masks", "model.loss.mask_weight", "model.renderer.background")
+"""Fields the trainer sets from the scene (its background colour; `without_masks` for a scene without
+masks), so a run's saved config may differ from its preset there."""
+
+
 def _holds_run(out: Path) -> bool:
     """Whether a folder already holds a run's checkpoints."""
     folder = out / "checkpoints"
@@ -271,8 +276,9 @@ def resumed_config(argv: list[str], args: TrainArgs, resumed: tuple[Path, dict] 
     saved = run_config(args.out, state)
     config = parse(argv, copy.deepcopy(saved)).config
     if _flag_value([ALIASES.get(a, a) for a in argv], "--preset") is not None:
-        # A whole command line given again with --resume: its preset must describe this run.
-        conflicts = resume_conflicts(saved, parse(argv).config)
+        # A whole command line given again with --resume: its preset must describe this run (but for what
+        # the trainer derived from the scene).
+        conflicts = [c for c in resume_conflicts(saved, parse(argv).config) if c[0] not in SCENE_DERIVED]
         if conflicts:
             key, old, new = conflicts[0]
             raise ConfigError(
