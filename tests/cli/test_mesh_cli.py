@@ -28,8 +28,9 @@ def mesh(argv, capsys):
 
 
 def one_error_line(code, err, *words) -> None:
-    """Exit code 1 and one `nsr:` line, the last (progress bars may come before it)."""
-    lines = [line for line in err.strip().splitlines() if line.startswith("nsr")]
+    """Exit code 1 and one `nsr: error:` line, the last (progress bars and what training logged may come
+    before it)."""
+    lines = [line for line in err.strip().splitlines() if line.startswith("nsr: error")]
     assert code == 1 and len(lines) == 1 and err.strip().endswith(lines[0]), err
     assert lines[0].startswith("nsr: error:")
     for word in words:
