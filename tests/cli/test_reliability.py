@@ -355,6 +355,19 @@ def test_divergence_stops_with_one_line_and_keeps_finite_parameters(capsys, tiny
     assert latest["step"] < int(lines[0].split("since step ")[1].split(";")[0])
 
 
+@pytest.mark.slow
+def test_a_diverging_neus_run_stops_with_one_line(capsys, tiny_scene, tmp_path):
+    run = tmp_path / "run"
+    code, _, err = train(capsys, "--preset", "neus-demo", "--data", tiny_scene, "--out", run, "--steps", "300",
+                         "--optim.lr", "10", "--device", "cpu", "--no-tensorboard", "--val-every", "0",
+                         "--rays-per-batch", "128")  # fmt: skip
+    lines = [line for line in err.splitlines() if line.startswith("nsr: error")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("nsr: error: training diverged at step")
+    latest = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert all(torch.isfinite(v).all() for v in latest["model"].values() if v.is_floating_point())
+
+
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(capsys, tiny_scene, tmp_path, monkeypatch):
     run = tmp_path / "run"
     real = Trainer.train_step

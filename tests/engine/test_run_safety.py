@@ -204,6 +204,22 @@ def test_a_non_finite_model_is_never_checkpointed(tiny_scene, tmp_path, one_torc
     assert not list((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
 
 
+def test_a_step_that_fails_on_non_finite_parameters_is_a_divergence(tiny_scene, tmp_path, one_torch_thread):
+    trainer = Trainer(tiny_config(tiny_scene, steps=3), load_idr_scene(tiny_scene), tmp_path / "run")
+
+    def fails(batch):  # as NeuS's BCE does on a NaN opacity
+        raise RuntimeError("all elements of input should be between 0 and 1")
+
+    trainer.model.training_loss = fails
+    with pytest.raises(RuntimeError, match="between 0 and 1"):  # finite parameters: a bug, raised as it is
+        trainer.train()
+    with torch.no_grad():
+        trainer.model.sdf_field.layers[0].bias.fill_(float("nan"))
+    with pytest.raises(TrainingError, match="parameters became non-finite"):
+        trainer.train()
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))  # nothing non-finite was written
+
+
 # ---------------------------------------------------------------------------------------------- interrupts
 def test_sigint_saves_the_step_and_resume_is_exact(tiny_scene, tmp_path, one_torch_thread):
     scene = load_idr_scene(tiny_scene)

@@ -472,7 +472,9 @@ class Trainer:
         with self.lock, self._signals() as stop:
             remove_temporaries(self.checkpoint_dir)
             self.prepare_run_dir()
-            self._good, self._candidate = (self.step, _cpu_copy(self.state_dict())), None
+            start_ok = parameters_finite(self.model.parameters())
+            self._good = (self.step, _cpu_copy(self.state_dict())) if start_ok else None
+            self._candidate = None
             snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
             try:
                 while not self._done():
@@ -510,6 +512,12 @@ class Trainer:
             m = self.train_step()
         except TrainingError as err:  # a non-finite loss (the parameters are still those of the last step)
             self._stop_diverged(str(err).removeprefix("the "))
+        except RuntimeError:
+            # Non-finite parameters can make a step fail before its loss exists (e.g. a NaN opacity in a
+            # BCE): that is the divergence, not a bug. With finite parameters the error is a bug: raised.
+            if not parameters_finite(self.model.parameters()):
+                self._stop_diverged(f"parameters became non-finite (step {self.step} failed on them)")
+            raise
         verdict = self.health.observe(m.step, m.loss, m.metrics)
         if verdict.diverged is None and m.step % self.config.health.check_every == 0:
             verdict = self.health.check_parameters(m.step, self.model.parameters())
@@ -526,7 +534,8 @@ class Trainer:
             return
         if self._candidate is not None and self.health.last_suspect <= self._candidate[0]:
             self._good = self._candidate
-        self._candidate = None if self._suspect else (self.step, _cpu_copy(self.state_dict()))
+        healthy = not self._suspect and parameters_finite(self.model.parameters())
+        self._candidate = (self.step, _cpu_copy(self.state_dict())) if healthy else None
 
     def _stop_diverged(self, what: str) -> NoReturn:
         """Make the last good state the run's latest checkpoint, then raise TrainingError saying so."""
