@@ -181,7 +181,9 @@ def guard_config(scene, steps=6, **guard):
     config.val_every = 0
     config.tensorboard = False
     config.checkpoint_every = 3
-    settings = dict(every=1 / steps, start=0.0, stop=1.0, min_rays=1, pixels=64, max_candidates=40)
+    settings = dict(
+        every=1 / steps, start=0.0, stop=1.0, min_rays=1, pixels=64, search_range_deg=4, max_candidates=40
+    )
     settings.update(guard)
     for key, value in settings.items():
         setattr(config.camera_guard, key, value)
@@ -210,7 +212,7 @@ def test_recoveries_are_checkpointed_and_resume_exactly(tiny_scene, tmp_path, on
     """A guard that flags the worst camera at every check and takes any pose no worse than twice its own
     (so that moves happen in a 6-step run): a run interrupted after 3 steps ends as one that was not."""
     scene = load_idr_scene(tiny_scene)
-    loose = dict(threshold=0.0, min_ratio=0.0, min_gain=-1.0, max_recoveries=10)
+    loose = dict(threshold=0.0, min_ratio=0.0, min_gain=-1.0, max_recoveries=10, pixels=32, max_candidates=16)
     straight = Trainer(guard_config(tiny_scene, **loose), scene, tmp_path / "a")
     straight.train()
     assert sum(r.accepted for r in straight.camera_guard.history) >= 2
@@ -225,3 +227,60 @@ def test_recoveries_are_checkpointed_and_resume_exactly(tiny_scene, tmp_path, on
         assert torch.equal(a, b)
     health = json.loads((tmp_path / "b" / CAMERA_HEALTH).read_text())
     assert health["recovered"] and health["checks"] == 6
+
+
+def small_model(kind: str):
+    from nsr.config import get_preset
+
+    config = get_preset("demo" if kind == "idr" else "neus-demo").model
+    if kind == "idr":
+        config.sdf.hidden_dim, config.tracer.num_samples, config.tracer.mask_samples = 48, 16, 8
+    else:
+        config.renderer.num_samples, config.renderer.num_importance, config.renderer.up_sample_steps = (
+            16,
+            16,
+            2,
+        )
+        config.renderer.occupancy.resolution = 16
+        if kind == "neus-unmasked":
+            config.without_masks()
+    return config.build()
+
+
+@pytest.mark.parametrize("kind", ["idr", "neus", "neus-unmasked"])
+def test_models_give_per_ray_errors_and_their_cameras_can_be_searched(kind, one_torch_thread):
+    from nsr.models import RayBatch
+
+    model = small_model(kind)
+    intrinsics, c2w = default_cameras(4, 24)
+    uv = pixel_grid(24, 24)
+    origins, directions = pixel_rays(
+        torch.from_numpy(intrinsics[0]).float(), torch.from_numpy(c2w[0]).float(), uv
+    )
+    rgb = torch.rand(len(uv), 3, generator=torch.Generator().manual_seed(0))
+    mask = (uv - 11.5).norm(dim=-1) < 8  # a disc: the initial sphere's silhouette, about
+    losses = model.training_loss(RayBatch(origins, directions, rgb, mask))
+    error = losses.ray_error
+    assert error.shape == (len(uv),) and not error.requires_grad
+    assert (
+        torch.isfinite(error).all()
+        and error.min() >= 0
+        and error.max() <= (1 if kind == "neus-unmasked" else 2)
+    )
+    if (
+        kind == "idr"
+    ):  # a hit ray: its colour error; a ray that misses or sees object outside the mask: 0 or 1
+        assert set(error[~mask].unique().tolist()) <= {0.0, 1.0}
+
+    guard = CameraGuard(
+        CameraGuardConfig(every=0.1, pixels=64, search_range_deg=4, max_candidates=30), [0], CPU, 0
+    )
+    images = ViewImages(
+        torch.from_numpy(intrinsics[0]).float(), uv, rgb, None if kind == "neus-unmasked" else mask
+    )
+    recovery = guard.relocalise(model, CameraRefinement(c2w), 0, images)
+    assert (
+        math.isfinite(recovery.score_before)
+        and math.isfinite(recovery.score_after)
+        and recovery.candidates <= 30
+    )

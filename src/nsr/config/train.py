@@ -203,7 +203,7 @@ class CameraGuardConfig:
     """... and is at least this many times the median."""
     min_rays: float = 200.0
     """Views with fewer rays in their running mean (decayed count) are not judged."""
-    pixels: int = 2048
+    pixels: int = 1024
     """Pixels of a flagged view drawn (twice: search and confirmation) to score candidate poses."""
     search_range_deg: float = 20.0
     """The search first tries turns of the camera about its centre (x and y axes) on a grid out to this
@@ -214,7 +214,8 @@ class CameraGuardConfig:
     min_step_deg: float = 0.5
     """The search halves its step until below this."""
     max_candidates: int = 400
-    """Most candidate poses scored per re-localisation."""
+    """Most candidate poses scored per re-localisation (the grid of turns, 120 of them by default, is scored
+    whole; the compass searches get what it leaves)."""
     min_gain: float = 0.2
     """A found pose replaces the current one only when its error on fresh pixels is at least this fraction
     lower."""

@@ -278,7 +278,7 @@ class CameraGuard:
             rotation = float(rotation_errors_deg(old[None, :3, :3], new[None, :3, :3])[0])
             moved = float(np.linalg.norm(old[:3, 3] - new[:3, 3]) / max(distance, 1e-12))
             cameras.correction.data[view] = best
-        scored = cfg.max_candidates - budget
+        scored = cfg.max_candidates - budget if budget >= 0 else len(starts) + len(grid)
         return Recovery(view, step, progress, before, after, accepted, rotation, moved, scored)
 
     def _compass(self, score, start, start_score, distance, depth, family, budget):
