@@ -1,5 +1,5 @@
 """The camera guard on the CPU demo scene: one camera far off among noisy ones (slow: two demo trainings side
-by side, ~12 min on 2 cores)."""
+by side, ~15 min on 2 cores)."""
 
 import json
 import os
