@@ -284,3 +284,16 @@ def test_models_give_per_ray_errors_and_their_cameras_can_be_searched(kind, one_
         and math.isfinite(recovery.score_after)
         and recovery.candidates <= 30
     )
+
+
+def test_a_bad_guard_setting_is_one_line_naming_its_flag():
+    from nsr.checks import InvalidValue, validate_config
+    from nsr.config.train import TrainConfig
+
+    config = TrainConfig()
+    config.camera_guard.every = 1.5
+    with pytest.raises(InvalidValue, match=r"--camera-guard\.every 1\.5: must be between 0 and 1"):
+        validate_config(config)
+    config.camera_guard.every, config.camera_guard.pixels = 0.05, 0
+    with pytest.raises(InvalidValue, match=r"--camera-guard\.pixels 0: must be a positive integer"):
+        validate_config(config)

@@ -217,8 +217,8 @@ class CameraGuardConfig:
     """Most candidate poses scored per re-localisation (the grid of turns, 120 of them by default, is scored
     whole; the compass searches get what it leaves)."""
     min_gain: float = 0.2
-    """A found pose replaces the current one only when its error on fresh pixels is at least this fraction
-    lower."""
+    """A found pose replaces the current one only when its score on fresh pixels is at least this fraction
+    lower (in [-1, 1]; a negative value also takes poses that much worse, which only tests want)."""
     max_recoveries: int = 3
     """Re-localisations per camera, at most."""
 

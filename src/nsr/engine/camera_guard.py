@@ -322,7 +322,8 @@ class CameraGuard:
     def health(self, image_names: list[str] | None = None) -> dict:
         """The per-camera table of RUN/cameras_health.json: running errors, z-scores and flags of the last
         check, and every re-localisation tried."""
-        check = self.last_check or self.assess()
+        moved = {r.view for r in self.history if r.accepted}
+        check = self.last_check or self.assess(watched=np.array([view in moved for view in self.views]))
         cfg = self.config
         rows = []
         for position, view in enumerate(self.views):
