@@ -76,7 +76,7 @@ class LossOutput:
     ray_error: torch.Tensor | None = None
     """(N,) detached per-ray photometric error of the batch's rays (`nsr.losses.ray_photometric_error`), in
     the batch's order: the trainer's camera guard averages it per view. None: the model gives none (the
-    guard then stays off)."""
+    guard then has nothing to judge the cameras by)."""
 
 
 class Model(nn.Module, ABC):
