@@ -128,10 +128,12 @@ def _fake_run(root: Path, step: int = 2000) -> Path:
     (folder / "geometry.json").write_text(json.dumps(geometry))
     (run / "eval" / f"step_{step:07d}_1600x1200" / "summary.json").write_text(json.dumps({"psnr": 1.0}))
     cameras = {
-        "before": {"rotation_deg_mean": 3.0, "rotation_deg_median": 3.0, "centre_rel_mean": 0.03,
-                   "centre_rel_median": 0.03, "num_cameras": 42, "num_inliers": 42},
-        "after": {"rotation_deg_mean": 0.12, "rotation_deg_median": 0.1, "centre_rel_mean": 0.002,
-                  "centre_rel_median": 0.002, "num_cameras": 42, "num_inliers": 42},
+        "before": {"rotation_deg_mean": 3.0, "rotation_deg_median": 3.0, "rotation_deg_max": 3.0,
+                   "centre_rel_mean": 0.03, "centre_rel_median": 0.03, "centre_rel_max": 0.03, "num_cameras": 42,
+                   "num_inliers": 42},
+        "after": {"rotation_deg_mean": 0.12, "rotation_deg_median": 0.1, "rotation_deg_max": 0.45,
+                  "centre_rel_mean": 0.002, "centre_rel_median": 0.002, "centre_rel_max": 0.006, "num_cameras": 42,
+                  "num_inliers": 42},
     }  # fmt: skip
     (run / "eval_cameras.json").write_text(json.dumps(cameras))
     for view, colour in ((0, 50), (8, 100)):
@@ -151,7 +153,10 @@ def test_summary_says_the_main_numbers_first(tmp_path):
     assert summary["F-score"] == "93.1% at 0.5% of the diagonal"
     assert summary["PSNR"].startswith("30.12 dB; in mask 25.50 dB, anti-aliased 27.25 dB, interior 28.00 dB")
     assert "6 test views at 400x300" in summary["PSNR"]  # the default folder's numbers, not 1600x1200's
-    assert summary["cameras"].startswith("rotation 0.12° (from 3°), centre 0.2% of the distance (from 3%)")
+    assert summary["cameras"] == (
+        "rotation 0.12°, max 0.45° (from 3°, max 3°), centre 0.2%, max 0.6% of the distance (from 3%, max 3%), "
+        "42 cameras"
+    )
     assert list(summary)[:3] == ["model", "training", "device"]
 
 
@@ -169,3 +174,26 @@ def test_compare_puts_two_runs_beside_the_ground_truth(tmp_path):
     assert [int(row[0, 4 * i, 0]) for i in range(5)] == [200, 100, 100, 30, 30]  # GT | A | B | errors
     figures, note = compare_views(a, tmp_path / "nothing")
     assert figures == [] and "nsr eval" in note
+
+
+def test_the_camera_guard_record_is_a_table(tmp_path):
+    import json
+
+    from nsr.report.html import collect_run
+
+    run = _fake_run(tmp_path / "a")
+    moved = {"view": 1, "step": 400, "progress": 0.2, "score_before": 1.01, "score_after": 0.16,
+             "accepted": True, "rotation_deg": 7.17, "centre_moved": 0.143, "candidates": 386}  # fmt: skip
+    health = {
+        "checks": 12,
+        "median": 0.0049,
+        "cameras": [
+            {"view": 1, "error": 0.004, "z": 0.1, "flagged": False, "recoveries": [moved]},
+            {"view": 2, "error": 0.02, "z": 7.0, "flagged": True, "recoveries": []},
+        ],
+    }
+    (run / "cameras_health.json").write_text(json.dumps(health))
+    tables = dict(collect_run(run).tables)
+    table = tables["camera guard (cameras_health.json)"]
+    assert table["checks"] == 12 and table["flagged at the last check"] == "2"
+    assert table["view 1 at step 400"] == "score 1.01 -> 0.16: moved 7.17° and 14.3% of its distance"

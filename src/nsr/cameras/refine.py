@@ -234,6 +234,14 @@ class CameraRefinement(nn.Module):
             correction, initial, depth = correction[views], initial[views], depth[views]
         return _apply(initial, correction, depth)
 
+    def poses_with(self, view: int, corrections: torch.Tensor) -> torch.Tensor:
+        """Camera `view` under other corrections: (K, 6) corrections (omega, tau) -> (K, 4, 4) camera-to-world
+        transforms (dtype of `corrections`), e.g. candidate poses of a camera being re-localised. Fixed views
+        are not masked here."""
+        k, dtype = corrections.shape[0], corrections.dtype
+        initial = self.initial_c2w[view].to(dtype).expand(k, 4, 4)
+        return _apply(initial, corrections, self.pivot_depth[view].to(dtype).expand(k))
+
     @torch.no_grad()
     def poses(self) -> np.ndarray:
         """(N, 4, 4) float64 refined camera-to-world transforms (for evaluation and export)."""

@@ -4,7 +4,8 @@
 Aligns the run's initial and final cameras to the ground truth with a robust similarity (RANSAC +
 Umeyama on the camera centres), reports rotation errors (degrees) and camera-centre errors (normalised
 units, world units via the ground truth's scale_mat, and relative to the camera's distance to the scene
-centre), mean and median, before and after training. Writes RUN/eval_cameras.json and the mesh mapped
+centre), mean, median and max, before and after training, and what the camera guard did in training
+(RUN/cameras_health.json). Writes RUN/eval_cameras.json and the mesh mapped
 into the ground truth's world frame (RUN/mesh_aligned_<step>.ply). See docs/cameras.md.
 """
 
@@ -21,6 +22,7 @@ import tyro
 from nsr.atomic import atomic_write
 from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.meshes import read_mesh
+from nsr.engine.camera_guard import CAMERA_HEALTH
 from nsr.engine.cameras import GT_CAMERAS
 from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
@@ -74,16 +76,38 @@ def _table(summary: dict) -> str:
         ("centre error (world units)", "centre_world", 1.0, ".5g"),
         ("centre error (% of distance)", "centre_rel", 100.0, ".3f"),
     ]
-    lines = [f"{'':30} {'before mean':>12} {'median':>10} {'after mean':>12} {'median':>10}"]
+    widths = (12, 10, 10, 12, 10, 10)
+    lines = [
+        f"{'':30} {'before mean':>12} {'median':>10} {'max':>10} {'after mean':>12} {'median':>10} {'max':>10}"
+    ]
     for label, key, factor, fmt in rows:
         b, a = summary["before"], summary["after"]
-        values = [b[f"{key}_mean"], b[f"{key}_median"], a[f"{key}_mean"], a[f"{key}_median"]]
-        lines.append(
-            f"{label:30} " + " ".join(f"{factor * v:>{w}{fmt}}" for v, w in zip(values, (12, 10, 12, 10)))
-        )
+        values = [part[f"{key}_{stat}"] for part in (b, a) for stat in ("mean", "median", "max")]
+        lines.append(f"{label:30} " + " ".join(f"{factor * v:>{w}{fmt}}" for v, w in zip(values, widths)))
     after = summary["after"]
-    lines.append(f"{after['num_cameras']} cameras, {after['num_inliers']} inliers of the alignment")
+    per_view = summary["per_view"]
+    worst = int(np.argmax(per_view["rotation_deg_after"]))
+    lines.append(
+        f"{after['num_cameras']} cameras, {after['num_inliers']} inliers of the alignment; worst after: view "
+        f"{summary['views'][worst]} at {per_view['rotation_deg_after'][worst]:.3f} deg, "
+        f"{100 * per_view['centre_rel_after'][worst]:.3f}% of its distance"
+    )
     return "\n".join(lines)
+
+
+def _guard_lines(health: dict) -> list[str]:
+    """What the camera guard did in training (RUN/cameras_health.json), one line per camera it moved."""
+    moved = [(c, r) for c in health["cameras"] for r in c["recoveries"] if r["accepted"]]
+    tried = sum(len(c["recoveries"]) for c in health["cameras"])
+    lines = [
+        f"camera guard: {health['checks']} checks, {tried} re-localisations tried, {len(moved)} accepted"
+    ]
+    for camera, r in moved:
+        lines.append(
+            f"  view {camera['view']} at step {r['step']}: score {r['score_before']:.4g} -> "
+            f"{r['score_after']:.4g}, moved {r['rotation_deg']:.2f} deg and {100 * r['centre_moved']:.2f}% of its distance"
+        )
+    return lines
 
 
 def _run(args: EvalCamerasArgs) -> int:
@@ -101,6 +125,10 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
     summary["step"] = run_.step
     summary["gt_cameras"] = str(args.gt_cameras or run_.path / GT_CAMERAS)
     print(_table(summary))
+    health_path = run_.path / CAMERA_HEALTH
+    if health_path.is_file():
+        summary["guard"] = json.loads(health_path.read_text())
+        print("\n".join(_guard_lines(summary["guard"])))
 
     if not args.no_mesh:
         to_gt_world = evaluation.model_to_gt_world()

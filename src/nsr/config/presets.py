@@ -466,14 +466,23 @@ benchmarks/history/2026-11.md). The freeze is kept as that fraction of the run a
 
 def set_camera_schedule(config: TrainConfig) -> TrainConfig:
     """The `-cams` schedules, in fractions of the run: the cameras frozen for the first 15% of the preset's
-    steps (at most `CAMERA_FREEZE_MAX_STEPS` of them), then x0.3 at 50% and 75%; and, where the pocket fill
-    is on, its refreshes (`set_pocket_schedule`)."""
+    steps (at most `CAMERA_FREEZE_MAX_STEPS` of them), then x0.3 at 50% and 75%; where the pocket fill
+    is on, its refreshes (`set_pocket_schedule`); and the camera guard's checks (`set_camera_guard`)."""
     config.cameras.warmup = "frozen"
     config.cameras.warmup_until = min(0.15, CAMERA_FREEZE_MAX_STEPS / config.steps)
     config.cameras.lr_milestones = (0.5, 0.75)
     config.cameras.lr_factor = 0.3
     if config.pockets.every > 0:
         set_pocket_schedule(config)
+    return set_camera_guard(config)
+
+
+def set_camera_guard(config: TrainConfig) -> TrainConfig:
+    """Watch the cameras from where they start to move to where their learning rate is cut the second
+    time, every 5% of the run, and re-localise those left far behind (nsr.engine.camera_guard)."""
+    config.camera_guard.start = config.cameras.warmup_until
+    config.camera_guard.every = 0.05
+    config.camera_guard.stop = 0.75
     return config
 
 

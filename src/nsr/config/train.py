@@ -177,6 +177,81 @@ class HealthConfig:
 
 
 @dataclass
+class CameraGuardConfig:
+    """Watch every trained camera's photometric error and re-localise the ones left far behind (see
+    nsr.engine.camera_guard).
+
+    Each step adds the training rays' errors (`LossOutput.ray_error`) to a running mean per view. Every
+    `every` of the run from `start` to `stop`, a view whose mean lies more than `threshold` robust deviations
+    (MAD) above the median of the views and `min_ratio` times above it is flagged, and its pose searched
+    again with the current model: the pose that renders a sample of its pixels best, if it beats the
+    current one by `min_gain` on a second sample, replaces it. Needs trainable cameras."""
+
+    every: float = 0.0
+    """Fraction of the run between checks (0 = off)."""
+    start: float = 0.15
+    """First check at this fraction of the run (once the surface has formed: the `-cams` presets put it
+    where their cameras start to move)."""
+    stop: float = 0.75
+    """No check after this fraction of the run (a moved camera needs time to settle)."""
+    halflife: float = 0.02
+    """Half-life of the running per-view error, as a fraction of the run."""
+    threshold: float = 6.0
+    """A view is flagged when its error exceeds the median by this many MADs (scaled to a standard
+    deviation: 1.4826 MAD) ..."""
+    min_ratio: float = 1.5
+    """... and is at least this many times the median."""
+    min_rays: float = 200.0
+    """Views with fewer rays in their running mean (decayed count) are not judged."""
+    pixels: int = 1024
+    """Pixels of a flagged view drawn (twice: search and confirmation) to score candidate poses."""
+    search_range_deg: float = 20.0
+    """The search first tries turns of the camera about its centre (x and y axes) on a grid out to this
+    many degrees each way, spaced by half `search_deg`."""
+    search_deg: float = 8.0
+    """First step of the pose search: rotations about the pivot of this many degrees, translations of this
+    angle times the camera's distance to the scene centre."""
+    min_step_deg: float = 0.5
+    """The search halves its step until below this."""
+    max_candidates: int = 400
+    """Most candidate poses scored per re-localisation (the grid of turns, 120 of them by default, is scored
+    whole; the compass searches get what it leaves)."""
+    min_gain: float = 0.2
+    """A found pose replaces the current one only when its score on fresh pixels is at least this fraction
+    lower (in [-1, 1]; a negative value also takes poses that much worse, which only tests want)."""
+    max_recoveries: int = 3
+    """Re-localisations per camera, at most."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0
+
+    def validate(self) -> None:
+        for name in ("every", "start", "stop", "halflife"):
+            checks.fraction(name, getattr(self, name))
+        if self.every > 0 and self.halflife <= 0:
+            raise checks.InvalidValue("halflife", self.halflife, "must be > 0 (a fraction of the run)")
+        checks.non_negative("threshold", self.threshold)
+        checks.non_negative("min_ratio", self.min_ratio)
+        checks.non_negative("min_rays", self.min_rays)
+        checks.positive("pixels", self.pixels)
+        checks.non_negative("search_range_deg", self.search_range_deg)
+        checks.positive("search_deg", self.search_deg)
+        checks.positive("min_step_deg", self.min_step_deg)
+        checks.positive("max_candidates", self.max_candidates)
+        checks.in_range("min_gain", self.min_gain, -1.0, 1.0, "a fraction of the current pose's score")
+        checks.non_negative("max_recoveries", self.max_recoveries)
+
+    def check_index(self, progress: float) -> int:
+        """The number of checks due by a point of the run (`progress` in [0, 1]): a check is due before a step
+        whenever this grows (0 before `start`; it stops growing after `stop`)."""
+        if not self.enabled or progress < self.start:
+            return 0
+        progress = min(progress, self.stop)
+        return 1 + math.floor((progress - self.start) / self.every + 1e-6)
+
+
+@dataclass
 class TrainConfig:
     """A whole training run."""
 
@@ -187,6 +262,8 @@ class TrainConfig:
     """Initial poses (ground truth, a noisy camera file or synthetic noise) and their refinement."""
     pockets: PocketFillConfig = field(default_factory=PocketFillConfig)
     """Filling hidden pockets during training (on in the `-cams` presets)."""
+    camera_guard: CameraGuardConfig = field(default_factory=CameraGuardConfig)
+    """Per-camera error monitoring and re-localisation of cameras left behind (trained cameras only)."""
     steps: int = 200000
     """Number of optimisation steps (the run's length when no `max_seconds` ends it first)."""
     rays_per_batch: int = 2048

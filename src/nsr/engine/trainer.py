@@ -27,12 +27,14 @@ import numpy as np
 import torch
 
 from nsr import checks
+from nsr.atomic import atomic_write
 from nsr.cameras import pixel_grid, pixel_rays
 from nsr.checks import resolve_device
 from nsr.config.io import config_from_payload, config_payload, save_yaml, to_dict
 from nsr.config.train import CONFIG_KIND, TrainConfig, resume_conflicts
 from nsr.data.background import resolve_background
 from nsr.data.scene import SceneData
+from nsr.engine.camera_guard import CAMERA_HEALTH, CameraGuard, Recovery, ViewImages
 from nsr.engine.cameras import initial_scene, save_run_cameras, uses_camera_init
 from nsr.engine.checkpoint import (
     LATEST,
@@ -189,6 +191,7 @@ class Trainer:
         self.pockets = (
             PocketFill(config.pockets, self.device, config.seed) if config.pockets.enabled else None
         )
+        self.camera_guard = self._build_camera_guard()
         self.step = 0
         self.seconds = 0.0
         self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
@@ -212,6 +215,9 @@ class Trainer:
             fractions["cameras"] = {k: to_dict(getattr(cfg.cameras, k)) for k in keys}
         if cfg.pockets.enabled:
             fractions["pockets"] = {"start": cfg.pockets.start, "every": cfg.pockets.every}
+        if self.camera_guard is not None:
+            keys = ("start", "every", "stop", "halflife")
+            fractions["camera_guard"] = {k: getattr(cfg.camera_guard, k) for k in keys}
         return fractions
 
     # ---------------------------------------------------------------- run folder
@@ -263,6 +269,8 @@ class Trainer:
             state["camera_optimizer"] = self.camera_optimizer.state_dict()
         if self.pockets is not None:
             state["pockets"] = self.pockets.state_dict()
+        if self.camera_guard is not None:
+            state["camera_guard"] = self.camera_guard.state_dict()
         return state
 
     def save_checkpoint(self, name: str | None = None) -> Path:
@@ -320,6 +328,8 @@ class Trainer:
             self.camera_optimizer.param_groups[0]["lr"] = self.config.cameras.lr
         if self.pockets is not None and "pockets" in state:
             self.pockets.load_state_dict(state["pockets"])
+        if self.camera_guard is not None and "camera_guard" in state:
+            self.camera_guard.load_state_dict(state["camera_guard"])
 
     def _apply_learning_rates(self) -> None:
         """The optimiser's base learning rates from this config (a resumed run may have changed them)."""
@@ -397,6 +407,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor
         self.schedule.add(self.step, self.seconds, progress, lr_factor)
+        if self.camera_guard is not None and self.camera_guard.due(progress):
+            self._check_cameras(progress)
         # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
         # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
         poses = None
@@ -407,8 +419,10 @@ class Trainer:
                 poses = self.cameras(self._train_view_ids)
         if self.pockets is not None and self.pockets.due(progress):
             self._refresh_pockets(poses, progress)
-        _, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
+        views, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
         losses = self.model.training_loss(RayBatch(origins, dirs, rgb, mask))
+        if self.camera_guard is not None and losses.ray_error is not None:
+            self.camera_guard.observe(views, losses.ray_error, progress)
         total = losses.total
         terms = dict(losses.terms)
         if self.pockets is not None:
@@ -446,6 +460,49 @@ class Trainer:
         found = self.pockets.refresh(self.model, scene.intrinsics, c2w, scene.height, scene.width, progress)
         if self.config.tensorboard:
             self.writer.add_scalar("train/pocket_points", found, self.step)
+
+    def _build_camera_guard(self) -> CameraGuard | None:
+        """The camera guard, when asked for and there are trained cameras to guard."""
+        if not self.config.camera_guard.enabled:
+            return None
+        if self.cameras is None:
+            log.info(
+                "camera guard off: the cameras are not trained (--preset NAME-cams or --cameras.trainable)"
+            )
+            return None
+        return CameraGuard(self.config.camera_guard, self.train_views, self.device, self.config.seed)
+
+    def _check_cameras(self, progress: float) -> None:
+        """Compare the training views' running errors and re-localise the cameras far behind the rest."""
+        batcher, masked = self.batcher, self.config.data.use_masks
+        images = [
+            ViewImages(
+                batcher.intrinsics[j], batcher.uv, batcher.images[j], batcher.masks[j] if masked else None
+            )
+            for j in range(len(self.train_views))
+        ]
+        guard = self.camera_guard
+        recoveries = guard.check(self.model, self.cameras, images, self.camera_optimizer, self.step, progress)
+        for r in recoveries:
+            log.info(_recovery_line(r, self.scene.image_names))
+        if self.config.tensorboard:
+            check = guard.last_check
+            self.writer.add_scalar("cameras/flagged", len(check.flagged), self.step)
+            if not np.isnan(check.z).all():
+                self.writer.add_scalar("cameras/max_z", float(np.nanmax(check.z)), self.step)
+                self.writer.add_scalar("cameras/median_error", check.median, self.step)
+            self.writer.add_scalar("cameras/recovered", sum(r.accepted for r in guard.history), self.step)
+        self._write_camera_health()
+
+    def _write_camera_health(self) -> None:
+        """RUN/cameras_health.json: the guard's per-camera table (nsr.engine.camera_guard)."""
+        health = {
+            "step": self.step,
+            "progress": self.progress(),
+            **self.camera_guard.health(self.scene.image_names),
+        }
+        text = json.dumps(health, indent=1)
+        atomic_write(self.run_dir / CAMERA_HEALTH, lambda file: file.write(text.encode()))
 
     def progress(self) -> float:
         """How far the run is, in [0, 1] (nsr.engine.schedule.run_progress)."""
@@ -502,6 +559,8 @@ class Trainer:
                     )
                 if self._saved_step != self.step:
                     self.save_checkpoint()
+                if self.camera_guard is not None:
+                    self._write_camera_health()
             finally:
                 if self._writer is not None:
                     self._writer.flush()
@@ -611,6 +670,17 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)
         return path
+
+
+def _recovery_line(r: Recovery, image_names: list[str]) -> str:
+    """One log line for a re-localisation tried by the camera guard."""
+    where = f"camera guard: view {r.view} ({image_names[r.view]}) at step {r.step}"
+    if not r.accepted:
+        return f"{where}: no better pose found (score {r.score_before:.4g}, best {r.score_after:.4g}); kept"
+    return (
+        f"{where}: re-localised, score {r.score_before:.4g} -> {r.score_after:.4g}, "
+        f"moved {r.rotation_deg:.2f} deg and {100 * r.centre_moved:.2f}% of its distance ({r.candidates} poses tried)"
+    )
 
 
 def validation_image(out: RenderOutputs, scene: SceneData, index: int) -> np.ndarray:

@@ -73,6 +73,10 @@ class LossOutput:
     metrics: dict[str, torch.Tensor]
     """Training-time indicators by name (e.g. psnr, hit_ratio, inv_s), scalars, for logging; `psnr` is
     always present."""
+    ray_error: torch.Tensor | None = None
+    """(N,) detached per-ray photometric error of the batch's rays (`nsr.losses.ray_photometric_error`), in
+    the batch's order: the trainer's camera guard averages it per view. None: the model gives none (the
+    guard then has nothing to judge the cameras by)."""
 
 
 class Model(nn.Module, ABC):

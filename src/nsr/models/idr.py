@@ -10,7 +10,7 @@ from torch.nn.utils import parametrize
 
 from nsr import checks
 from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
-from nsr.losses import eikonal_loss, mask_loss, rgb_loss
+from nsr.losses import eikonal_loss, mask_loss, ray_photometric_error, rgb_loss
 from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
 from nsr.renderers import GraphedTrace, SphereTracer, SphereTracerConfig, differentiable_surface_points
 
@@ -178,10 +178,14 @@ class IDRModel(Model):
             mse = ((rgb - rgb_gt[s_idx]) ** 2).mean() if ns else torch.tensor(1.0, device=origins.device)
             psnr = -10 * torch.log10(mse.clamp_min(1e-10))
             hit_ratio = surface.sum() / object_mask.sum().clamp_min(1)
+            # Colour is known on the surface rays only, the only rays whose colour error counts (mask * hit).
+            rendered = torch.zeros_like(rgb_gt).index_copy(0, s_idx, rgb.detach())
+            ray_error = ray_photometric_error(rendered, rgb_gt, trace.hit.to(rgb_gt.dtype), object_mask)
         return LossOutput(
             total=total,
             terms={"rgb": l_rgb, "eikonal": l_eik, "mask": l_mask},
             metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": torch.tensor(alpha)},
+            ray_error=ray_error,
         )
 
     def render(

@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 
 from nsr import checks
 from nsr.fields import AppearanceFieldConfig, BackgroundFieldConfig, SDFFieldConfig, VarianceConfig
-from nsr.losses import curvature_loss, eikonal_loss, opacity_mask_loss, rgb_l1_loss
+from nsr.losses import curvature_loss, eikonal_loss, opacity_mask_loss, ray_photometric_error, rgb_l1_loss
 from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
 from nsr.renderers import FieldSamples, VolumeRenderer, VolumeRendererConfig
 
@@ -205,7 +205,8 @@ class NeuSModel(Model):
             }
             if self.occupancy is not None:
                 metrics["occupied"] = self.occupancy.occupied_fraction()
-        return LossOutput(total=total, terms=terms, metrics=metrics)
+            ray_error = ray_photometric_error(out.rgb, batch.rgb, out.opacity, batch.mask if masked else None)
+        return LossOutput(total=total, terms=terms, metrics=metrics, ray_error=ray_error)
 
     def render(
         self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 4096

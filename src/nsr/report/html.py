@@ -446,17 +446,26 @@ def run_summary(run_dir: Path) -> dict[str, str]:
 
 
 def camera_line(summary: dict) -> str:
-    """Trained-camera errors (a `CameraEvaluation.summary()`, as in RUN/eval_cameras.json) in one line."""
+    """Trained-camera errors (a `CameraEvaluation.summary()`, as in RUN/eval_cameras.json) in one line: the
+    mean and the worst camera, after training and (in brackets) before."""
     b, a = summary["before"], summary["after"]
+
+    def rotation(part: dict) -> str:
+        worst = f", max {part['rotation_deg_max']:.3g}°" if "rotation_deg_max" in part else ""
+        return f"{part['rotation_deg_mean']:.3g}°{worst}"
+
+    def centre(part: dict) -> str:
+        worst = f", max {_pct(part['centre_rel_max'])}" if "centre_rel_max" in part else ""
+        return f"{_pct(part['centre_rel_mean'])}{worst}"
+
     return (
-        f"rotation {a['rotation_deg_mean']:.3g}° (from {b['rotation_deg_mean']:.3g}°), centre "
-        f"{_pct(a['centre_rel_mean'])} of the distance (from {_pct(b['centre_rel_mean'])}), mean of "
+        f"rotation {rotation(a)} (from {rotation(b)}), centre {centre(a)} of the distance (from {centre(b)}), "
         f"{a['num_cameras']} cameras"
     )
 
 
 def camera_table(summary: dict) -> dict:
-    """Trained-camera errors (RUN/eval_cameras.json) as a flat table: mean / median before and after."""
+    """Trained-camera errors (RUN/eval_cameras.json) as a flat table: mean / median / max before and after."""
     table: dict = {}
     for label, key, factor in (
         ("rotation (deg)", "rotation_deg", 1.0),
@@ -465,12 +474,34 @@ def camera_table(summary: dict) -> dict:
     ):
         for when in ("before", "after"):
             part = summary.get(when, {})
-            if f"{key}_mean" in part:
-                table[f"{label} {when}: mean"] = factor * part[f"{key}_mean"]
-                table[f"{label} {when}: median"] = factor * part[f"{key}_median"]
+            for stat in ("mean", "median", "max"):
+                if f"{key}_{stat}" in part:
+                    table[f"{label} {when}: {stat}"] = factor * part[f"{key}_{stat}"]
     if "after" in summary:
         table["cameras"] = summary["after"].get("num_cameras")
         table["alignment inliers"] = summary["after"].get("num_inliers")
+    return table
+
+
+def guard_table(health: dict) -> dict:
+    """The camera guard's record (RUN/cameras_health.json) as a flat table: its last check, and every
+    re-localisation it tried."""
+    table: dict = {
+        "checks": health.get("checks"),
+        "median error of the views": health.get("median"),
+        "flagged at the last check": ", ".join(str(c["view"]) for c in health["cameras"] if c["flagged"])
+        or "none",
+    }
+    for camera in health["cameras"]:
+        for r in camera["recoveries"]:
+            outcome = (
+                f"moved {r['rotation_deg']:.2f}° and {_pct(r['centre_moved'])} of its distance"
+                if r["accepted"]
+                else "kept (no better pose)"
+            )
+            table[f"view {camera['view']} at step {r['step']}"] = (
+                f"score {r['score_before']:.4g} -> {r['score_after']:.4g}: {outcome}"
+            )
     return table
 
 
@@ -508,6 +539,9 @@ def collect_run(run_dir: Path, max_images: int = 8) -> ReportInputs:
     cameras = _read_json(run_dir / "eval_cameras.json")
     if cameras.get("after"):
         inputs.tables.append(("trained cameras (eval_cameras.json)", camera_table(cameras)))
+    health = _read_json(run_dir / "cameras_health.json")
+    if health.get("cameras"):
+        inputs.tables.append(("camera guard (cameras_health.json)", guard_table(health)))
     validation = (
         sorted((run_dir / "validation").glob("step_*.png")) if (run_dir / "validation").is_dir() else []
     )
