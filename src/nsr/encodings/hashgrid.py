@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
@@ -32,7 +32,24 @@ from nsr import checks
 from nsr.accel.hashing import PRIMES, primes_on
 from nsr.encodings.base import Encoding, EncodingError
 
+if TYPE_CHECKING:
+    from nsr.encodings.nffb import NFFBConfig
+
 logger = logging.getLogger(__name__)
+
+
+def check_grid_levels(config: HashGridConfig | NFFBConfig) -> None:
+    """The checks of a multi-resolution grid's fields, shared by the hash grid and the filter bank."""
+    checks.positive("num_levels", config.num_levels)
+    checks.positive("features_per_level", config.features_per_level)
+    checks.in_range("log2_table_size", config.log2_table_size, 1, 30)
+    checks.positive("base_resolution", config.base_resolution)
+    checks.at_least(
+        "finest_resolution", config.finest_resolution, config.base_resolution, "the base resolution"
+    )
+    checks.positive("bound", config.bound)
+    checks.in_range("start_levels", config.start_levels, 0, config.num_levels, "0 = all levels")
+    checks.fraction("unlock_every", config.unlock_every)
 
 
 @dataclass
@@ -69,16 +86,7 @@ class HashGridConfig:
     """Vertices sampled per hashed level by `total_variation` (dense levels are summed exactly)."""
 
     def validate(self) -> None:
-        checks.positive("num_levels", self.num_levels)
-        checks.positive("features_per_level", self.features_per_level)
-        checks.in_range("log2_table_size", self.log2_table_size, 1, 30)
-        checks.positive("base_resolution", self.base_resolution)
-        checks.at_least(
-            "finest_resolution", self.finest_resolution, self.base_resolution, "the base resolution"
-        )
-        checks.positive("bound", self.bound)
-        checks.in_range("start_levels", self.start_levels, 0, self.num_levels, "0 = all levels")
-        checks.fraction("unlock_every", self.unlock_every)
+        check_grid_levels(self)
         checks.non_negative("init_scale", self.init_scale)
         checks.positive("tv_samples", self.tv_samples)
 

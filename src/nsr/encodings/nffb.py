@@ -16,7 +16,7 @@ from torch import nn
 
 from nsr import checks
 from nsr.encodings.base import Encoding
-from nsr.encodings.hashgrid import HashGrid, HashGridConfig
+from nsr.encodings.hashgrid import HashGrid, HashGridConfig, check_grid_levels
 
 
 @dataclass
@@ -58,16 +58,7 @@ class NFFBConfig:
     """Hash-grid implementation (see the hash-grid encoding); the trunk is plain PyTorch."""
 
     def validate(self) -> None:
-        checks.positive("num_levels", self.num_levels)
-        checks.positive("features_per_level", self.features_per_level)
-        checks.in_range("log2_table_size", self.log2_table_size, 1, 30)
-        checks.positive("base_resolution", self.base_resolution)
-        checks.at_least(
-            "finest_resolution", self.finest_resolution, self.base_resolution, "the base resolution"
-        )
-        checks.positive("bound", self.bound)
-        checks.in_range("start_levels", self.start_levels, 0, self.num_levels, "0 = all levels")
-        checks.fraction("unlock_every", self.unlock_every)
+        check_grid_levels(self)
         checks.positive("hidden_dim", self.hidden_dim)
         checks.positive("out_features", self.out_features)
         checks.positive("base_sigma", self.base_sigma)
