@@ -5,7 +5,8 @@
     python benchmarks/profile_step.py --scene ... --presets demo --modes compact static static+graph
 
 For every (preset, rays, tracer mode) case, `--steps` steps are timed after 5 warm-up steps (wall clock,
-synchronised), then 5 steps are profiled: `gpu_busy` is the summed duration of the GPU kernels over the
+synchronised), then 5 steps are profiled: `matmuls_per_step` counts the matrix products (also on a CPU),
+`kernels_per_step` the GPU kernels launched, and `gpu_busy` is the summed duration of the GPU kernels over the
 wall time of those steps (1.0: the GPU never waits for the host; kernels overlapping on several streams
 could push it above 1, which NSR's single stream does not). `--table` prints the profiler's top kernels.
 """
@@ -53,22 +54,33 @@ def time_steps(trainer: Trainer, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1000
 
 
-def gpu_busy(trainer: Trainer, steps: int = 5, table: bool = False) -> float | None:
-    """Summed kernel time / wall time over `steps` profiled steps (None without CUDA)."""
-    if not torch.cuda.is_available():
-        return None
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+"""The matrix products as the profiler names them (einsum, matmul and linear end in one of these)."""
+
+
+def profile_steps(trainer: Trainer, steps: int = 5, table: bool = False) -> dict:
+    """Over `steps` profiled steps: matrix products per step (CPU or GPU); on CUDA also kernels per
+    step and `gpu_busy`, the summed kernel time over the wall time."""
     sync()
     start = time.perf_counter()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
         for _ in range(steps):
             trainer.train_step()
         sync()
     wall = time.perf_counter() - start
-    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    busy = sum(e.device_time for e in kernels) / 1e6  # microseconds -> seconds
+    events = prof.events()
+    row = {"matmuls_per_step": sum(e.name in MATMULS for e in events) / steps}
+    if torch.cuda.is_available():
+        kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+        row["kernels_per_step"] = len(kernels) / steps
+        row["gpu_busy"] = sum(e.device_time for e in kernels) / 1e6 / wall  # microseconds -> seconds
+    else:
+        row["gpu_busy"] = None
     if table:
-        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15))
-    return busy / wall
+        sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+        print(prof.key_averages().table(sort_by=sort, row_limit=15))
+    return row
 
 
 def main() -> None:
@@ -96,7 +108,7 @@ def main() -> None:
                     "mode": mode,
                     "ms_per_step": round(ms, 2),
                     "rays_per_s": round(rays * 1000 / ms),
-                    "gpu_busy": gpu_busy(trainer, table=args.table),
+                    **profile_steps(trainer, table=args.table),
                     "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
                     if torch.cuda.is_available()
                     else None,
