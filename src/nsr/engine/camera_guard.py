@@ -198,8 +198,7 @@ class CameraGuard:
         cfg = self.config
         self.checks = cfg.check_index(progress)
         trainable = cameras.trainable_mask.cpu().numpy()[self.views] > 0
-        moved = {r.view for r in self.history if r.accepted}
-        result = self.assess(trainable, np.array([view in moved for view in self.views]))
+        result = self.assess(trainable, self._moved())
         self.last_check = result
         done = []
         for position in result.flagged:
@@ -318,12 +317,16 @@ class CameraGuard:
         mask = None if pixels.mask is None else pixels.mask[index].repeat(k, 1)
         return pose_score(out.rgb.reshape(k, p, 3), out.opacity.reshape(k, p), pixels.rgb[index], mask)
 
+    def _moved(self) -> np.ndarray:
+        """(V,) bool: the training views whose camera the guard has moved (an accepted re-localisation)."""
+        moved = {r.view for r in self.history if r.accepted}
+        return np.array([view in moved for view in self.views])
+
     # ------------------------------------------------------------------ reporting and state
     def health(self, image_names: list[str] | None = None) -> dict:
         """The per-camera table of RUN/cameras_health.json: running errors, z-scores and flags of the last
         check, and every re-localisation tried."""
-        moved = {r.view for r in self.history if r.accepted}
-        check = self.last_check or self.assess(watched=np.array([view in moved for view in self.views]))
+        check = self.last_check or self.assess(watched=self._moved())
         cfg = self.config
         rows = []
         for position, view in enumerate(self.views):
