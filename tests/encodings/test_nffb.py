@@ -219,24 +219,68 @@ def test_modulation_and_attention_change_the_output():
 
 def test_modulation_matches_stylegan2_weights():
     """The per-point formula equals modulating the weights (w * s), demodulating each output row,
-    and rescaling it to the unmodulated row norm; a constant style gives back the plain layer."""
+    and rescaling it to the unmodulated row norm, at every level; a constant style gives back the
+    plain layer."""
     torch.manual_seed(0)
     enc = StyleModNFFBConfig(**SMALL).build(3)
+    levels = enc.config.num_levels
     h = torch.randn(5, 16)
-    emb = torch.randn(5, 16)
-    s = enc.style(0, emb)
-    layer = enc.trunk[0]
-    w = layer.weight
-    expected = []
-    for n in range(5):
-        wm = w * s[n][None, :]
-        wd = wm / torch.sqrt((wm**2).sum(dim=1, keepdim=True) + 1e-8) * w.norm(dim=1, keepdim=True)
-        expected.append(torch.sin(enc.config.w0 * (wd @ h[n] + layer.bias)))
-    assert torch.allclose(enc._trunk_layer(0, h, emb), torch.stack(expected), atol=1e-5)
+    emb = torch.randn(5, levels, 16)
+    context = enc._trunk_context(emb)
+    for index in range(levels):
+        s = enc.style(index, emb[:, index])
+        layer = enc.trunk[index]
+        w = layer.weight
+        expected = []
+        for n in range(5):
+            wm = w * s[n][None, :]
+            wd = wm / torch.sqrt((wm**2).sum(dim=1, keepdim=True) + 1e-8) * w.norm(dim=1, keepdim=True)
+            expected.append(torch.sin(enc.config.w0 * (wd @ h[n] + layer.bias)))
+        assert torch.allclose(enc._trunk_layer(index, h, context), torch.stack(expected), atol=1e-5)
     with torch.no_grad():
         enc.styles[0].weight.zero_()
         enc.styles[0].bias.fill_(2.5)
-    assert torch.allclose(enc._trunk_layer(0, h, emb), torch.sin(enc.config.w0 * layer(h)), atol=1e-5)
+    plain = torch.sin(enc.config.w0 * enc.trunk[0](h))
+    assert torch.allclose(enc._trunk_layer(0, h, enc._trunk_context(emb)), plain, atol=1e-5)
+
+
+def _stylemod_per_level(enc, x):
+    """The style-modulated bank evaluated one level at a time (a style linear and two products per
+    layer): the reference of the batched `_trunk_context`."""
+    grid_features = enc.grid.level_features(x)
+    embeddings = enc.level_embeddings(grid_features)
+    h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
+    states = []
+    for i, layer in enumerate(enc.trunk):
+        s = enc.styles[i](embeddings[:, i])
+        demod = torch.rsqrt((s * s) @ (layer.weight**2).t() + enc.config.demodulation_eps)
+        y = ((h * s) @ layer.weight.t()) * demod * layer.weight.norm(dim=1) + layer.bias
+        h = torch.sin(enc.config.w0 * y) + embeddings[:, i]
+        states.append(h)
+    contributions = torch.einsum("nlh,lho->nlo", torch.stack(states, dim=1), enc.head_weight) + enc.head_bias
+    features = (contributions * enc.level_attention(x, grid_features)[..., None]).sum(dim=1)
+    return torch.cat([x, features], dim=-1)
+
+
+def test_batched_modulation_matches_the_per_level_reference_forward_and_backward():
+    torch.manual_seed(0)
+    enc = StyleModNFFBConfig(**SMALL).build(3).double()
+    _randomise_grid(enc)
+    x = _points(200).double().requires_grad_(True)
+    results = []
+    for fn in (enc, lambda p: _stylemod_per_level(enc, p)):
+        y = fn(x)
+        loss = (y * torch.linspace(-1, 1, y.shape[1], dtype=y.dtype)).square().sum()
+        (dx,) = torch.autograd.grad(loss, x, retain_graph=True)
+        enc.zero_grad()
+        loss.backward()
+        results.append((y.detach(), dx, {n: p.grad.clone() for n, p in enc.named_parameters()}))
+    (y0, dx0, g0), (y1, dx1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-10)
+    assert torch.allclose(dx0, dx1, atol=1e-9)
+    assert g0.keys() == g1.keys() and all(g0[n].abs().sum() > 0 for n in g0 if n.startswith("styles"))
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-9), name
 
 
 @pytest.mark.gpu

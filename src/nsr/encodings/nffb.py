@@ -154,7 +154,13 @@ class NFFB(Encoding):
         """(N, L, F) grid features -> (N, L, H) Fourier embeddings sin(2 pi g_i B_i)."""
         return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, self.projections))
 
-    def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    def _trunk_context(self, embeddings: torch.Tensor) -> object:
+        """What the trunk layers need besides h, computed once for all L levels from the (N, L, H)
+        embeddings, so that a subclass batches it (the style-modulated bank's styles and demodulation);
+        None here."""
+        return None
+
+    def _trunk_layer(self, index: int, h: torch.Tensor, context: object) -> torch.Tensor:
         """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b))."""
         return torch.sin(self.config.w0 * self.trunk[index](h))
 
@@ -166,9 +172,10 @@ class NFFB(Encoding):
         grid_features = self.grid.level_features(x)  # (N, L, F)
         embeddings = self.level_embeddings(grid_features)  # (N, L, H)
         h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
+        context = self._trunk_context(embeddings)
         states = []
         for i in range(self.config.num_levels):
-            h = self._trunk_layer(i, h, embeddings[:, i]) + embeddings[:, i]
+            h = self._trunk_layer(i, h, context) + embeddings[:, i]
             states.append(h)
         contributions = torch.einsum("nlh,lho->nlo", torch.stack(states, dim=1), self.head_weight)
         contributions = contributions + self.head_bias
