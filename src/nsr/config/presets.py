@@ -196,7 +196,9 @@ FILTER_BANK_SIGMA = 1.0
 """Standard deviation of the coarsest level's Fourier filter in the filter-bank presets (sigma_i =
 FILTER_BANK_SIGMA * 1.2^i). The paper's 5.0 multiplies every table change by 2 pi sigma_i (30 to 110 for
 8 levels) before it reaches the trunk: under IDR's sparse supervision that made the surface noisy and
-worse with training time on Spot (benchmarks/history/2026-11.md)."""
+worse with training time on Spot (benchmarks/history/2026-11.md). Lower (0.5), a slower trunk (w0 1.5) or a
+larger eikonal weight (0.3) did not help beyond the seed spread (one H200, 2026-12-04, benchmarks/RESULTS.md
+section 4); under schedules that follow the run's length the banks improve from 120 s to 300 s."""
 
 
 def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
