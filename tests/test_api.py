@@ -60,6 +60,9 @@ def test_load_train_mesh_evaluate(tiny_scene, tmp_path, monkeypatch, one_torch_t
 
     again = nsr.open_run(tmp_path / "run", device="cpu")
     assert again.step == 4
+    (tmp_path / "run" / "config.yaml").rename(tmp_path / "config.yaml.bak")  # lost: the checkpoint's copy
+    assert nsr.open_run(tmp_path / "run", device="cpu").config == run.config
+    (tmp_path / "config.yaml.bak").rename(tmp_path / "run" / "config.yaml")
     with pytest.raises(RunError, match="already holds a run"):
         nsr.train(scene, steps=4, out=tmp_path / "run", device="cpu", overrides=SMALL, progress=False)
     resumed = nsr.train(

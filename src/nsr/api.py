@@ -153,13 +153,14 @@ class TrainedRun:
 
 
 def open_run(path: str | Path, checkpoint: str = "latest", device: str = "auto") -> TrainedRun:
-    """A run folder written by `nsr train`, `nsr demo` or `nsr.train`, at `checkpoint`."""
-    path = Path(path)
-    if not (path / "config.yaml").is_file():
-        from nsr.engine.run import RunError
+    """A run folder written by `nsr train`, `nsr demo` or `nsr.train`, at `checkpoint`; a folder whose
+    config.yaml is lost opens from the config its checkpoints hold (as `nsr train --resume` does)."""
+    from nsr.engine.run import open_run as open_folder
 
-        raise RunError(f"{path}: not a run folder (no config.yaml)")
-    return TrainedRun(path=path, checkpoint=checkpoint, device=device)
+    path = Path(path)
+    return TrainedRun(
+        path=path, checkpoint=checkpoint, device=device, _run=open_folder(path, checkpoint, device)
+    )
 
 
 def train(

@@ -6,6 +6,7 @@ import pytest
 from batch_helpers import make_scenes, write_jobs
 
 from nsr.batch import JobsError, build_config, load_runs
+from nsr.batch.jobs import UNLIMITED_STEPS
 from nsr.cli.main import main
 from nsr.config import get_preset
 
@@ -65,6 +66,17 @@ def test_relative_paths_are_relative_to_the_jobs_file(scenes_root):
     assert specs[0].budget == "preset" and build_config(specs[0]).steps == get_preset("demo").steps
 
 
+def test_unlimited_steps_make_time_only_budgets(scenes_root, tmp_path):
+    jobs_file = write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], steps="unlimited",
+                           max_seconds=[30, 60])  # fmt: skip
+    _, specs = load_runs(jobs_file)
+    assert [s.name for s in specs] == ["a_demo_30s_seed0", "a_demo_60s_seed0"]
+    config = build_config(specs[1])
+    assert config.steps == UNLIMITED_STEPS > 100 * get_preset("demo").steps and config.max_seconds == 60.0
+    big = write_jobs(tmp_path / "big.yaml", scenes=[str(scenes_root / "a")], steps=UNLIMITED_STEPS)
+    assert load_runs(big)[1][0].budget == f"{UNLIMITED_STEPS}steps"  # a step budget on its own is shown
+
+
 @pytest.mark.parametrize(
     ("keys", "expected"),
     [
@@ -76,6 +88,8 @@ def test_relative_paths_are_relative_to_the_jobs_file(scenes_root):
         ({"presets": ["hashgird"]}, "presets: unknown preset 'hashgird'"),
         ({"seeds": [0, "one"]}, "seeds: 'one' is not an integer"),
         ({"steps": [0]}, "steps: budgets must be > 0"),
+        ({"steps": "unlimited", "max_seconds": None}, "steps: unlimited needs max_seconds"),
+        ({"steps": "lots"}, "steps: 'lots' is not an integer"),
         (
             {"overrides": {"model.sdf.hiden_dim": 3}},
             "overrides: override 'model.sdf.hiden_dim': SDFFieldConfig",

@@ -7,6 +7,7 @@ A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs fil
     presets: [hashgrid-fused]                  # default [positional], as `nsr train`
     seeds: [0, 1, 2]                           # default [0]
     max_seconds: [30, 60, 120, 300]            # and/or steps: a number or a list; every budget is its own run
+    steps: unlimited                           # with max_seconds: time-only budgets (not the preset's steps)
     overrides: {model.background: [1, 1, 1], cameras.pose_noise: "3,0.03,{seed}"}
     variants: {fixed: {cameras.trainable: false}, trained: {}}   # optional: named override sets
     gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
@@ -55,7 +56,8 @@ class BatchJobs:
     """Seeds of the runs (`seed`); `{seed}` in an override value is replaced by the run's seed."""
     steps: list[int] = field(default_factory=list)
     """Step budgets (empty: the preset's). With `max_seconds` too, every pair is a run, ending at whichever
-    comes first (the schedules, in fractions of the run, follow whichever ends it)."""
+    comes first (the schedules, in fractions of the run, follow whichever ends it). `unlimited` in the file
+    (UNLIMITED_STEPS here) makes the time budgets the only ones."""
     max_seconds: list[float] = field(default_factory=list)
     """Training-time budgets in seconds (empty: none). Each budget is a separate run, never a snapshot of
     a longer one."""
@@ -95,6 +97,8 @@ class BatchJobs:
 
 
 KEYS = [f.name for f in dataclasses.fields(BatchJobs)]
+UNLIMITED_STEPS = 10**9
+"""The step budget of `steps: unlimited`: a run that only its time budget ends (tables show no steps)."""
 _LIST_KEYS = {"scenes": str, "presets": str, "seeds": int, "steps": int, "max_seconds": (int, float)}
 _SCALAR_KEYS = {
     "holdout": int,
@@ -143,7 +147,7 @@ class RunSpec:
     def budget(self) -> str:
         """The budget as a table shows it: `60s`, `5000steps`, `5000steps-60s`, or `preset`."""
         parts = []
-        if self.steps is not None:
+        if self.steps is not None and not (self.steps >= UNLIMITED_STEPS and self.max_seconds is not None):
             parts.append(f"{self.steps}steps")
         if self.max_seconds is not None:
             parts.append(f"{self.max_seconds:g}s")
@@ -181,6 +185,10 @@ def load_jobs(path: str | Path) -> BatchJobs:
     if not data.get("scenes"):
         raise JobsError(path, "scenes", "no scenes given (a list of scene folders or globs)")
     values: dict[str, Any] = {}
+    if data.get("steps") == "unlimited":
+        if "max_seconds" not in data:
+            raise JobsError(path, "steps", "unlimited needs max_seconds (a time budget to end the runs)")
+        data["steps"] = UNLIMITED_STEPS
     for key, kind in _LIST_KEYS.items():
         if key in data:
             values[key] = _as_list(path, key, data[key], kind)
