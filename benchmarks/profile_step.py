@@ -3,9 +3,10 @@
     python benchmarks/profile_step.py --scene .data/synthetic_spot_mitsuba --presets hashgrid-fused \
         neus-hashgrid-fused --rays 1024 2048 4096 8192 --json out.json
     python benchmarks/profile_step.py --scene ... --presets demo --modes compact static static+graph
+    python benchmarks/profile_step.py --scene ... --presets nffb-fused --set model.sdf.encoding.compile=cuda
 
-For every (preset, rays, tracer mode) case, `--steps` steps are timed after 5 warm-up steps (wall clock,
-synchronised), then 5 steps are profiled: `matmuls_per_step` counts the matrix products (also on a CPU),
+For every (preset, rays, tracer mode) case, `--steps` steps are timed after `--warmup` steps (wall clock,
+synchronised; `--set KEY=VALUE` overrides config fields as `nsr batch` jobs files do), then 5 steps are profiled: `matmuls_per_step` counts the matrix products (also on a CPU),
 `kernels_per_step` the GPU kernels launched, and `gpu_busy` is the summed duration of the GPU kernels over the
 wall time of those steps (1.0: the GPU never waits for the host; kernels overlapping on several streams
 could push it above 1, which NSR's single stream does not). `--table` prints the profiler's top kernels.
@@ -22,13 +23,14 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from nsr.cli.train import with_overrides
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
 from nsr.engine.trainer import Trainer
 
 
-def make_trainer(preset: str, scene, rays: int, mode: str) -> Trainer:
-    config = get_preset(preset)
+def make_trainer(preset: str, scene, rays: int, mode: str, overrides: list[str] = ()) -> Trainer:
+    config = with_overrides(get_preset(preset), list(overrides))
     config.tensorboard = False
     config.val_every = 0
     config.rays_per_batch = rays
@@ -43,8 +45,8 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(trainer: Trainer, steps: int) -> float:
-    for _ in range(5):
+def time_steps(trainer: Trainer, steps: int, warmup: int = 5) -> float:
+    for _ in range(warmup):
         trainer.train_step()
     sync()
     start = time.perf_counter()
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["hashgrid-fused"])
     parser.add_argument("--rays", type=int, nargs="+", default=[2048])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, caches)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument(
         "--modes", nargs="+", default=["preset"], help="preset | compact | static | static+graph"
     )
@@ -100,10 +104,11 @@ def main() -> None:
     for preset in args.presets:
         for rays in args.rays:
             for mode in args.modes:
-                trainer = make_trainer(preset, scene, rays, mode)
-                ms = time_steps(trainer, args.steps)
+                trainer = make_trainer(preset, scene, rays, mode, args.set)
+                ms = time_steps(trainer, args.steps, args.warmup)
                 row = {
                     "preset": preset,
+                    "set": args.set,
                     "rays": rays,
                     "mode": mode,
                     "ms_per_step": round(ms, 2),

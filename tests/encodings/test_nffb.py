@@ -283,6 +283,40 @@ def test_batched_modulation_matches_the_per_level_reference_forward_and_backward
         assert torch.allclose(g0[name], g1[name], atol=1e-9), name
 
 
+def _nffb_reference(enc, x):
+    """The plain bank as its docstring writes it: per-level heads, then their mean."""
+    embeddings = enc.level_embeddings(enc.grid.level_features(x))
+    h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
+    states = []
+    for i, layer in enumerate(enc.trunk):
+        h = torch.sin(enc.config.w0 * layer(h)) + embeddings[:, i]
+        states.append(h)
+    heads = [state @ enc.head_weight[i] + enc.head_bias[i] for i, state in enumerate(states)]
+    return torch.cat([x, torch.stack(heads).mean(dim=0)], dim=-1)
+
+
+def test_concatenated_heads_match_the_per_level_heads_forward_and_backward():
+    torch.manual_seed(0)
+    enc = NFFBConfig(**SMALL).build(3).double()
+    _randomise_grid(enc)
+    with torch.no_grad():
+        enc.head_bias.uniform_(-1, 1)
+    x = _points(200).double().requires_grad_(True)
+    results = []
+    for fn in (enc, lambda p: _nffb_reference(enc, p)):
+        y = fn(x)
+        loss = (y * torch.linspace(-1, 1, y.shape[1], dtype=y.dtype)).square().sum()
+        (dx,) = torch.autograd.grad(loss, x, create_graph=True)
+        enc.zero_grad()
+        (loss + dx.square().sum()).backward()  # the analytic eikonal differentiates the gradient
+        results.append((y.detach(), dx.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}))
+    (y0, dx0, g0), (y1, dx1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-10) and torch.allclose(dx0, dx1, atol=1e-9)
+    assert all(g0[n].abs().sum() > 0 for n in ("head_weight", "head_bias"))
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-9), name
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("cls", KINDS)

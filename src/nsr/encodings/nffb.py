@@ -174,14 +174,18 @@ class NFFB(Encoding):
         h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
         context = self._trunk_context(embeddings)
         states = []
-        for i in range(self.config.num_levels):
-            h = self._trunk_layer(i, h, context) + embeddings[:, i]
+        # unbind, not embeddings[:, i]: its backward is one stack, not L full-size zero tensors
+        for i, embedding in enumerate(embeddings.unbind(1)):
+            h = self._trunk_layer(i, h, context) + embedding
             states.append(h)
-        contributions = torch.einsum("nlh,lho->nlo", torch.stack(states, dim=1), self.head_weight)
-        contributions = contributions + self.head_bias
+        # sum_l a_l (V_l h_l + c_l) as one product of the concatenated states with the stacked heads
+        stacked = torch.stack(states, dim=1)  # (N, L, H)
+        heads = self.head_weight.flatten(0, 1)  # (L H, O)
         weights = self._level_weights(x, grid_features)
-        if weights is None:
-            features = contributions.mean(dim=1)
+        if weights is None:  # a_l = 1 / L
+            levels = self.config.num_levels
+            features = torch.addmm(self.head_bias.mean(0), stacked.flatten(1), heads, alpha=1.0 / levels)
         else:
-            features = (contributions * weights[..., None]).sum(dim=1)
+            weighted = (stacked * weights[..., None]).flatten(1)
+            features = torch.addmm(weights @ self.head_bias, weighted, heads)
         return torch.cat([x, features], dim=-1) if self.config.include_input else features
