@@ -290,6 +290,10 @@ class TrainConfig:
     keep_checkpoints: int = 3
     """Keep the newest K step checkpoints `step_<N>.pt` and delete older ones (0 = keep all); `latest.pt`
     and the snapshots are always kept."""
+    cuda_graph_step: bool = False
+    """On CUDA, capture the whole training step (loss, backward pass, optimiser step) as one CUDA graph and
+    replay it (`nsr.engine.graph_step`): for models with a static loss (IDR), fixed cameras and no pocket
+    fill; other runs take ordinary steps. Same results, fewer kernel launches from the host."""
 
     def validate(self) -> None:
         """Ranges of the run's own fields (`nsr.checks.validate_config` checks the nested configs)."""
@@ -317,6 +321,7 @@ RESUME_CHANGEABLE = (
     "tensorboard",
     "device",
     "rays_per_batch",
+    "cuda_graph_step",
     "optim",
     "health",
     "pockets",

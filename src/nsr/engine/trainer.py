@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import random
 import signal
 import threading
@@ -51,6 +52,7 @@ from nsr.engine.checkpoint import (
     supersede_after,
 )
 from nsr.engine.errors import RunError, TrainingError, TrainingInterrupted
+from nsr.engine.graph_step import GraphedStep, portable_optimizer_state, set_learning_rate
 from nsr.engine.health import HealthMonitor, parameters_finite
 from nsr.engine.lock import RunLock
 from nsr.engine.pockets import PocketFill
@@ -192,6 +194,8 @@ class Trainer:
             PocketFill(config.pockets, self.device, config.seed) if config.pockets.enabled else None
         )
         self.camera_guard = self._build_camera_guard()
+        self.graphed_step = self._build_graphed_step()
+        """The whole step as one CUDA graph (`cuda_graph_step`), or None: ordinary steps."""
         self.step = 0
         self.seconds = 0.0
         self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
@@ -257,7 +261,7 @@ class Trainer:
             "seconds": self.seconds,
             "model": self.model.state_dict(),
             "progress": self.progress(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": portable_optimizer_state(self.optimizer.state_dict()),
             "schedule": self.schedule.state_dict(),
             "rng": rng_state(),
             "sampler_rng": self.generator.get_state(),
@@ -311,6 +315,8 @@ class Trainer:
                 )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.graphed_step is not None:
+            self.graphed_step.invalidate()  # it holds the replaced optimiser state
         self._apply_learning_rates()
         if "schedule" in state:
             self.schedule.load_state_dict(state["schedule"])
@@ -405,7 +411,7 @@ class Trainer:
         self.model.before_step(self.step, progress)
         lr_factor = cfg.optim.lr_factor_at(progress)
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * lr_factor
+            set_learning_rate(group, group["initial_lr"] * lr_factor)
         self.schedule.add(self.step, self.seconds, progress, lr_factor)
         if self.camera_guard is not None and self.camera_guard.due(progress):
             self._check_cameras(progress)
@@ -420,6 +426,8 @@ class Trainer:
         if self.pockets is not None and self.pockets.due(progress):
             self._refresh_pockets(poses, progress)
         views, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
+        if self.graphed_step is not None:
+            return self._graphed(RayBatch(origins, dirs, rgb, mask), start, lr_factor)
         losses = self.model.training_loss(RayBatch(origins, dirs, rgb, mask))
         if self.camera_guard is not None and losses.ray_error is not None:
             self.camera_guard.observe(views, losses.ray_error, progress)
@@ -447,11 +455,48 @@ class Trainer:
         return StepMetrics(
             step=self.step,
             loss=total.item(),
-            lr=self.optimizer.param_groups[0]["lr"],
+            lr=self.optimizer.param_groups[0]["initial_lr"] * lr_factor,
             seconds=self.seconds,
             terms={k: v.item() for k, v in terms.items()},
             metrics={k: v.item() for k, v in losses.metrics.items()},
         )
+
+    def _graphed(self, batch: RayBatch, start: float, lr_factor: float) -> StepMetrics:
+        """The rest of `train_step` as one replayed CUDA graph (`nsr.engine.graph_step`). A non-finite loss
+        is seen after the update (the graph does not wait for the host): the run then stops at its last good
+        state as for any divergence."""
+        raw = self.graphed_step(batch)
+        values = dict(zip(self.graphed_step.names, raw))
+        terms = {k.removeprefix("term/"): v for k, v in values.items() if k.startswith("term/")}
+        metrics = {k.removeprefix("metric/"): v for k, v in values.items() if k.startswith("metric/")}
+        if not math.isfinite(values["loss"]):
+            detail = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
+            raise TrainingError(f"the loss became {values['loss']} at step {self.step} ({detail})")
+        self.seconds += time.perf_counter() - start
+        self.step += 1
+        return StepMetrics(
+            step=self.step,
+            loss=values["loss"],
+            lr=self.optimizer.param_groups[0]["initial_lr"] * lr_factor,
+            seconds=self.seconds,
+            terms=terms,
+            metrics=metrics,
+        )
+
+    def _build_graphed_step(self) -> GraphedStep | None:
+        """The captured step when `cuda_graph_step` asks for it and this run can have it."""
+        cfg = self.config
+        if not cfg.cuda_graph_step or self.device.type != "cuda":
+            return None
+        why = None
+        if not self.model.graphable:
+            why = f"the {cfg.model.kind} model has no static loss"
+        elif self.cameras is not None or self.pockets is not None:
+            why = "trained cameras and the pocket fill run ordinary steps"
+        if why:
+            log.info("cuda_graph_step off: %s", why)
+            return None
+        return GraphedStep(self.model, self.optimizer, cfg.optim.grad_clip)
 
     def _refresh_pockets(self, poses: torch.Tensor | None, progress: float) -> None:
         """Find the hidden pockets of the current SDF, seen from the training cameras at their current poses."""

@@ -80,7 +80,10 @@ def stencil_offsets(taps: int, device=None, dtype=None) -> torch.Tensor:
         eye = torch.eye(3, device=device, dtype=dtype)
         return torch.cat([eye, -eye])  # (6, 3): +x, +y, +z, -x, -y, -z
     if taps == 4:
-        return torch.tensor([[1, -1, -1], [-1, -1, 1], [-1, 1, -1], [1, 1, 1]], device=device, dtype=dtype)
+        # (1, -1, -1), (-1, -1, 1), (-1, 1, -1), (1, 1, 1), made on the device (no host copy: a captured
+        # CUDA graph cannot contain one)
+        base = 2 * torch.eye(3, device=device, dtype=dtype) - 1
+        return torch.stack([base[0], base[2], base[1], torch.ones_like(base[0])])
     raise ValueError(f"finite-difference stencils have 4 or 6 taps, not {taps}")
 
 

@@ -161,9 +161,22 @@ class Model(nn.Module, ABC):
                 fractions[name] = found
         return fractions
 
+    graphable: bool = False
+    """Whether `training_loss(batch, static=True)` exists: the same loss computed with fixed shapes and no
+    host synchronisation, which the trainer can capture with the backward pass and the optimiser step as
+    one CUDA graph (`TrainConfig.cuda_graph_step`)."""
+
     @abstractmethod
-    def training_loss(self, batch: RayBatch) -> LossOutput:
-        """The loss of one batch of rays (gradients reach the fields and, through the rays, the cameras)."""
+    def training_loss(self, batch: RayBatch, static: bool = False) -> LossOutput:
+        """The loss of one batch of rays (gradients reach the fields and, through the rays, the cameras).
+
+        `static`: compute it with fixed shapes and no host synchronisation (only for `graphable` models)."""
+
+    def schedule_key(self) -> tuple:
+        """The schedule state that changes what a training step computes, not only the values it reads
+        (e.g. the number of unlocked grid levels): a captured step is captured again when it changes."""
+        view = self.appearance.view_encoding
+        return (self.sdf_field.encoding.schedule_key(), None if view is None else view.schedule_key())
 
     # ------------------------------------------------------------------ rendering
     @property

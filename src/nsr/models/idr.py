@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from nsr import checks
@@ -84,6 +85,7 @@ class IDRModel(Model):
 
     progress_keys = ("hit_ratio", "alpha")
     coverage_key = "hit_ratio"
+    graphable = True
 
     def __init__(self, config: IDRModelConfig) -> None:
         super().__init__()
@@ -97,6 +99,12 @@ class IDRModel(Model):
         self.step = 0
         self.progress = 0.0
         self._graphs: dict[tuple, GraphedTrace] = {}
+        # The mask-loss sharpness as a tensor updated in place, so that a captured step reads its schedule.
+        self.register_buffer("_alpha", torch.tensor(mask_alpha(config.loss, 0.0)), persistent=False)
+
+    def set_progress(self, progress: float) -> None:
+        super().set_progress(progress)
+        self._alpha.fill_(mask_alpha(self.config.loss, progress))
 
     @property
     def bounding_radius(self) -> float:
@@ -115,11 +123,13 @@ class IDRModel(Model):
     def _sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.sdf_field.sdf(x)
 
-    def _trace(self, origins, directions, object_mask=None):
+    def _trace(self, origins, directions, object_mask=None, graphed=True):
+        """`graphed`: replay the training-time trace as its own CUDA graph where the config asks for it (not
+        inside a step that is itself captured whole)."""
         was_training = self.sdf_field.training
         self.sdf_field.eval()
         try:
-            if self.config.tracer.cuda_graph and object_mask is not None and origins.is_cuda:
+            if graphed and self.config.tracer.cuda_graph and object_mask is not None and origins.is_cuda:
                 return self._graphed_trace(origins, directions, object_mask)
             # Weight-normalised weights are computed once per trace, not once per SDF query.
             with parametrize.cached():
@@ -136,10 +146,16 @@ class IDRModel(Model):
             )
         return self._graphs[key](origins, directions, object_mask)
 
-    def training_loss(self, batch: RayBatch) -> LossOutput:
+    def training_loss(self, batch: RayBatch, static: bool = False) -> LossOutput:
         """Colour at the differentiable surface points of the rays that hit inside the mask, eikonal on
         those, the mask points and uniform points, and the mask loss at the minimal-SDF points of the other
-        rays (origins/directions may carry camera gradients)."""
+        rays (origins/directions may carry camera gradients).
+
+        `static`: the same loss with fixed shapes and no host synchronisation (`_static_loss`), so that the
+        trainer can capture the whole step as a CUDA graph; the default selects the rays by index (fewer
+        points evaluated when few rays hit)."""
+        if static:
+            return self._static_loss(batch)
         cfg = self.config.loss
         origins, directions, rgb_gt, object_mask = batch.origins, batch.directions, batch.rgb, batch.mask
         n = origins.shape[0]
@@ -185,6 +201,64 @@ class IDRModel(Model):
             total=total,
             terms={"rgb": l_rgb, "eikonal": l_eik, "mask": l_mask},
             metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": torch.tensor(alpha)},
+            ray_error=ray_error,
+        )
+
+    def _static_loss(self, batch: RayBatch) -> LossOutput:
+        """`training_loss` without indexing: every ray keeps one point, its differentiable surface point
+        if it hits inside the mask (colour and eikonal there), else its minimal-SDF point (mask loss and
+        eikonal there), and the terms are sums weighted by those two selections. The points, the terms and
+        their gradients equal the indexed loss's (`tests/models/test_idr_static.py`); only the appearance
+        field also runs (unused) on the rays that do not hit."""
+        cfg = self.config.loss
+        origins, directions, rgb_gt, object_mask = batch.origins, batch.directions, batch.rgb, batch.mask
+        n = origins.shape[0]
+        trace = self._trace(origins.detach(), directions.detach(), object_mask, graphed=False)
+        surface = trace.hit & object_mask
+        other = ~surface
+        # Depth of each ray's minimal-SDF point (on the rays as traced: the same values on trained rays).
+        t_min = ((trace.min_points - origins.detach()) * directions.detach()).sum(-1)
+        if origins.requires_grad or directions.requires_grad:
+            mask_points = origins + directions * t_min[:, None]
+        else:
+            mask_points = trace.min_points
+        # Surface points for every ray (the other rays' are computed at their mask point, then not used).
+        x_surf = differentiable_surface_points(
+            self._sdf, origins, directions, torch.where(surface, trace.depth, t_min)
+        )
+        ray_points = torch.where(surface[:, None], x_surf, mask_points)
+        n_uniform = int(cfg.eikonal_points_ratio * n)
+        r = self.config.tracer.bounding_radius
+        uniform = torch.empty(n_uniform, 3, device=origins.device).uniform_(-r, r)
+        out = self.sdf_field.with_gradient(torch.cat([ray_points, uniform]), create_graph=True)
+
+        rgb = self.appearance(ray_points, out.gradient[:n], directions, out.features[:n])
+        on = surface.to(rgb.dtype)
+        error = torch.where(surface, (rgb - rgb_gt).abs().sum(-1), 0.0)
+        l_rgb = error.sum() / n
+        l_eik = eikonal_loss(out.gradient)
+        alpha = self._alpha
+        bce = F.binary_cross_entropy_with_logits(
+            -alpha * out.sdf[:n], object_mask.to(rgb.dtype), reduction="none"
+        )
+        l_mask = torch.where(other, bce, 0.0).sum() / (alpha * n)
+        total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
+        if cfg.tv_weight > 0:
+            tv = self.sdf_field.encoding.total_variation()
+            if tv is not None:
+                total = total + cfg.tv_weight * tv
+        with torch.no_grad():
+            ns = on.sum()
+            squared = torch.where(surface, (rgb - rgb_gt).square().sum(-1), 0.0).sum()
+            mse = torch.where(ns > 0, squared / (3 * ns).clamp_min(1), 1.0)
+            psnr = -10 * torch.log10(mse.clamp_min(1e-10))
+            hit_ratio = ns / object_mask.sum().clamp_min(1)
+            rendered = torch.where(surface[:, None], rgb.detach(), 0.0)
+            ray_error = ray_photometric_error(rendered, rgb_gt, trace.hit.to(rgb_gt.dtype), object_mask)
+        return LossOutput(
+            total=total,
+            terms={"rgb": l_rgb, "eikonal": l_eik, "mask": l_mask},
+            metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": alpha.clone()},
             ray_error=ray_error,
         )
 

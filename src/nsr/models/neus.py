@@ -166,9 +166,11 @@ class NeuSModel(Model):
             training=training,
         )
 
-    def training_loss(self, batch: RayBatch) -> LossOutput:
+    def training_loss(self, batch: RayBatch, static: bool = False) -> LossOutput:
         """Colour L1 (inside the mask with masks, else on every ray), eikonal on the samples inside the
         bounding sphere, opacity-mask BCE, and the optional curvature and TV terms."""
+        if static:
+            raise ModelError("the NeuS model has no static loss (graphable is False)")
         cfg = self.config.loss
         curvature = cfg.curvature_weight > 0
         out = self._render(batch.origins, batch.directions, training=True, laplacian=curvature)
