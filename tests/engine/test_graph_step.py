@@ -27,8 +27,9 @@ def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, 
     assert trainer.step == 1
 
 
-def test_a_model_without_a_static_loss_is_refused():
+def test_a_model_without_a_static_loss_is_refused(monkeypatch):
     model = get_preset("neus-demo").model.build()
+    monkeypatch.setattr(type(model), "graphable", False)
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="no static loss"):
         GraphedStep(model, optimizer)
@@ -53,31 +54,51 @@ def test_learning_rates_in_tensors_are_set_in_place_and_saved_as_numbers():
     assert fresh.param_groups[0]["lr"] == pytest.approx(0.03)
 
 
+def small_config(scene, kind: str, steps: int):
+    """A tiny run of either renderer with a small fused hash grid (finite-difference gradients) whose
+    fourth level unlocks half-way (so the step is captured twice)."""
+    if kind == "idr":
+        config = tiny_config(scene, steps=steps)
+        config.model.tracer.mode = "static"
+    else:
+        config = get_preset("neus-demo")
+        config.data.path, config.data.holdout_every = scene, 4
+        config.steps, config.rays_per_batch, config.log_every = steps, 64, 1
+        config.checkpoint_every = config.val_every = steps
+        renderer = config.model.renderer
+        renderer.num_samples, renderer.num_importance, renderer.up_sample_steps = 16, 16, 2
+        renderer.occupancy.resolution, renderer.occupancy.update_every = 16, 4
+        config.model.loss.curvature_weight = 0.01
+    config.device = "cuda"
+    config.model.sdf.gradient = "finite_difference"
+    config.model.sdf.encoding = HashGridConfig(
+        num_levels=4, log2_table_size=12, finest_resolution=64, start_levels=3, unlock_every=0.5
+    )
+    return config
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
-    """Same rays, same random numbers (the tracer's random depths and the eikonal points fixed): the losses
-    of graphed and ordinary steps agree step by step, through a capture and a re-capture when a grid level
-    unlocks (a small `hashgrid-fused`: fused grid, finite-difference gradients)."""
-    rand, uniform = torch.rand, torch.Tensor.uniform_
+@pytest.mark.parametrize("kind", ["idr", "neus"])
+def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch, kind):
+    """Same rays, same random numbers (the renderers' random depths, the eikonal points and the occupancy
+    grid's jitter fixed): the losses of graphed and ordinary steps agree step by step, through a capture and a
+    re-capture when a grid level unlocks, and (NeuS) through the occupancy grid's in-place updates."""
+    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
     losses, captures = {}, 0
     for graphed in (False, True):
-        config = tiny_config(tiny_scene, steps=12)
-        config.device = "cuda"
+        config = small_config(tiny_scene, kind, steps=12)
         config.cuda_graph_step = graphed
-        config.model.tracer.mode = "static"
-        config.model.sdf.gradient = "finite_difference"
-        config.model.sdf.encoding = HashGridConfig(
-            num_levels=4, log2_table_size=12, finest_resolution=64, start_levels=3, unlock_every=0.5
-        )
         trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
         assert (trainer.graphed_step is not None) == graphed
         monkeypatch.setattr(
             torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
         )
+        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
         monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
         losses[graphed] = [trainer.train_step().loss for _ in range(12)]
         monkeypatch.setattr(torch, "rand", rand)
+        monkeypatch.setattr(torch, "rand_like", rand_like)
         monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
         if graphed:
             captures = trainer.graphed_step.captures

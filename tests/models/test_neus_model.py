@@ -59,3 +59,33 @@ def test_render_sees_the_initial_sphere_and_keeps_the_background_outside():
     torch.testing.assert_close(out.rgb[outside], torch.zeros_like(out.rgb[outside]), atol=0.05, rtol=0)
     assert torch.allclose(out.normals[inside].norm(dim=-1), torch.ones(int(inside.sum())), atol=1e-4)
     assert model.background_rgb == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("unmasked", [False, True])
+def test_static_loss_equals_the_ordinary_loss_with_its_schedules_in_tensors(unmasked):
+    """`training_loss(batch, static=True)` (what a captured CUDA-graph step runs) reads the annealing ratio and
+    the curvature ramp from tensors that `set_progress` fills: same values and gradients as the ordinary loss
+    part-way through both schedules."""
+    model = small_neus(unmasked)
+    model.config.cos_anneal = 0.5
+    model.config.loss.curvature_weight, model.config.loss.curvature_warmup = 0.01, 0.4
+    model.set_progress(0.2)
+    assert model._anneal.item() == pytest.approx(0.4) and model._curvature_ramp.item() == pytest.approx(0.5)
+    o, d, mask = rays()
+    batch = RayBatch(o, d, torch.rand(o.shape[0], 3), torch.ones_like(mask) if unmasked else mask)
+    results = []
+    for static in (False, True):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)
+        out = model.training_loss(batch, static=static)
+        out.total.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (ordinary, grads), (static_out, static_grads) = results
+    assert "curvature" in ordinary.terms
+    torch.testing.assert_close(static_out.total, ordinary.total)
+    for name in ordinary.terms:
+        torch.testing.assert_close(static_out.terms[name], ordinary.terms[name])
+    assert static_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(static_grads[name], grad, msg=name)

@@ -91,6 +91,7 @@ class NeuSModel(Model):
 
     progress_keys = ("inv_s", "opacity")
     coverage_key = "opacity"
+    graphable = True
 
     def __init__(self, config: NeuSModelConfig) -> None:
         super().__init__()
@@ -109,10 +110,26 @@ class NeuSModel(Model):
         )
         self.step = 0
         self.progress = 0.0
+        # The schedules a captured step reads, as tensors updated in place (`set_progress`).
+        self.register_buffer("_anneal", torch.tensor(self._anneal_at(0.0)), persistent=False)
+        self.register_buffer("_curvature_ramp", torch.tensor(self._curvature_ramp_at(0.0)), persistent=False)
 
     @property
     def bounding_radius(self) -> float:
         return self.config.renderer.bounding_radius
+
+    def set_progress(self, progress: float) -> None:
+        super().set_progress(progress)
+        self._anneal.fill_(self._anneal_at(progress))
+        self._curvature_ramp.fill_(self._curvature_ramp_at(progress))
+
+    def _anneal_at(self, progress: float) -> float:
+        cos_anneal = self.config.cos_anneal
+        return 1.0 if cos_anneal <= 0 else min(1.0, progress / cos_anneal)
+
+    def _curvature_ramp_at(self, progress: float) -> float:
+        warmup = self.config.loss.curvature_warmup
+        return 1.0 if warmup <= 0 else min(1.0, progress / warmup)
 
     @property
     def background_rgb(self) -> tuple[float, float, float] | None:
@@ -133,9 +150,7 @@ class NeuSModel(Model):
 
     def cos_anneal_ratio(self) -> float:
         """NeuS's annealing ratio: 0 -> 1 over the first `cos_anneal` of the run; 1 when not training."""
-        if not self.training or self.config.cos_anneal <= 0:
-            return 1.0
-        return min(1.0, self.progress / self.config.cos_anneal)
+        return self._anneal_at(self.progress) if self.training else 1.0
 
     def _field_fn(self, create_graph: bool, laplacian: bool = False):
         def field_fn(points: torch.Tensor, view_dirs: torch.Tensor) -> FieldSamples:
@@ -152,14 +167,14 @@ class NeuSModel(Model):
         with parametrize.cached():
             return self.sdf(x)
 
-    def _render(self, origins, directions, training: bool, laplacian: bool = False):
+    def _render(self, origins, directions, training: bool, laplacian: bool = False, static: bool = False):
         return self.renderer.render(
             origins,
             directions,
             self._sampling_sdf,
             self._field_fn(create_graph=training, laplacian=laplacian),
             self.variance.inv_s(),
-            self.cos_anneal_ratio(),
+            self._anneal if static else self.cos_anneal_ratio(),
             occupancy=self.occupancy,
             background_fn=self.background_field,
             background_color=self.background,
@@ -168,12 +183,13 @@ class NeuSModel(Model):
 
     def training_loss(self, batch: RayBatch, static: bool = False) -> LossOutput:
         """Colour L1 (inside the mask with masks, else on every ray), eikonal on the samples inside the
-        bounding sphere, opacity-mask BCE, and the optional curvature and TV terms."""
-        if static:
-            raise ModelError("the NeuS model has no static loss (graphable is False)")
+        bounding sphere, opacity-mask BCE, and the optional curvature and TV terms.
+
+        The path has fixed shapes and no host synchronisation either way; `static` reads the annealing
+        ratio and the curvature ramp from their tensors (a captured step sees them change)."""
         cfg = self.config.loss
         curvature = cfg.curvature_weight > 0
-        out = self._render(batch.origins, batch.directions, training=True, laplacian=curvature)
+        out = self._render(batch.origins, batch.directions, training=True, laplacian=curvature, static=static)
         samples = out.samples
         masked = cfg.mask_weight > 0
         rgb_mask = batch.mask if masked else None
@@ -187,9 +203,7 @@ class NeuSModel(Model):
             total = total + cfg.mask_weight * terms["mask"]
         if curvature:
             terms["curvature"] = curvature_loss(samples.laplacian, samples.inside)
-            ramp = 1.0
-            if cfg.curvature_warmup > 0:
-                ramp = min(1.0, self.progress / cfg.curvature_warmup)
+            ramp = self._curvature_ramp if static else self._curvature_ramp_at(self.progress)
             total = total + ramp * cfg.curvature_weight * terms["curvature"]
         if cfg.tv_weight > 0:
             tv = self.sdf_field.encoding.total_variation()
