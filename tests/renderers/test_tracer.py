@@ -170,6 +170,32 @@ def test_static_mode_matches_compact_mode(iters):
     assert torch.allclose(_torus(ca.min_points[need]), _torus(sa.min_points[need]), atol=0.01)
 
 
+@pytest.mark.parametrize("line_steps", [1, 3])
+def test_static_back_off_in_one_batch_matches_the_sequential_back_off(line_steps):
+    """An SDF that overestimates distances (1.3x a torus's) makes sphere-tracing steps land inside: the
+    static trace's back-off, its halvings evaluated in one batch, ends where the compact trace's sequential
+    back-off does."""
+
+    def steep(x):
+        return 1.3 * _torus(x)
+
+    gen = torch.Generator().manual_seed(1)
+    targets = (torch.rand(400, 3, generator=gen) - 0.5) * 1.4
+    o, d = rays_towards(targets.tolist(), origin=(0.3, 0.2, -2.5))
+    results = {}
+    for mode in ("compact", "static"):
+        tracer = SphereTracer(SphereTracerConfig(mode=mode, line_step_iters=line_steps, num_samples=16))
+        results[mode] = tracer.trace(steep, o, d)
+    compact, static = results["compact"], results["static"]
+    assert static.hit.sum() > 100 and torch.equal(compact.hit, static.hit)
+    assert torch.allclose(compact.depth[compact.hit], static.depth[static.hit], atol=1e-6)
+    # the steps did overshoot: without any back-off the fronts end elsewhere
+    plain = SphereTracer(SphereTracerConfig(mode="static", line_step_iters=0, num_samples=16)).trace(
+        steep, o, d
+    )
+    assert not torch.equal(plain.hit, static.hit)
+
+
 def test_graphed_trace_refuses_compact_mode():
     from nsr.renderers import GraphedTrace
 

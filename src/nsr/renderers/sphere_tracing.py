@@ -305,12 +305,7 @@ class SphereTracer:
             active = active & (values > 0) & (t[:n] < t[n:]).repeat(2)
             if it == cfg.sphere_tracing_iters:
                 break
-            t_new = t + sign * values
-            for k in range(cfg.line_step_iters):
-                overshoot = _eval(sdf_fn, o2 + d2 * t_new[:, None], cfg.chunk_size) < 0
-                back = (1 - cfg.line_search_step) / 2**k * values
-                t_new = torch.where(overshoot, t_new - sign * back, t_new)
-            t = torch.where(active, t_new, t)
+            t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t + sign * values, sign, values), t)
         t_start, t_end = t[:n], t[n:]
         unfinished = active[:n] & (t_start < t_end)
         hit = in_sphere & (t_start < t_end)
@@ -331,6 +326,31 @@ class SphereTracer:
         searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
+
+    def _back_off_static(self, sdf_fn, origins, directions, t_new, sign, step):
+        """The back-off of `_sphere_trace` with its SDF queries in one batch: the depths after 0, 1, ..
+        `line_step_iters` - 1 halvings do not depend on what the SDF says at them, so all are evaluated
+        at once and each front takes the first that does not land inside (or the last halving). The same
+        depths as the sequential loop, with one SDF call instead of `line_step_iters` (a step captured as a
+        CUDA graph is bound by its number of kernels)."""
+        cfg = self.config
+        if cfg.line_step_iters == 0:
+            return t_new
+        candidates = [t_new]
+        for k in range(cfg.line_step_iters):
+            candidates.append(candidates[-1] - sign * ((1 - cfg.line_search_step) / 2**k * step))
+        tried = torch.cat(candidates[:-1])
+        values = _eval(
+            sdf_fn,
+            origins.repeat(cfg.line_step_iters, 1)
+            + directions.repeat(cfg.line_step_iters, 1) * tried[:, None],
+            cfg.chunk_size,
+        )
+        inside = (values < 0).view(cfg.line_step_iters, -1)
+        chosen = candidates[-1]
+        for k in reversed(range(cfg.line_step_iters)):
+            chosen = torch.where(inside[k], chosen, candidates[k])
+        return chosen
 
 
 class GraphedTrace:
