@@ -185,11 +185,7 @@ class IDRModel(Model):
         l_eik = eikonal_loss(out.gradient)
         alpha = mask_alpha(cfg, self.progress)
         l_mask = mask_loss(out.sdf[ns : ns + no], object_mask[o_idx], alpha, n)
-        total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
-        if cfg.tv_weight > 0:
-            tv = self.sdf_field.encoding.total_variation()
-            if tv is not None:
-                total = total + cfg.tv_weight * tv
+        total = self._total(l_rgb, l_eik, l_mask)
         with torch.no_grad():
             mse = ((rgb - rgb_gt[s_idx]) ** 2).mean() if ns else torch.tensor(1.0, device=origins.device)
             psnr = -10 * torch.log10(mse.clamp_min(1e-10))
@@ -203,6 +199,16 @@ class IDRModel(Model):
             metrics={"psnr": psnr, "hit_ratio": hit_ratio, "alpha": torch.tensor(alpha)},
             ray_error=ray_error,
         )
+
+    def _total(self, l_rgb: torch.Tensor, l_eik: torch.Tensor, l_mask: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the terms, with the SDF encoding's TV regulariser when it is weighted."""
+        cfg = self.config.loss
+        total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
+        if cfg.tv_weight > 0:
+            tv = self.sdf_field.encoding.total_variation()
+            if tv is not None:
+                total = total + cfg.tv_weight * tv
+        return total
 
     def _static_loss(self, batch: RayBatch) -> LossOutput:
         """`training_loss` without indexing: every ray keeps one point, its differentiable surface point
@@ -242,11 +248,7 @@ class IDRModel(Model):
             -alpha * out.sdf[:n], object_mask.to(rgb.dtype), reduction="none"
         )
         l_mask = torch.where(other, bce, 0.0).sum() / (alpha * n)
-        total = l_rgb + cfg.eikonal_weight * l_eik + cfg.mask_weight * l_mask
-        if cfg.tv_weight > 0:
-            tv = self.sdf_field.encoding.total_variation()
-            if tv is not None:
-                total = total + cfg.tv_weight * tv
+        total = self._total(l_rgb, l_eik, l_mask)
         with torch.no_grad():
             ns = on.sum()
             squared = torch.where(surface, (rgb - rgb_gt).square().sum(-1), 0.0).sum()
