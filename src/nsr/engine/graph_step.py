@@ -35,7 +35,7 @@ class GraphedStep:
         self.grad_clip = grad_clip
         self.warmup = warmup
         self.captures = 0
-        """How many times the step was captured (a test and the logs read it)."""
+        """How many times the step was captured (the tests read it)."""
         self._graph: torch.cuda.CUDAGraph | None = None
         self._key: tuple | None = None
         self._inputs: RayBatch | None = None
