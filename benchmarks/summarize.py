@@ -42,8 +42,8 @@ def run_table(rows: list[dict]) -> str:
     for row in rows:
         groups[(row["scene"], row["preset"], row.get("variant", ""), row["budget"])].append(row)
     cameras = any(r.get("rotation_deg_mean") is not None for r in rows)
-    head = "| scene | preset | variant | budget | seeds ok | Chamfer % | PSNR mask (dB) | it/s | steps |"
-    rule = "|---|---|---|---|---|---|---|---|---|"
+    head = "| scene | preset | variant | budget | seeds ok | Chamfer % | detail Chamfer % | PSNR mask (dB) | it/s | steps |"
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
     if cameras:
         head += " rotation mean / max (deg) | centre mean / max (%) |"
         rule += "---|---|"
@@ -52,7 +52,8 @@ def run_table(rows: list[dict]) -> str:
         ok = [r for r in group if r["status"] == "ok"]
         line = (
             f"| {scene} | {preset} | {variant or '-'} | {budget} | {len(ok)}/{len(group)} "
-            f"| {spread([r['chamfer_pct'] for r in ok], 3)} | {spread([r['psnr_mask'] for r in ok], 2)} "
+            f"| {spread([r['chamfer_pct'] for r in ok], 3)} | {spread([r.get('detail_chamfer_pct') for r in ok], 3)} "
+            f"| {spread([r['psnr_mask'] for r in ok], 2)} "
             f"| {spread([r['it_per_s'] for r in ok], 1)} | {spread([r['steps'] for r in ok], 0)} |"
         )
         if cameras:

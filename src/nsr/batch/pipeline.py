@@ -93,6 +93,8 @@ class RunResult:
     fscore_threshold_pct: float | None = None
     accuracy_pct: float | None = None
     completeness_pct: float | None = None
+    detail_chamfer_pct: float | None = None
+    """Chamfer restricted to the GT's fine detail (`nsr.metrics.geometry`, detail_*), % of the diagonal."""
     psnr: float | None = None
     """Mean over the held-out views, full image (conventions: nsr.evaluation.images)."""
     psnr_mask: float | None = None
@@ -357,6 +359,8 @@ def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: R
     result.chamfer_pct = 100 * metrics["chamfer_rel"]
     result.accuracy_pct = 100 * metrics["accuracy_rel"]
     result.completeness_pct = 100 * metrics["completeness_rel"]
+    detail = metrics.get("detail_chamfer_rel")
+    result.detail_chamfer_pct = None if detail is None or not math.isfinite(detail) else 100 * detail
     result.fscore = metrics["fscore"]
     result.fscore_threshold_pct = 100 * metrics["threshold"] / diagonal if diagonal > 0 else None
 

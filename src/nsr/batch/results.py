@@ -30,6 +30,7 @@ SHOWN = [
     ("it_per_s", "it/s", ".1f"),
     ("gpu_mem_gib", "GPU GiB", ".2f"),
     ("chamfer_pct", "Chamfer %", ".3f"),
+    ("detail_chamfer_pct", "detail Chamfer %", ".3f"),
     ("fscore", "F-score", ".3f"),
     ("psnr", "PSNR", ".2f"),
     ("psnr_mask", "PSNR mask", ".2f"),

@@ -367,6 +367,12 @@ def _print_human(result: dict, out: Path) -> None:
             f"accuracy {result['accuracy']:.5g}, completeness {result['completeness']:.5g}, "
             f"F-score {result['fscore']:.4f} at {result['threshold']:.4g}, normal consistency {_fmt(nc, '.4f')}"
         )
+        if result.get("detail_chamfer_rel") is not None:
+            print(
+                f"fine detail (the 10% of the GT whose normal varies most): chamfer "
+                f"{100 * result['detail_chamfer_rel']:.3f}% of the GT diagonal, normal consistency "
+                f"{_fmt(result['detail_normal_consistency'], '.4f')}"
+            )
     if "dtu_overall" in result:
         print(
             f"DTU scan {result['dtu_scan']}: accuracy {result['dtu_accuracy']:.3f} mm, completeness "
