@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from nsr import checks
@@ -221,7 +220,6 @@ class IDRModel(Model):
         n = origins.shape[0]
         trace = self._trace(origins.detach(), directions.detach(), object_mask, graphed=False)
         surface = trace.hit & object_mask
-        other = ~surface
         # Depth of each ray's minimal-SDF point (on the rays as traced: the same values on trained rays).
         t_min = ((trace.min_points - origins.detach()) * directions.detach()).sum(-1)
         if origins.requires_grad or directions.requires_grad:
@@ -239,18 +237,13 @@ class IDRModel(Model):
         out = self.sdf_field.with_gradient(torch.cat([ray_points, uniform]), create_graph=True)
 
         rgb = self.appearance(ray_points, out.gradient[:n], directions, out.features[:n])
-        on = surface.to(rgb.dtype)
-        error = torch.where(surface, (rgb - rgb_gt).abs().sum(-1), 0.0)
-        l_rgb = error.sum() / n
+        l_rgb = rgb_loss(rgb, rgb_gt, n, select=surface)
         l_eik = eikonal_loss(out.gradient)
         alpha = self._alpha
-        bce = F.binary_cross_entropy_with_logits(
-            -alpha * out.sdf[:n], object_mask.to(rgb.dtype), reduction="none"
-        )
-        l_mask = torch.where(other, bce, 0.0).sum() / (alpha * n)
+        l_mask = mask_loss(out.sdf[:n], object_mask, alpha, n, select=~surface)
         total = self._total(l_rgb, l_eik, l_mask)
         with torch.no_grad():
-            ns = on.sum()
+            ns = surface.to(rgb.dtype).sum()
             squared = torch.where(surface, (rgb - rgb_gt).square().sum(-1), 0.0).sum()
             mse = torch.where(ns > 0, squared / (3 * ns).clamp_min(1), 1.0)
             psnr = -10 * torch.log10(mse.clamp_min(1e-10))
