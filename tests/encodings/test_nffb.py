@@ -337,3 +337,115 @@ def test_fused_grid_matches_the_torch_grid_on_the_gpu(cls):
     assert torch.allclose(grads[0][0], grads[1][0], rtol=1e-3, atol=1e-3)
     for a, b in zip(grads[0][1], grads[1][1]):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+# -- the fused inference kernel (nsr.accel.nffb_triton) --------------------------------------------------
+
+FUSED_CASES = [
+    # (kind, overrides): both banks at the presets' widths, the style bank with each mechanism alone, levels
+    # that are not a power of two with two of them locked, four features per level, no raw input
+    ("nffb", {}),
+    ("stylemod-nffb", {}),
+    ("stylemod-nffb", {"attention": False}),
+    ("stylemod-nffb", {"modulation": False}),
+    ("nffb", {"num_levels": 5, "start_levels": 3, "unlock_every": 0.1}),
+    ("stylemod-nffb", {"num_levels": 5, "start_levels": 3, "unlock_every": 0.1}),
+    ("stylemod-nffb", {"features_per_level": 4, "include_input": False, "out_features": 32}),
+]
+
+
+def fused_bank_parity(device: str, n: int = 333) -> list[float]:
+    """Largest |fused - torch| of each case in `FUSED_CASES`, relative to the output's largest value (the
+    reference runs the torch grid and bank; the kernel gets the same grid features)."""
+    from nsr.accel.nffb_triton import filter_bank_forward  # noqa: F401 (Triton must import)
+
+    errors = []
+    for kind, overrides in FUSED_CASES:
+        torch.manual_seed(0)
+        cls = NFFBConfig if kind == "nffb" else StyleModNFFBConfig
+        config = {
+            **SMALL,
+            "num_levels": 4,
+            "hidden_dim": 64,
+            "out_features": 64,
+            "w0": 3.0,
+            "base_sigma": 1.0,
+        }
+        enc = cls(**{**config, **overrides}, backend="torch").build(3).to(device)
+        enc.set_progress(0.0)
+        _randomise_grid(enc)
+        with torch.no_grad():
+            for p in enc.parameters():  # trained-looking weights, not only the initialisation
+                p.add_(torch.randn_like(p) * 0.05 * p.abs().mean().clamp_min(1e-3))
+            x = _points(n, radius=0.95).to(device)
+            reference = enc(x)
+            fused = enc.fused_forward(x, enc.grid.level_features(x))
+        assert fused.shape == reference.shape
+        errors.append(((fused - reference).abs().max() / reference.abs().max()).item())
+    return errors
+
+
+def _triton_importable() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
+@pytest.mark.skipif(not _triton_importable(), reason="triton is not installed")
+def test_fused_bank_matches_the_torch_bank_under_the_triton_interpreter():
+    """The kernel's arithmetic on CPU tensors (TRITON_INTERPRET=1 must be set before Triton is imported)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve()
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])\n"
+        "from test_nffb import fused_bank_parity\n"
+        "errors = fused_bank_parity('cpu')\n"
+        "print(errors)\n"
+        "assert all(e < 1e-5 for e in errors), errors\n"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(here.parents[2] / "src"), str(here.parent)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+
+def test_the_fused_bank_is_used_only_without_a_gradient_on_cuda():
+    """On a CPU, or with a gradient, or with the torch grid, evaluations run the PyTorch bank."""
+    enc = StyleModNFFBConfig(**{**SMALL, "hidden_dim": 64, "out_features": 64}, backend="torch").build(3)
+    x = _points(10)
+    with torch.no_grad():
+        assert not enc.fused_inference(x)
+    assert not enc.fused_inference(x)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_bank_matches_the_torch_bank_on_the_gpu():
+    pytest.importorskip("triton")
+    errors = fused_bank_parity("cuda", n=50_000)
+    assert all(e < 1e-5 for e in errors), errors
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cls", KINDS)
+def test_banks_on_the_fused_grid_evaluate_without_gradient_in_one_kernel(cls):
+    """With the fused grid, an evaluation without gradient takes the kernel and agrees with the one with."""
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    config = {**SMALL, "num_levels": 6, "hidden_dim": 64, "out_features": 64, "w0": 3.0, "base_sigma": 1.0}
+    enc = cls(**config, backend="fused").build(3).cuda()
+    _randomise_grid(enc)
+    x = _points(20_000).cuda()
+    with torch.no_grad():
+        assert enc.fused_inference(x)
+        fused = enc(x)
+    assert not enc.fused_inference(x)
+    eager = enc(x).detach()
+    assert torch.allclose(fused, eager, rtol=1e-5, atol=1e-5 * eager.abs().max().item())

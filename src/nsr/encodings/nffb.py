@@ -168,8 +168,45 @@ class NFFB(Encoding):
         """(N, L) weights of the levels' contributions; None = the plain mean over levels."""
         return None
 
+    def fused_inference(self, x: torch.Tensor) -> bool:
+        """Whether an evaluation at x runs the bank as one Triton kernel (`nsr.accel.nffb_triton`): without a
+        gradient (sphere tracing, meshing), on CUDA, with the fused grid, float32 and widths the kernel takes."""
+        if (
+            torch.is_grad_enabled()
+            or not x.is_cuda
+            or x.dtype != torch.float32
+            or self.grid.backend != "fused"
+        ):
+            return False
+        from nsr.accel.nffb_triton import supports
+
+        return supports(self.config.hidden_dim, self.config.out_features)
+
+    def fused_forward(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
+        """The bank's output from x (N, D) and its grid features (N, L, F) by the fused kernel (forward only)."""
+        from nsr.accel.nffb_triton import filter_bank_forward
+
+        return filter_bank_forward(
+            x,
+            grid_features,
+            (self.first.weight, self.first.bias),
+            self.projections,
+            (torch.stack([t.weight for t in self.trunk]), torch.stack([t.bias for t in self.trunk])),
+            (self.head_weight, self.head_bias),
+            bound=self.config.bound,
+            w0=self.config.w0,
+            include_input=self.config.include_input,
+            **self._fused_extras(),
+        )
+
+    def _fused_extras(self) -> dict:
+        """Keyword arguments of `filter_bank_forward` for what a subclass adds (styles, attention)."""
+        return {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_features = self.grid.level_features(x)  # (N, L, F)
+        if self.fused_inference(x):
+            return self.fused_forward(x, grid_features)
         embeddings = self.level_embeddings(grid_features)  # (N, L, H)
         h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
         context = self._trunk_context(embeddings)

@@ -116,6 +116,17 @@ class StyleModNFFB(NFFB):
         )
         return torch.sin(y)
 
+    def _fused_extras(self) -> dict:
+        extras: dict = {"eps": self.config.demodulation_eps}
+        if self.styles is not None:
+            extras["styles"] = (
+                torch.stack([style.weight for style in self.styles]),
+                torch.stack([style.bias for style in self.styles]),
+            )
+        if self.attention is not None:
+            extras["attention"] = (self.attention.weight, self.attention.bias)
+        return extras
+
     def level_attention(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
         """(N, L) softmax weights over the levels at points x (N, D) with grid features (N, L, F)."""
         if self.attention is None:
