@@ -448,4 +448,7 @@ def test_banks_on_the_fused_grid_evaluate_without_gradient_in_one_kernel(cls):
         fused = enc(x)
     assert not enc.fused_inference(x)
     eager = enc(x).detach()
+    enc.config.fused_bank = False
+    with torch.no_grad():
+        assert not enc.fused_inference(x)
     assert torch.allclose(fused, eager, rtol=1e-5, atol=1e-5 * eager.abs().max().item())

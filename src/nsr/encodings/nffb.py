@@ -55,7 +55,10 @@ class NFFBConfig:
     unlock_every: float = 0.0
     """Coarse-to-fine: one more grid level is unlocked every this fraction of the run."""
     backend: Literal["torch", "fused", "tcnn", "auto"] = "auto"
-    """Hash-grid implementation (see the hash-grid encoding); the trunk is plain PyTorch."""
+    """Hash-grid implementation (see the hash-grid encoding); the trunk is PyTorch, except as `fused_bank` says."""
+    fused_bank: bool = True
+    """With the fused grid on CUDA, evaluations without gradient (sphere tracing, meshing) run the whole bank
+    as one Triton kernel (`nsr.accel.nffb_triton`); false: always the PyTorch trunk."""
 
     def validate(self) -> None:
         check_grid_levels(self)
@@ -172,7 +175,8 @@ class NFFB(Encoding):
         """Whether an evaluation at x runs the bank as one Triton kernel (`nsr.accel.nffb_triton`): without a
         gradient (sphere tracing, meshing), on CUDA, with the fused grid, float32 and widths the kernel takes."""
         if (
-            torch.is_grad_enabled()
+            not self.config.fused_bank
+            or torch.is_grad_enabled()
             or not x.is_cuda
             or x.dtype != torch.float32
             or self.grid.backend != "fused"
