@@ -452,3 +452,29 @@ def test_banks_on_the_fused_grid_evaluate_without_gradient_in_one_kernel(cls):
     with torch.no_grad():
         assert not enc.fused_inference(x)
     assert torch.allclose(fused, eager, rtol=1e-5, atol=1e-5 * eager.abs().max().item())
+
+
+def test_a_failing_fused_kernel_leaves_the_pytorch_trunk_with_a_warning(monkeypatch, caplog):
+    """Where Triton cannot build the kernel, the evaluation (and every later one) runs the PyTorch bank."""
+    enc = NFFBConfig(**{**SMALL, "hidden_dim": 64, "out_features": 64}, backend="torch").build(3)
+    x = _points(50)
+    with torch.no_grad():
+        expected = enc(x)
+    calls = []
+
+    def broken(x, grid_features):
+        calls.append(1)
+        raise RuntimeError("no kernel for this GPU")
+
+    features = enc.grid.level_features(x)
+    monkeypatch.setattr(enc, "fused_forward", broken)
+    monkeypatch.setattr(enc.grid, "backend", "fused")
+    monkeypatch.setattr(enc.grid, "level_features", lambda _: features)  # the torch lookup, on "CUDA"
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    with torch.no_grad(), caplog.at_level("WARNING", logger="nsr.encodings.nffb"):
+        assert enc.fused_inference(x)
+        assert torch.equal(enc(x), expected)
+        assert not enc.fused_inference(x)
+        assert torch.equal(enc(x), expected)
+    assert len(calls) == 1
+    assert "no kernel for this GPU" in caplog.text and "PyTorch trunk" in caplog.text

@@ -7,6 +7,7 @@ The encoding returns `[x, features]`, so the SDF field's geometric (sphere) init
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -17,6 +18,8 @@ from torch import nn
 from nsr import checks
 from nsr.encodings.base import Encoding
 from nsr.encodings.hashgrid import HashGrid, HashGridConfig, check_grid_levels
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,6 +123,8 @@ class NFFB(Encoding):
                 f"and out_features ({config.out_features}) must be >= 1"
             )
         self.config = config
+        self.fused_unavailable: str | None = None
+        """Why the fused kernel failed, once it has (evaluations then run the PyTorch trunk)."""
         self.in_dim = in_dim
         self.includes_input = config.include_input
         self.out_dim = in_dim * int(config.include_input) + config.out_features
@@ -176,6 +181,7 @@ class NFFB(Encoding):
         gradient (sphere tracing, meshing), on CUDA, with the fused grid, float32 and widths the kernel takes."""
         if (
             not self.config.fused_bank
+            or self.fused_unavailable
             or torch.is_grad_enabled()
             or not x.is_cuda
             or x.dtype != torch.float32
@@ -210,7 +216,15 @@ class NFFB(Encoding):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_features = self.grid.level_features(x)  # (N, L, F)
         if self.fused_inference(x):
-            return self.fused_forward(x, grid_features)
+            try:
+                return self.fused_forward(x, grid_features)
+            except Exception as error:  # e.g. Triton cannot build the kernel here: the run goes on without it
+                self.fused_unavailable = f"{type(error).__name__}: {error}"
+                logger.warning(
+                    "%s: the fused filter-bank kernel failed (%s); evaluations run the PyTorch trunk",
+                    self.config.kind,
+                    self.fused_unavailable,
+                )
         embeddings = self.level_embeddings(grid_features)  # (N, L, H)
         h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
         context = self._trunk_context(embeddings)
