@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +142,24 @@ def ring_of_cameras(count: int = 8, distance: float = 3.0):
         c2w.append(look_at(eye, np.zeros(3), np.array([0.0, 1.0, 0.0])))
     k = np.array([[60.0, 0.0, 31.5], [0.0, 60.0, 31.5], [0.0, 0.0, 1.0]])
     return np.repeat(k[None], count, 0), np.stack(c2w)
+
+
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None, reason="triton is not installed"
+)
+"""Marks a test that runs a Triton kernel (under the interpreter on a CPU)."""
+
+
+def under_triton_interpreter(test_file: str, code: str) -> None:
+    """Runs `code` in a fresh Python with TRITON_INTERPRET=1 (it must be set before Triton is imported),
+    `src/`, `test_file`'s folder and tests/ on the path, so that it can import the test module's helpers; fails the
+    test with the output when the code fails (e.g. an assert)."""
+    here = Path(test_file).resolve()
+    src = Path(__file__).resolve().parents[1] / "src"
+    prelude = "import sys; sys.path[:0] = sys.argv[1:]\n"  # src, the test's folder, tests/ (conftest)
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", prelude + code, str(src), str(here.parent), str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy.interpolate import RegularGridInterpolator
 
+from conftest import needs_triton, under_triton_interpreter
 from nsr.config import TrainConfig, load_yaml, save_yaml
 from nsr.encodings import ENCODING_CONFIGS, HashGrid, HashGridConfig, PositionalEncodingConfig
 from nsr.encodings.hashgrid import level_resolutions
 from nsr.fields import SDFFieldConfig
 from nsr.models import IDRLossConfig, IDRModelConfig, RayBatch
 from nsr.renderers import SphereTracerConfig
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def grid(in_dim=3, **kw) -> HashGrid:
@@ -380,27 +374,16 @@ def fused_parity(device: str, n: int = 2000) -> list[tuple[float, float, float]]
     return errors
 
 
-def _triton_importable() -> bool:
-    return importlib.util.find_spec("triton") is not None
-
-
-@pytest.mark.skipif(not _triton_importable(), reason="triton is not installed")
+@needs_triton
 def test_fused_kernel_parity_under_the_triton_interpreter():
-    """The kernel's arithmetic on CPU tensors (TRITON_INTERPRET=1 must be set before Triton is imported)."""
-    code = (
-        "import torch, sys; sys.path.insert(0, sys.argv[1]); torch.manual_seed(0)\n"
-        "sys.path.insert(0, sys.argv[2])\n"
+    """The kernel's arithmetic on CPU tensors."""
+    under_triton_interpreter(
+        __file__,
+        "import torch; torch.manual_seed(0)\n"
         "from test_hashgrid import fused_parity\n"
         "errors = fused_parity('cpu', n=300)\n"
-        "print(errors)\n"
-        "assert all(a < 1e-5 and b < 1e-5 and c < 1e-4 for a, b, c in errors), errors\n"
+        "assert all(a < 1e-5 and b < 1e-5 and c < 1e-4 for a, b, c in errors), errors\n",
     )
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(SRC), str(Path(__file__).parent)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
 
 
 @pytest.mark.gpu

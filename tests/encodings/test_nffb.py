@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from conftest import needs_triton, under_triton_interpreter
 from nsr.encodings import NFFBConfig, StyleModNFFBConfig
 from nsr.fields import SDFFieldConfig
 
@@ -385,34 +386,15 @@ def fused_bank_parity(device: str, n: int = 333) -> list[float]:
     return errors
 
 
-def _triton_importable() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
-
-
-@pytest.mark.skipif(not _triton_importable(), reason="triton is not installed")
+@needs_triton
 def test_fused_bank_matches_the_torch_bank_under_the_triton_interpreter():
-    """The kernel's arithmetic on CPU tensors (TRITON_INTERPRET=1 must be set before Triton is imported)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    here = Path(__file__).resolve()
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])\n"
+    """The kernel's arithmetic on CPU tensors."""
+    under_triton_interpreter(
+        __file__,
         "from test_nffb import fused_bank_parity\n"
         "errors = fused_bank_parity('cpu')\n"
-        "print(errors)\n"
-        "assert all(e < 1e-5 for e in errors), errors\n"
+        "assert all(e < 1e-5 for e in errors), errors\n",
     )
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(here.parents[2] / "src"), str(here.parent)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
 
 def test_the_fused_bank_is_used_only_without_a_gradient_on_cuda():
