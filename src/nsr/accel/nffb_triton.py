@@ -28,6 +28,7 @@ def _filter_bank_fwd(
     hw_ptr, hb_ptr, N, inv_bound, w0, eps,
     D: tl.constexpr, L: tl.constexpr, LP: tl.constexpr, F: tl.constexpr, H: tl.constexpr,
     OUT: tl.constexpr, MOD: tl.constexpr, ATT: tl.constexpr, INCLUDE: tl.constexpr, BLOCK: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = rows < N
@@ -74,17 +75,19 @@ def _filter_bank_fwd(
         if MOD:
             # s = A e + a; y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps)
             st = tl.load(sw_ptr + level * H * H + hid[None, :] * H + hid[:, None])
-            s = tl.dot(e, st, input_precision="ieee") + tl.load(sb_ptr + level * H + hid)[None, :]
+            s = tl.dot(e, st, input_precision=PRECISION) + tl.load(sb_ptr + level * H + hid)[None, :]
             wt2 = wt * wt
-            demod = 1.0 / tl.sqrt(tl.dot(s * s, wt2, input_precision="ieee") + eps)
+            demod = 1.0 / tl.sqrt(tl.dot(s * s, wt2, input_precision=PRECISION) + eps)
             scale = demod * (w0 * tl.sqrt(tl.sum(wt2, axis=0)))[None, :]
-            y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision="ieee") * scale
+            y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision=PRECISION) * scale
         else:
-            y = w0 * (tl.dot(h, wt, input_precision="ieee") + bias[None, :])
+            y = w0 * (tl.dot(h, wt, input_precision=PRECISION) + bias[None, :])
         h = tl.sin(y) + e
         # this level's head V_l h_l + c_l, weighted by its attention or by 1 / L
         head = tl.load(hw_ptr + level * H * OUT + hid[:, None] * OUT + outs[None, :])
-        contribution = tl.dot(h, head, input_precision="ieee") + tl.load(hb_ptr + level * OUT + outs)[None, :]
+        contribution = (
+            tl.dot(h, head, input_precision=PRECISION) + tl.load(hb_ptr + level * OUT + outs)[None, :]
+        )
         if ATT:
             a = tl.sum(tl.where(lev[None, :] == level, weights, 0.0), axis=1)
             acc += a[:, None] * contribution
@@ -118,13 +121,17 @@ def filter_bank_forward(
     attention: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = 1e-8,
     block: int = 32,
+    precision: str = "ieee",
+    num_warps: int = 4,
 ) -> torch.Tensor:
     """The filter bank's output (N, D * include_input + O) from points x (N, D) and grid features (N, L, F).
 
     `first` is the first layer's (W_0 (H, D), b_0 (H,)), `projections` B (L, F, H), `trunk` the stacked
     (L, H, H) weights and (L, H) biases of the L injected layers, `heads` (V (L, H, O), c (L, O)); with
     `styles` (stacked (L, H, H), (L, H) affine maps) the layers are modulated, with `attention` ((L, D + L F),
-    (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient.
+    (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
+    program, `precision` of the products (`tl.dot`'s input_precision: "ieee" exact fp32, or "tf32x3", three
+    tensor-core passes, on CUDA only) and `num_warps` are tuning knobs (`benchmarks/bench_fused_bank.py`).
     """
     n, d = x.shape
     levels, feats, hidden = projections.shape
@@ -148,6 +155,7 @@ def filter_bank_forward(
         n, 1.0 / bound, w0, eps,
         D=d, L=levels, LP=max(2, 1 << math.ceil(math.log2(levels))), F=feats, H=hidden, OUT=out_features,
         MOD=styles is not None, ATT=attention is not None, INCLUDE=include_input, BLOCK=block,
+        PRECISION=precision, num_warps=num_warps,
     )  # fmt: skip
     return out
 
