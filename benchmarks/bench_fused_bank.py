@@ -4,7 +4,7 @@
 
 For each bank (the `nffb-fused` and `stylemod-nffb-fused` presets' encodings, grid tables randomised as
 in a trained field) and number of points: the PyTorch bank's time without gradient, then the kernel's
-(`nsr.accel.nffb_triton.filter_bank_forward`) for each points-per-program block, product precision and
+(`NFFB.fused_forward`, i.e. `nsr.accel.nffb_triton.filter_bank_forward`) for each points-per-program block, product precision and
 warp count, with its largest error relative to the bank's largest output. The grid lookup is outside the
 timing (both read the same features). Needs CUDA; `--device cpu` runs it under the Triton interpreter
 (set TRITON_INTERPRET=1) as a smoke test of the script only.
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from nsr.accel.nffb_triton import filter_bank_forward
 from nsr.config import get_preset
 
 
@@ -36,24 +35,6 @@ def timed(fn, repeats: int) -> float:
         fn()
     sync()
     return (time.perf_counter() - start) / repeats * 1000
-
-
-def fused_bank(bank, x: torch.Tensor, features: torch.Tensor, **knobs) -> torch.Tensor:
-    """`bank`'s output at x by the kernel, with the tuning knobs of `filter_bank_forward`."""
-    config = bank.config
-    return filter_bank_forward(
-        x,
-        features,
-        (bank.first.weight, bank.first.bias),
-        bank.projections,
-        (torch.stack([t.weight for t in bank.trunk]), torch.stack([t.bias for t in bank.trunk])),
-        (bank.head_weight, bank.head_bias),
-        bound=config.bound,
-        w0=config.w0,
-        include_input=config.include_input,
-        **bank._fused_extras(),
-        **knobs,
-    )
 
 
 def main() -> None:
@@ -89,7 +70,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
                 for block, precision, warps in itertools.product(args.blocks, args.precisions, args.warps):
                     knobs = {"block": block, "precision": precision, "num_warps": warps}
-                    fused = functools.partial(fused_bank, bank, x, features, **knobs)
+                    fused = functools.partial(bank.fused_forward, x, features, **knobs)
                     try:
                         error = ((fused() - reference).abs().max() / reference.abs().max()).item()
                         ms = timed(fused, args.repeats)

@@ -192,8 +192,9 @@ class NFFB(Encoding):
 
         return supports(self.config.hidden_dim, self.config.out_features)
 
-    def fused_forward(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
-        """The bank's output from x (N, D) and its grid features (N, L, F) by the fused kernel (forward only)."""
+    def fused_forward(self, x: torch.Tensor, grid_features: torch.Tensor, **knobs) -> torch.Tensor:
+        """The bank's output from x (N, D) and its grid features (N, L, F) by the fused kernel (forward only);
+        `knobs`: the kernel's tuning arguments (`filter_bank_forward`'s block, precision, num_warps)."""
         from nsr.accel.nffb_triton import filter_bank_forward
 
         return filter_bank_forward(
@@ -207,6 +208,7 @@ class NFFB(Encoding):
             w0=self.config.w0,
             include_input=self.config.include_input,
             **self._fused_extras(),
+            **knobs,
         )
 
     def _fused_extras(self) -> dict:
