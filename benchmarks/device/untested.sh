@@ -16,7 +16,8 @@ tests)
     timeout 300 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/encodings/test_hashgrid.py \
         tests/engine/test_graph_step.py tests/renderers/test_tracer.py tests/models > "$OUT/gpu_tests.log" 2>&1
     tail -5 "$OUT/gpu_tests.log"
-    timeout 240 python3 benchmarks/bench_fused_bank.py --blocks 32 64 --warps 4 --json "$OUT/bench_fused_bank.json"
+    timeout 200 python3 benchmarks/bench_fused_bank.py --points 2048 204800 --blocks 32 64 --precisions tf32x3 ieee \
+        --warps 4 --json "$OUT/bench_fused_bank.json"
     ;;
 speed)
     for bank in true false; do

@@ -6,7 +6,8 @@ L trunk layers, the style modulation and level attention of `stylemod-nffb`, the
 the step is bound by their number (benchmarks/RESULTS.md, "Step time and GPU use"). This kernel computes
 the bank's whole output from the points and their grid features in one launch: one program takes BLOCK
 points through every layer with the weights read from the L2 cache, and the levels' matrix products are
-`tl.dot`s in full fp32 (tf32 would move the traced surface by more than the tracer's threshold).
+`tl.dot`s at fp32 accuracy: three tensor-core passes (tf32x3) on a GPU; one tf32 pass would move the
+traced surface by more than the tracer's threshold.
 
 Same arithmetic as `NFFB.forward` / `StyleModNFFB` (the oracle of the parity tests); forward only, so
 the banks call it only where no gradient is taken (`torch.is_grad_enabled()` false). Runs on CUDA
@@ -62,7 +63,8 @@ def _filter_bank_fwd(
         weights = weights / tl.sum(weights, axis=1)[:, None]
 
     acc = tl.zeros((BLOCK, OUT), tl.float32)
-    for level in tl.static_range(L):
+    # a loop, not unrolled: L copies of the level's products made the kernel's build take minutes
+    for level in tl.range(0, L):
         # e_l = sin(2 pi g_l B_l), F outer products
         proj = tl.zeros((BLOCK, H), tl.float32)
         for f in tl.static_range(F):
@@ -121,7 +123,7 @@ def filter_bank_forward(
     attention: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = 1e-8,
     block: int = 32,
-    precision: str = "ieee",
+    precision: str | None = None,
     num_warps: int = 4,
 ) -> torch.Tensor:
     """The filter bank's output (N, D * include_input + O) from points x (N, D) and grid features (N, L, F).
@@ -130,9 +132,12 @@ def filter_bank_forward(
     (L, H, H) weights and (L, H) biases of the L injected layers, `heads` (V (L, H, O), c (L, O)); with
     `styles` (stacked (L, H, H), (L, H) affine maps) the layers are modulated, with `attention` ((L, D + L F),
     (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
-    program, `precision` of the products (`tl.dot`'s input_precision: "ieee" exact fp32, or "tf32x3", three
-    tensor-core passes, on CUDA only) and `num_warps` are tuning knobs (`benchmarks/bench_fused_bank.py`).
+    program, `precision` of the products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or
+    "tf32x3", three tensor-core passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee
+    elsewhere) and `num_warps` are tuning knobs (`benchmarks/bench_fused_bank.py`).
     """
+    if precision is None:
+        precision = "tf32x3" if x.is_cuda else "ieee"
     n, d = x.shape
     levels, feats, hidden = projections.shape
     out_features = heads[0].shape[2]
