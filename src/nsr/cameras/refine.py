@@ -253,11 +253,10 @@ def _apply(initial: torch.Tensor, correction: torch.Tensor, depth: torch.Tensor)
     """(B, 4, 4) initial c2w, (B, 6) corrections, (B,) pivot depths -> (B, 4, 4) refined c2w."""
     rotation = so3_exp(correction[:, :3])
     r0 = initial[:, :3, :3]
-    # Camera-frame offset of the centre: d (e_z - E e_z) + tau; exactly tau when E = I.
-    offset = (
-        depth[:, None] * (rotation[:, :, 2].new_tensor([0.0, 0.0, 1.0]) - rotation[:, :, 2])
-        + correction[:, 3:]
-    )
+    # Camera-frame offset of the centre: d (e_z - E e_z) + tau; exactly tau when E = I. e_z is made on the
+    # device (a tensor from a list is a host copy, which a step captured as a CUDA graph cannot hold).
+    e_z = torch.eye(3, dtype=rotation.dtype, device=rotation.device)[2]
+    offset = depth[:, None] * (e_z - rotation[:, :, 2]) + correction[:, 3:]
     centre = initial[:, :3, 3] + (r0 @ offset[..., None])[..., 0]
     top = torch.cat([r0 @ rotation, centre[..., None]], dim=-1)
     return torch.cat([top, initial[:, 3:, :]], dim=1)
