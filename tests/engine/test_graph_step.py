@@ -6,6 +6,7 @@ import pytest
 import torch
 from tests.conftest import tiny_config
 
+from nsr.cameras.refine import CameraRefinement
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
 from nsr.encodings import HashGridConfig
@@ -15,7 +16,7 @@ from nsr.engine.graph_step import (
     set_learning_rate,
     tensor_learning_rates,
 )
-from nsr.engine.trainer import Trainer
+from nsr.engine.trainer import RayBatcher, Trainer
 
 
 def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, caplog):
@@ -25,6 +26,26 @@ def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, 
     assert trainer.graphed_step is None  # CUDA only
     trainer.train_step()
     assert trainer.step == 1
+
+
+def test_drawn_indices_gather_the_rays_that_sample_draws(tiny_scene):
+    """`draw` then `gather` is `sample`: the same rays from the same random numbers, with the scene's poses
+    and with trained ones (whose gradients the rays carry)."""
+    scene = load_idr_scene(tiny_scene)
+    cameras = CameraRefinement(scene.c2w)
+    with torch.no_grad():
+        cameras.correction.normal_(0.0, 0.02, generator=torch.Generator().manual_seed(5))
+    for poses in (None, cameras()):
+        sampled = RayBatcher(scene, torch.device("cpu"), torch.Generator().manual_seed(3))
+        drawn = RayBatcher(scene, torch.device("cpu"), torch.Generator().manual_seed(3))
+        for _ in range(2):  # and the random stream goes on the same
+            view, *rays = sampled.sample(50, poses)
+            indices = drawn.draw(50)
+            batch = drawn.gather(*indices, poses)
+            assert torch.equal(indices[0], view)
+            for a, b in zip(rays, vars(batch).values(), strict=True):
+                assert torch.equal(a, b)
+        assert batch.origins.requires_grad == (poses is not None)
 
 
 def test_a_model_without_a_static_loss_is_refused(monkeypatch):

@@ -109,17 +109,30 @@ class RayBatcher:
         self.uv = pixel_grid(scene.height, scene.width, device)
 
     def sample(self, num_rays: int, poses: torch.Tensor | None = None):
-        """Returns (view indices, origins, directions, rgb, mask) of `num_rays` random rays.
+        """Returns (view indices, origins, directions, rgb, mask) of `num_rays` random rays (`draw`, then
+        `gather`)."""
+        view, pix = self.draw(num_rays)
+        batch = self.gather(view, pix, poses)
+        return view, batch.origins, batch.directions, batch.rgb, batch.mask
+
+    def draw(self, num_rays: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) view positions and (N,) pixel indices of `num_rays` random rays, on the device (drawn on the
+        CPU by the sampler's generator, so the draws do not depend on the device)."""
+        n_views, n_pix = self.masks.shape
+        view = torch.randint(n_views, (num_rays,), generator=self.generator).to(self.device)
+        pix = torch.randint(n_pix, (num_rays,), generator=self.generator).to(self.device)
+        return view, pix
+
+    def gather(self, view: torch.Tensor, pix: torch.Tensor, poses: torch.Tensor | None = None) -> RayBatch:
+        """The rays through (N,) pixels `pix` of (N,) views `view` with their colours and masks, by indexing
+        only (no host synchronisation: a captured step makes its rays with it).
 
         `poses`: optional (n_views, 4, 4) camera-to-world transforms used instead of the scene's (e.g.
         refined cameras; rays then carry their gradients).
         """
-        n_views, n_pix = self.masks.shape
-        view = torch.randint(n_views, (num_rays,), generator=self.generator).to(self.device)
-        pix = torch.randint(n_pix, (num_rays,), generator=self.generator).to(self.device)
         c2w = self.c2w if poses is None else poses
         origins, dirs = pixel_rays(self.intrinsics[view], c2w[view], self.uv[pix])
-        return view, origins, dirs, self.images[view, pix], self.masks[view, pix]
+        return RayBatch(origins, dirs, self.images[view, pix], self.masks[view, pix])
 
 
 def render_view(model: Model, scene: SceneData, index: int, chunk: int = 16384) -> RenderOutputs:
