@@ -1,11 +1,12 @@
 """The training step captured whole as a CUDA graph (`cuda_graph_step`): the same training as ordinary
-steps on a GPU; ordinary steps (and a saved reason) where it does not apply; checkpoints that resume
-anywhere."""
+steps on a GPU, also with trained cameras; the step's body run eagerly on a CPU trains as ordinary steps;
+ordinary steps (and a saved reason) where it does not apply; checkpoints that resume anywhere."""
 
 import pytest
 import torch
 from tests.conftest import tiny_config
 
+import nsr.engine.trainer as trainer_module
 from nsr.cameras.refine import CameraRefinement
 from nsr.config import get_preset
 from nsr.data.idr import load_idr_scene
@@ -19,13 +20,61 @@ from nsr.engine.graph_step import (
 from nsr.engine.trainer import RayBatcher, Trainer
 
 
+def cams_config(scene, steps: int):
+    """A tiny run with trained cameras (3 degrees / 3% of pose noise) frozen for the first half of the run, and
+    a camera guard that observes every step and never checks."""
+    config = tiny_config(scene, steps=steps)
+    config.cameras.trainable = True
+    config.cameras.pose_noise = "3,0.03,2"
+    config.cameras.lr = 1e-2
+    config.cameras.warmup, config.cameras.warmup_until = "frozen", 0.5
+    config.camera_guard.every, config.camera_guard.start = 0.5, 1.0
+    config.val_every = 0
+    config.tensorboard = False
+    return config
+
+
+def build_graphed_step(trainer: Trainer, monkeypatch, step_class=GraphedStep):
+    """What `Trainer._build_graphed_step` gives on CUDA, built on a CPU (as `step_class`)."""
+    monkeypatch.setattr(trainer_module, "GraphedStep", step_class)
+    device, trainer.device = trainer.device, torch.device("cuda")  # only its check reads the device
+    try:
+        return trainer._build_graphed_step()
+    finally:
+        trainer.device = device
+
+
+class EagerStep(GraphedStep):
+    """The captured step's body, run eagerly at every call (a CPU cannot capture)."""
+
+    def __call__(self, view, pix, moving=False):
+        self._zero_grad()
+        values, errors = self._step(view, pix, moving)
+        return values.tolist(), errors
+
+
 def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, caplog):
-    config = tiny_config(tiny_scene)
+    config = cams_config(tiny_scene, steps=4)
     config.cuda_graph_step = True
     trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "cpu")
     assert trainer.graphed_step is None  # CUDA only
     trainer.train_step()
     assert trainer.step == 1
+
+
+def test_trained_cameras_are_captured_and_the_pocket_fill_is_not(tiny_scene, tmp_path, monkeypatch, caplog):
+    config = cams_config(tiny_scene, steps=4)
+    config.cuda_graph_step = True
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "cams")
+    step = build_graphed_step(trainer, monkeypatch)
+    assert step is not None and step.cameras.module is trainer.cameras
+    assert step.cameras.optimizer is trainer.camera_optimizer
+    assert step.cameras.views.tolist() == trainer.train_views
+    config.pockets.every = 0.5
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "pockets")
+    with caplog.at_level("INFO", logger="nsr.engine"):
+        assert build_graphed_step(trainer, monkeypatch) is None
+    assert "cuda_graph_step off: the pocket fill runs ordinary steps" in caplog.text
 
 
 def test_drawn_indices_gather_the_rays_that_sample_draws(tiny_scene):
@@ -48,12 +97,41 @@ def test_drawn_indices_gather_the_rays_that_sample_draws(tiny_scene):
         assert batch.origins.requires_grad == (poses is not None)
 
 
+def test_the_step_body_trains_as_ordinary_steps_with_trained_cameras(tiny_scene, tmp_path, monkeypatch):
+    """The captured step's body, run eagerly through the trainer's graphed path (indices drawn, rays made from
+    the cameras inside the step, the guard fed the step's errors): the same losses, cameras and running errors
+    as ordinary steps; the cameras and their Adam untouched while frozen (two steps), moving after."""
+    runs = {}
+    for graphed in (False, True):
+        config = cams_config(tiny_scene, steps=4)
+        config.cuda_graph_step = True  # a CPU takes ordinary steps unless given the step below
+        trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
+        if graphed:
+            trainer.graphed_step = build_graphed_step(trainer, monkeypatch, EagerStep)
+            assert isinstance(trainer.graphed_step, EagerStep)
+        losses, moved = [], []
+        for step in range(4):
+            losses.append(trainer.train_step().loss)
+            moved.append(bool(trainer.cameras.correction.abs().sum() > 0))
+            if step == 1:
+                assert trainer.cameras.correction.grad is None and not trainer.camera_optimizer.state
+        assert trainer.camera_optimizer.state[trainer.cameras.correction]["step"] == 2
+        runs[graphed] = losses, moved, trainer.cameras.correction.detach(), trainer.camera_guard.sums
+    (losses, moved, correction, sums), ordinary = runs[True], runs[False]
+    assert moved == ordinary[1] == [False, False, True, True]
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ordinary[0]), rtol=1e-5, atol=1e-7)
+    # Adam's steps are about lr (1e-2) whatever the gradient's size: a small component's rounding shows more.
+    torch.testing.assert_close(correction, ordinary[2], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sums, ordinary[3], rtol=1e-5, atol=1e-7)
+    assert sums.sum() > 0
+
+
 def test_a_model_without_a_static_loss_is_refused(monkeypatch):
     model = get_preset("neus-demo").model.build()
     monkeypatch.setattr(type(model), "graphable", False)
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="no static loss"):
-        GraphedStep(model, optimizer)
+        GraphedStep(model, optimizer, rays=None)
 
 
 def test_learning_rates_in_tensors_are_set_in_place_and_saved_as_numbers():
@@ -125,3 +203,57 @@ def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch
             captures = trainer.graphed_step.captures
     assert captures == 2  # after the warm-up steps, and when the fourth level unlocked half-way
     torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), rtol=2e-3, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_steps_with_trained_cameras_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
+    """Trained cameras inside the graph (same random numbers as `test_graphed_steps_train_as_ordinary_steps`):
+    the same losses step by step, the same cameras at the end, as many camera Adam steps as steps with moving
+    cameras (its moments created by an eager step, not re-zeroed by every replay) and the same running errors
+    of the camera guard (read from the graph's output), through the captures after the warm-up steps, when
+    the cameras start to move and when a grid level unlocks."""
+    steps = 12
+    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
+    runs = {}
+    for graphed in (False, True):
+        config = small_config(tiny_scene, "idr", steps=steps)
+        config.cuda_graph_step = graphed
+        config.cameras.trainable = True
+        config.cameras.pose_noise = "1,0.01"
+        config.cameras.lr = 1e-3
+        config.cameras.warmup, config.cameras.warmup_until = "frozen", 0.25  # moving from step 3
+        config.camera_guard.every, config.camera_guard.start = 0.5, 1.0  # observes every step, never checks
+        trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
+        assert (trainer.graphed_step is not None) == graphed
+        assert trainer.camera_guard is not None
+        monkeypatch.setattr(
+            torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
+        )
+        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
+        monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
+        losses, keys = [], []
+        for _ in range(steps):
+            moving = config.cameras.lr_factor_at(trainer.progress()) > 0
+            losses.append(trainer.train_step().loss)
+            keys.append((trainer.model.schedule_key(), moving))
+        monkeypatch.setattr(torch, "rand", rand)
+        monkeypatch.setattr(torch, "rand_like", rand_like)
+        monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
+        adam_steps = int(trainer.camera_optimizer.state[trainer.cameras.correction]["step"])
+        captures = trainer.graphed_step.captures if graphed else 0
+        correction = trainer.cameras.correction.detach().cpu()
+        runs[graphed] = losses, keys, correction, trainer.camera_guard.sums.cpu(), adam_steps, captures
+    (losses, keys, correction, sums, adam_steps, captures), ordinary = runs[True], runs[False]
+    # The capture keys of the run: captured after the two warm-up steps, then again on the second step of
+    # every new key (its first runs eagerly); each key lasts long enough to be captured.
+    changes = [i for i in range(1, steps) if keys[i] != keys[i - 1]]
+    assert len(changes) == 2, keys  # the cameras start to move, then the fourth level unlocks
+    assert changes[0] >= 3 and all(b - a >= 2 for a, b in zip(changes, [*changes[1:], steps]))
+    assert captures == 1 + len(changes)
+    assert adam_steps == ordinary[4] == sum(moving for _, moving in keys)
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ordinary[0]), rtol=2e-3, atol=1e-5)
+    assert correction.abs().max() > 5e-4  # the cameras moved (lr 1e-3, nine steps)
+    # Adam's steps are about lr whatever the gradient's size: a small component's rounding shows more.
+    torch.testing.assert_close(correction, ordinary[2], rtol=1e-2, atol=1e-4)
+    torch.testing.assert_close(sums, ordinary[3], rtol=1e-2, atol=1e-4)

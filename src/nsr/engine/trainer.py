@@ -52,7 +52,12 @@ from nsr.engine.checkpoint import (
     supersede_after,
 )
 from nsr.engine.errors import RunError, TrainingError, TrainingInterrupted
-from nsr.engine.graph_step import GraphedStep, portable_optimizer_state, set_learning_rate
+from nsr.engine.graph_step import (
+    GraphedStep,
+    TrainedCameras,
+    portable_optimizer_state,
+    set_learning_rate,
+)
 from nsr.engine.health import HealthMonitor, parameters_finite
 from nsr.engine.lock import RunLock
 from nsr.engine.pockets import PocketFill
@@ -199,7 +204,9 @@ class Trainer:
         self.cameras = config.cameras.build(scene.c2w).to(self.device) if config.cameras.trainable else None
         self.camera_optimizer = None
         if self.cameras is not None:
-            self.camera_optimizer = torch.optim.Adam([self.cameras.correction], lr=config.cameras.lr)
+            self.camera_optimizer = torch.optim.Adam(
+                [self.cameras.correction], lr=config.cameras.lr, fused=fused
+            )
             self._train_view_ids = torch.tensor(self.train_views, dtype=torch.long, device=self.device)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.batcher = RayBatcher(self.train_scene, self.device, self.generator)
@@ -283,7 +290,7 @@ class Trainer:
         }
         if self.cameras is not None:
             state["cameras"] = self.cameras.state_dict()
-            state["camera_optimizer"] = self.camera_optimizer.state_dict()
+            state["camera_optimizer"] = portable_optimizer_state(self.camera_optimizer.state_dict())
         if self.pockets is not None:
             state["pockets"] = self.pockets.state_dict()
         if self.camera_guard is not None:
@@ -328,8 +335,6 @@ class Trainer:
                 )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.graphed_step is not None:
-            self.graphed_step.invalidate()  # it holds the replaced optimiser state
         self._apply_learning_rates()
         if "schedule" in state:
             self.schedule.load_state_dict(state["schedule"])
@@ -344,11 +349,13 @@ class Trainer:
                 raise RunError(f"{path}: checkpoint of a run without trainable cameras")
             self.cameras.load_state_dict(state["cameras"])
             self.camera_optimizer.load_state_dict(state["camera_optimizer"])
-            self.camera_optimizer.param_groups[0]["lr"] = self.config.cameras.lr
+            set_learning_rate(self.camera_optimizer.param_groups[0], self.config.cameras.lr)
         if self.pockets is not None and "pockets" in state:
             self.pockets.load_state_dict(state["pockets"])
         if self.camera_guard is not None and "camera_guard" in state:
             self.camera_guard.load_state_dict(state["camera_guard"])
+        if self.graphed_step is not None:
+            self.graphed_step.invalidate()  # it holds the replaced optimiser states
 
     def _apply_learning_rates(self) -> None:
         """The optimiser's base learning rates from this config (a resumed run may have changed them)."""
@@ -430,17 +437,20 @@ class Trainer:
             self._check_cameras(progress)
         # Cameras move only once their learning rate is positive: while frozen by the warm-up, the rays carry
         # no gradient and Adam's moments are not fed the early (surface-still-a-blob) gradients.
-        poses = None
+        moving = False
         if self.cameras is not None:
             camera_factor = cfg.cameras.lr_factor_at(progress)
-            self.camera_optimizer.param_groups[0]["lr"] = cfg.cameras.lr * camera_factor
-            with torch.set_grad_enabled(camera_factor > 0):
+            set_learning_rate(self.camera_optimizer.param_groups[0], cfg.cameras.lr * camera_factor)
+            moving = camera_factor > 0
+        if self.graphed_step is not None:
+            return self._graphed(moving, start, lr_factor, progress)
+        poses = None
+        if self.cameras is not None:
+            with torch.set_grad_enabled(moving):
                 poses = self.cameras(self._train_view_ids)
         if self.pockets is not None and self.pockets.due(progress):
             self._refresh_pockets(poses, progress)
         views, origins, dirs, rgb, mask = self.batcher.sample(cfg.rays_per_batch, poses)
-        if self.graphed_step is not None:
-            return self._graphed(RayBatch(origins, dirs, rgb, mask), start, lr_factor)
         losses = self.model.training_loss(RayBatch(origins, dirs, rgb, mask))
         if self.camera_guard is not None and losses.ray_error is not None:
             self.camera_guard.observe(views, losses.ray_error, progress)
@@ -474,11 +484,15 @@ class Trainer:
             metrics={k: v.item() for k, v in losses.metrics.items()},
         )
 
-    def _graphed(self, batch: RayBatch, start: float, lr_factor: float) -> StepMetrics:
-        """The rest of `train_step` as one replayed CUDA graph (`nsr.engine.graph_step`). A non-finite loss
-        is seen after the update (the graph does not wait for the host): the run then stops at its last good
-        state as for any divergence."""
-        raw = self.graphed_step(batch)
+    def _graphed(self, moving: bool, start: float, lr_factor: float, progress: float) -> StepMetrics:
+        """The rest of `train_step` as one replayed CUDA graph (`nsr.engine.graph_step`): the batch's
+        indices are drawn here, the rays made inside the graph (from the cameras' poses of this step, which
+        move when `moving`). A non-finite loss is seen after the update (the graph does not wait for the
+        host): the run then stops at its last good state as for any divergence."""
+        view, pix = self.batcher.draw(self.config.rays_per_batch)
+        raw, errors = self.graphed_step(view, pix, moving)
+        if self.camera_guard is not None and errors is not None:
+            self.camera_guard.observe(view, errors, progress)
         values = dict(zip(self.graphed_step.names, raw))
         terms = {k.removeprefix("term/"): v for k, v in values.items() if k.startswith("term/")}
         metrics = {k.removeprefix("metric/"): v for k, v in values.items() if k.startswith("metric/")}
@@ -497,19 +511,23 @@ class Trainer:
         )
 
     def _build_graphed_step(self) -> GraphedStep | None:
-        """The captured step when `cuda_graph_step` asks for it and this run can have it."""
+        """The captured step when `cuda_graph_step` asks for it and this run can have it (CUDA, a model with
+        a static loss, no pocket fill: its loss draws on the host from points replaced at every refresh)."""
         cfg = self.config
         if not cfg.cuda_graph_step or self.device.type != "cuda":
             return None
         why = None
         if not self.model.graphable:
             why = f"the {cfg.model.kind} model has no static loss"
-        elif self.cameras is not None or self.pockets is not None:
-            why = "trained cameras and the pocket fill run ordinary steps"
+        elif self.pockets is not None:
+            why = "the pocket fill runs ordinary steps"
         if why:
             log.info("cuda_graph_step off: %s", why)
             return None
-        return GraphedStep(self.model, self.optimizer, cfg.optim.grad_clip)
+        cameras = None
+        if self.cameras is not None:
+            cameras = TrainedCameras(self.cameras, self.camera_optimizer, self._train_view_ids)
+        return GraphedStep(self.model, self.optimizer, self.batcher.gather, cameras, cfg.optim.grad_clip)
 
     def _refresh_pockets(self, poses: torch.Tensor | None, progress: float) -> None:
         """Find the hidden pockets of the current SDF, seen from the training cameras at their current poses."""
