@@ -2,9 +2,9 @@
 # Run from the repo root on the GPU machine (the `run` tool), with .data/synthetic_spot_mitsuba carried,
 # as two calls of under 10 minutes each (results under $OUT):
 #   bash benchmarks/device/untested.sh tests   GPU tests: the fused filter bank (parity with the PyTorch
-#       bank, taken only without gradient), the step as one CUDA graph for both renderers, the static
-#       tracer's batched back-off, the hash-grid kernel; then the fused bank's kernel alone against the
-#       PyTorch bank (points per program, product precision: benchmarks/bench_fused_bank.py)
+#       bank, taken only without gradient), the step as one CUDA graph for both renderers and with trained
+#       cameras, the static tracer's batched back-off, the hash-grid kernel; then the fused bank's kernel
+#       alone against the PyTorch bank (points per program, product precision: benchmarks/bench_fused_bank.py)
 #   bash benchmarks/device/untested.sh speed   step times as graphs with the fused bank on and off in one
 #       call (benchmarks/RESULTS.md, "Step time and GPU use"), and NeuS's step ordinary and as a graph
 set -u

@@ -117,8 +117,8 @@ def _fast(
 ) -> TrainConfig:
     """The shared recipe of the grid and filter-bank presets: a rich encoding, small MLPs (2x64 SDF,
     2x64 appearance), higher learning rates, the whole training step captured as one CUDA graph on GPUs
-    (2.3x the steps per second of `hashgrid-fused` and `nffb-fused` on an H200; trained cameras fall back
-    to ordinary steps with the fixed-shape tracer graphed alone),
+    (2.3x the steps per second of `hashgrid-fused` and `nffb-fused` on an H200; the `-cams` variants' pocket
+    fill falls back to ordinary steps with the fixed-shape tracer graphed alone),
     and schedules sized for minutes of training (15000 steps; every schedule is in fractions of the run, so
     `--steps` or `--max-seconds` stretch or shrink all of it), not IDR's hours."""
     return TrainConfig(

@@ -292,8 +292,9 @@ class TrainConfig:
     and the snapshots are always kept."""
     cuda_graph_step: bool = False
     """On CUDA, capture the whole training step (loss, backward pass, optimiser step) as one CUDA graph and
-    replay it (`nsr.engine.graph_step`): for models with a static loss (IDR), fixed cameras and no pocket
-    fill; other runs take ordinary steps. Same results, fewer kernel launches from the host."""
+    replay it (`nsr.engine.graph_step`): for models with a static loss (IDR), with fixed or trained cameras,
+    without the pocket fill; other runs take ordinary steps. Same results, fewer kernel launches from the
+    host."""
 
     def validate(self) -> None:
         """Ranges of the run's own fields (`nsr.checks.validate_config` checks the nested configs)."""
