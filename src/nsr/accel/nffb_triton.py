@@ -71,12 +71,13 @@ def _filter_bank_fwd(
             g = tl.load(g_ptr + rows64 * (L * F) + level * F + f, mask=valid, other=0.0)
             proj += g[:, None] * tl.load(proj_ptr + (level * F + f) * H + hid)[None, :]
         e = tl.sin(two_pi * proj)
-        # the trunk layer's weight transposed, (in k, out j): W^T[k, j] = W[j, k]
-        wt = tl.load(tw_ptr + level * H * H + hid[None, :] * H + hid[:, None])
+        # the trunk layer's weight W (out j, in k), read row by row (coalesced) and used transposed
+        square = hid[:, None] * H + hid[None, :]
+        wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
         bias = tl.load(tb_ptr + level * H + hid)
         if MOD:
             # s = A e + a; y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps)
-            st = tl.load(sw_ptr + level * H * H + hid[None, :] * H + hid[:, None])
+            st = tl.trans(tl.load(sw_ptr + level * H * H + square))
             s = tl.dot(e, st, input_precision=PRECISION) + tl.load(sb_ptr + level * H + hid)[None, :]
             wt2 = wt * wt
             demod = 1.0 / tl.sqrt(tl.dot(s * s, wt2, input_precision=PRECISION) + eps)
