@@ -208,8 +208,13 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
     """8 levels (16 to 1024) with a slow sine trunk (w0 = 3): the trunk carries the smooth shape and the
     grid levels' Fourier filters the detail. The paper's w0 = 30-45 suits dense SDF supervision but,
     under IDR's eikonal and image losses, lets the first MLP layer turn the trunk's high-frequency
-    sines into a noisy SDF within tens of steps. Levels unlock coarse to fine."""
+    sines into a noisy SDF within tens of steps. Levels unlock coarse to fine.
+
+    The style-modulated bank keeps its evaluations without gradient in PyTorch (`fused_bank` off): its
+    fused kernel made the graphed IDR step slower on an H200 (46.3 against 30.5 ms at 2048 rays, while it
+    takes `nffb-fused` from 16.2 to 11.7 ms; benchmarks/RESULTS.md, "Step time and GPU use")."""
     return config_cls(
+        fused_bank=config_cls is not StyleModNFFBConfig,
         num_levels=8,
         base_resolution=16,
         finest_resolution=1024,
@@ -355,7 +360,11 @@ def _neus_fast(
     optim = OptimConfig(
         lr=1e-3, encoding_lr=encoding_lr, schedule="exponential", final_factor=0.1, warmup=0.02
     )
-    return _neus(sdf, appearance, optim, FAST_STEPS, 1024, renderer)
+    config = _neus(sdf, appearance, optim, FAST_STEPS, 1024, renderer)
+    # The whole step as one CUDA graph on GPUs: 6.97 against 17.78 ms a step for `neus-hashgrid-fused` at
+    # 1024 rays on an H200 (benchmarks/RESULTS.md, "Step time and GPU use").
+    config.cuda_graph_step = True
+    return config
 
 
 def neus_hashgrid() -> TrainConfig:
