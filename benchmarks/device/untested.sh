@@ -1,12 +1,14 @@
-# The first device calls of a session: what was written since the last GPU call and only checked on a CPU.
-# Run from the repo root on the GPU machine (the `run` tool), with .data/synthetic_spot_mitsuba carried,
-# as two calls of under 10 minutes each (results under $OUT):
-#   bash benchmarks/device/untested.sh tests   GPU tests: the fused filter bank (parity with the PyTorch
-#       bank, taken only without gradient), the step as one CUDA graph for both renderers and with trained
-#       cameras, the static tracer's batched back-off, the hash-grid kernel; then the fused bank's kernel
-#       alone against the PyTorch bank (points per program, product precision: benchmarks/bench_fused_bank.py)
-#   bash benchmarks/device/untested.sh speed   step times as graphs with the fused bank on and off in one
-#       call (benchmarks/RESULTS.md, "Step time and GPU use"), and NeuS's step ordinary and as a graph
+# The first device calls of a session: what was written since the last GPU call and only checked on a CPU
+# (or checked on a GPU but not yet timed). Run from the repo root on the GPU machine (the `run` tool), with
+# .data/synthetic_spot_mitsuba and .whl (benchmarks/device/setup.sh) carried, as calls of under 10 minutes
+# each (results under $OUT):
+#   bash benchmarks/device/untested.sh tests   the GPU tests (fused filter bank, the step as one CUDA graph
+#       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
+#       then the fused bank's kernel alone against the PyTorch bank at the sizes a training step evaluates
+#       (2048 to 65,536 points; the weights are read coalesced since the last timing)
+#   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
+#       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
+#       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -16,20 +18,21 @@ tests)
     timeout 300 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/encodings/test_hashgrid.py \
         tests/engine/test_graph_step.py tests/renderers/test_tracer.py tests/models > "$OUT/gpu_tests.log" 2>&1
     tail -5 "$OUT/gpu_tests.log"
-    timeout 200 python3 benchmarks/bench_fused_bank.py --points 2048 204800 --blocks 32 64 --precisions tf32x3 ieee \
-        --warps 4 --json "$OUT/bench_fused_bank.json"
+    timeout 240 python3 benchmarks/bench_fused_bank.py --points 2048 20480 65536 --blocks 16 32 --precisions tf32x3 \
+        --warps 4 8 --json "$OUT/bench_fused_bank.json"
     ;;
 speed)
-    for bank in true false; do
-        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
-            --rays 2048 --steps 40 --set cuda_graph_step=true model.sdf.encoding.fused_bank=$bank \
-            --json "$OUT/profile_bank_$bank.json"
+    enc=model.sdf.encoding
+    for limit in 0 12288 20480; do
+        timeout 120 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+            --rays 2048 --steps 40 --set $enc.fused_bank=true $enc.fused_bank_max_points=$limit \
+            --json "$OUT/profile_bank_max$limit.json"
     done
-    timeout 60 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused --rays 2048 --steps 40 \
-        --set cuda_graph_step=true --json "$OUT/profile_hashgrid.json"
+    timeout 120 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+        --rays 2048 --steps 40 --set $enc.fused_bank=false --json "$OUT/profile_bank_off.json"
     for graph in false true; do
-        timeout 90 python3 benchmarks/profile_step.py --scene $scene --presets neus-hashgrid-fused --rays 1024 \
-            --steps 20 --set cuda_graph_step=$graph --json "$OUT/profile_neus_graph_$graph.json"
+        timeout 90 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused-cams --rays 2048 \
+            --steps 40 --set pockets.every=0 cuda_graph_step=$graph --json "$OUT/profile_cams_graph_$graph.json"
     done
     ;;
 *) echo "usage: bash benchmarks/device/untested.sh tests|speed" >&2; exit 2 ;;

@@ -406,6 +406,20 @@ def test_the_fused_bank_is_used_only_without_a_gradient_on_cuda():
     assert not enc.fused_inference(x)
 
 
+def test_fused_bank_max_points_sends_larger_evaluations_to_pytorch(monkeypatch):
+    """`fused_bank_max_points`: evaluations of more points than it run the PyTorch bank (0: no limit)."""
+    enc = NFFBConfig(**{**SMALL, "hidden_dim": 64, "out_features": 64}, backend="torch").build(3)
+    monkeypatch.setattr(enc.grid, "backend", "fused")
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))  # "CUDA" for the dispatch
+    small, large = _points(100), _points(101)
+    with torch.no_grad():
+        assert enc.fused_inference(small) and enc.fused_inference(large)
+        enc.config.fused_bank_max_points = 100
+        assert enc.fused_inference(small) and not enc.fused_inference(large)
+    with pytest.raises(ValueError, match="fused-bank-max-points -1: must be an integer >= 0"):
+        NFFBConfig(**SMALL, fused_bank_max_points=-1).validate()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fused_bank_matches_the_torch_bank_on_the_gpu():

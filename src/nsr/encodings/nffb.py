@@ -62,12 +62,17 @@ class NFFBConfig:
     fused_bank: bool = True
     """With the fused grid on CUDA, evaluations without gradient (sphere tracing, meshing) run the whole bank
     as one Triton kernel (`nsr.accel.nffb_triton`); false: always the PyTorch trunk."""
+    fused_bank_max_points: int = 0
+    """The fused bank only for evaluations of at most this many points (0: any number). The kernel's time
+    grows with the points where PyTorch's launch-bound bank stays flat, so above some size (for the
+    style-modulated bank on an H200 between 20,480 and 65,536 points) PyTorch is faster."""
 
     def validate(self) -> None:
         check_grid_levels(self)
         checks.positive("hidden_dim", self.hidden_dim)
         checks.positive("out_features", self.out_features)
         checks.positive("base_sigma", self.base_sigma)
+        checks.non_negative("fused_bank_max_points", self.fused_bank_max_points, "0 = any number")
         checks.positive("exp_sigma", self.exp_sigma)
         checks.positive("w0", self.w0)
 
@@ -178,7 +183,8 @@ class NFFB(Encoding):
 
     def fused_inference(self, x: torch.Tensor) -> bool:
         """Whether an evaluation at x runs the bank as one Triton kernel (`nsr.accel.nffb_triton`): without a
-        gradient (sphere tracing, meshing), on CUDA, with the fused grid, float32 and widths the kernel takes."""
+        gradient (sphere tracing, meshing), on CUDA, with the fused grid, float32, widths the kernel takes and at
+        most `fused_bank_max_points` points."""
         if (
             not self.config.fused_bank
             or self.fused_unavailable
@@ -186,6 +192,7 @@ class NFFB(Encoding):
             or not x.is_cuda
             or x.dtype != torch.float32
             or self.grid.backend != "fused"
+            or 0 < self.config.fused_bank_max_points < x.shape[0]
         ):
             return False
         from nsr.accel.nffb_triton import supports
