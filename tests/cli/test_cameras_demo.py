@@ -17,6 +17,7 @@ def _nsr(*args):
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_noisy_cameras_are_recovered_on_the_demo_scene(tmp_path):
     """3 deg / 3% pose noise: after training, mean rotation error < 0.5 deg, mean centre error < 0.5% of the
     camera distance, and the Chamfer within 25% of the same run with fixed ground-truth cameras."""

@@ -108,6 +108,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_scene, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_demo_meets_the_quality_bar(demo_run):
     """The issue's bar: on 2 CPU cores `nsr demo` finishes within 10 minutes with Chamfer <= 1.5% of the diagonal."""
     demo, seconds = demo_run  # run as a user runs it: all cores (shared with tests/cli/test_mesh_demo.py)

@@ -23,6 +23,7 @@ def chamfer_rel(run, scene) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_neus_demo_reaches_one_percent_within_ten_minutes(demo_run, tmp_path):
     scene = demo_run[0] / "scene"
     start = time.time()
@@ -46,6 +47,7 @@ def test_neus_demo_reaches_one_percent_within_ten_minutes(demo_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_time_budgets_end_annealed_and_a_longer_one_is_no_worse(demo_run, tmp_path):
     scene = demo_run[0] / "scene"
     chamfers = {}

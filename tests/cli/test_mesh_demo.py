@@ -32,6 +32,7 @@ def demo(demo_run):
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_vertex_colours_match_the_scene(demo, tmp_path) -> None:
     from nsr.scenes.default import (
         default_cameras,
@@ -65,6 +66,7 @@ def test_vertex_colours_match_the_scene(demo, tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.hours
 def test_1024_peaks_below_4_gb(demo, tmp_path) -> None:
     out = tmp_path / "mesh_1024.ply"
     command = [sys.executable, "-m", "nsr.cli.main", "mesh", str(demo / "run"), "--resolution", "1024",
