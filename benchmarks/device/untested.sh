@@ -9,6 +9,10 @@
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
+#   bash benchmarks/device/untested.sh neus    where NeuS's extra accuracy error on Spot is (issue 14): the
+#       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
+#       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
+#       and measured again; the meshes come back in $OUT (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -35,5 +39,21 @@ speed)
             --steps 40 --set pockets.every=0 cuda_graph_step=$graph --json "$OUT/profile_cams_graph_$graph.json"
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|speed" >&2; exit 2 ;;
+neus)
+    sed -e 's/gpus_per_run: 0.2/gpus_per_run: 1/' .data/jobs/nspot.yaml > .data/jobs/nspot_alone.yaml
+    timeout 400 python3 -m nsr.cli.main batch .data/jobs/nspot_alone.yaml --address local --out /tmp/nspot \
+        > "$OUT/nspot.log" 2>&1
+    cp /tmp/nspot/results.json "$OUT/nspot_alone.json"
+    gt=.data/meshes/spot_cow/cow.obj
+    for run in /tmp/nspot/runs/*; do
+        name=$(basename "$run")
+        mesh=$(ls "$run"/mesh_*.ply | tail -1)
+        cp "$mesh" "$OUT/$name.ply"
+        timeout 60 python3 benchmarks/mesh_errors.py "$mesh" $gt --scene $scene --json "$OUT/$name.errors.json"
+        timeout 60 python3 -m nsr.cli.main mesh "$run" --fill-unseen --resolution 512 --out "$OUT/$name.filled.ply"
+        timeout 60 python3 benchmarks/mesh_errors.py "$OUT/$name.filled.ply" $gt --scene $scene \
+            --json "$OUT/$name.filled.errors.json"
+    done
+    ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|speed|neus" >&2; exit 2 ;;
 esac

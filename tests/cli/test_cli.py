@@ -133,6 +133,28 @@ def test_demo_smoke(tmp_path):
     assert (tmp_path / "demo" / "run" / "eval" / "step_0000003" / "geometry.json").is_file()
     page = (tmp_path / "demo" / "report.html").read_text()
     assert "No evaluation yet" not in page and "Chamfer" in page and "anti-aliased" in page
-    # Running it again reuses the scene and the finished run.
+    # Running it again reuses the scene, the finished run and its measurements.
     result = nsr("demo", "--out", tmp_path / "demo", "--steps", "3", "--resolution", "32")
     assert "at step 3" in result.stdout and "resuming" in result.stdout
+    assert "already measured at step 3" in result.stdout and "% of the GT bbox diagonal" in result.stdout
+    assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == metrics
+
+
+def test_demo_measures_again_only_what_changed(tmp_path):
+    """A second `nsr demo` reports the first one's metrics only for the same step and mesh resolution, with
+    its mesh and report there; anything else (or an unreadable metrics.json) is measured again."""
+    from nsr.cli.demo import DemoArgs, _finished_metrics
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    args = DemoArgs(out=out, resolution=64)
+    metrics = {"steps": 10, "mesh_resolution": 64, "chamfer": 0.1}
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    assert _finished_metrics(args, 10) is None  # no mesh.ply / report.html yet
+    (out / "mesh.ply").write_text("ply")
+    (out / "report.html").write_text("<html>")
+    assert _finished_metrics(args, 10) == metrics
+    assert _finished_metrics(args, 11) is None
+    assert _finished_metrics(DemoArgs(out=out, resolution=128), 10) is None
+    (out / "metrics.json").write_text("{not json")
+    assert _finished_metrics(args, 10) is None

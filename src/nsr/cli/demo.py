@@ -86,6 +86,14 @@ def _run(args: DemoArgs) -> int:
         err.resume_command = f"nsr demo --out {args.out}" + (f" --steps {args.steps}" if args.steps else "")
         raise
 
+    done = _finished_metrics(args, trainer.step)
+    if done is not None:
+        print(
+            f"nsr demo: already measured at step {trainer.step} ({args.out / 'metrics.json'}; delete it to measure again)"
+        )
+        _print_summary(args, done)
+        return 0
+
     progress = CountProgress("marching cubes")
     try:
         mesh = extract_world_mesh(trainer.model, scene.scale_mat, args.resolution, progress=progress)
@@ -122,6 +130,7 @@ def _run(args: DemoArgs) -> int:
     metrics = {**geometry, **{k: v for k, v in images.items() if k != "conventions"}}
     metrics["train_seconds"] = trainer.seconds
     metrics["steps"] = trainer.step
+    metrics["mesh_resolution"] = args.resolution
     metrics["total_seconds"] = time.perf_counter() - t0
     text = json.dumps(metrics, indent=2)
     atomic_write(args.out / "metrics.json", lambda f: f.write(text.encode()))
@@ -131,6 +140,26 @@ def _run(args: DemoArgs) -> int:
     page = build_report(ReportArgs(run=args.out / "run", mesh=args.out / "mesh.ply", device=args.device))
     atomic_write(args.out / "report.html", lambda f: f.write(page.encode()))
 
+    _print_summary(args, metrics)
+    return 0
+
+
+def _finished_metrics(args: DemoArgs, step: int) -> dict | None:
+    """The metrics of an earlier `nsr demo` into the same folder when they measured this step at this mesh
+    resolution and its mesh and report are there (a second `nsr demo` then only reports), else None."""
+    path = args.out / "metrics.json"
+    if not (path.is_file() and (args.out / "mesh.ply").is_file() and (args.out / "report.html").is_file()):
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable: measured again (and rewritten atomically)
+    if not isinstance(metrics, dict) or metrics.get("steps") != step:
+        return None
+    return metrics if metrics.get("mesh_resolution") == args.resolution else None
+
+
+def _print_summary(args: DemoArgs, metrics: dict) -> None:
     print(
         f"mesh: {args.out / 'mesh.ply'}   metrics: {args.out / 'metrics.json'}   report: {args.out / 'report.html'}"
     )
@@ -140,4 +169,3 @@ def _run(args: DemoArgs) -> int:
         f"({metrics['psnr_mask']:.2f} dB inside the mask, {metrics['psnr_mask_aa']:.2f} dB anti-aliased), "
         f"{metrics['total_seconds']:.0f} s in all"
     )
-    return 0
