@@ -9,7 +9,14 @@ import os
 import pytest
 import torch
 
-from nsr.cli.common import TrainProgress, available_cores, default_threads, pop_threads, set_threads
+from nsr.cli.common import (
+    TrainProgress,
+    available_cores,
+    busy_cores,
+    default_threads,
+    pop_threads,
+    set_threads,
+)
 from nsr.cli.train import ALIASES, expand_aliases, help_text, parse
 from nsr.config.train import DataConfig
 from nsr.engine.trainer import StepMetrics
@@ -82,6 +89,29 @@ def test_default_threads_leave_busy_cores_alone():
     assert default_threads(cores=2, load=9.0, torch_default=2) == 1  # never fewer than one
     assert default_threads(cores=16, load=3.0, torch_default=8) == 8  # never more than torch's default
     assert 1 <= available_cores() <= (os.cpu_count() or 1)
+
+
+def test_busy_cores_are_what_the_cpus_do_now(tmp_path, monkeypatch):
+    """The busy share of all CPUs' time between two readings of /proc/stat, times the CPUs."""
+    stat = tmp_path / "stat"
+
+    def write(user, system, idle, iowait):  # /proc/stat of a 2-CPU machine
+        first = f"cpu  {user} 0 {system} {idle} {iowait} 0 0 0 0 0"
+        stat.write_text("\n".join([first, "cpu0 0 0 0 0 0 0 0 0 0 0", "cpu1 0 0 0 0 0 0 0 0 0 0", "intr 5"]))
+
+    def measure(before, after):
+        write(*before)
+        monkeypatch.setattr("nsr.cli.common.time.sleep", lambda seconds: write(*after))
+        return busy_cores(stat=stat)
+
+    # 200 new jiffies: 100 busy (user + system), 80 idle, 20 iowait -> one of two cores busy
+    assert measure((1000, 500, 4000, 100), (1070, 530, 4080, 120)) == pytest.approx(1.0)
+    assert measure((1000, 500, 4000, 100), (1000, 500, 4200, 100)) == 0.0  # idle now, whatever before
+    assert measure((1000, 500, 4000, 100), (1100, 600, 4000, 100)) == pytest.approx(2.0)  # both busy
+    monkeypatch.undo()
+    assert busy_cores(stat=tmp_path / "missing") >= 0.0  # no /proc/stat (macOS): the load average
+    # On this machine: between none and all of its cores.
+    assert 0.0 <= busy_cores(interval=0.05) <= (os.cpu_count() or 1) + 0.5
 
 
 def test_threads_flag(monkeypatch):

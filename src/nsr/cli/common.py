@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -171,11 +172,41 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+def busy_cores(interval: float = 0.2, stat: Path = Path("/proc/stat")) -> float:
+    """How many of the machine's cores other processes keep busy now: the busy share of all CPUs' time over
+    `interval` seconds (`stat`'s first line, before and after), times the number of CPUs. Falls back to the
+    1-minute load average where there is no /proc/stat.
+
+    Not the load average alone: it lags by about a minute, so a training that starts right after another
+    one ended (a test, a benchmark, `nsr batch --address local`) read the finished one as busy and ran on
+    one of two idle cores, 1.6x slower (measured, 2-core machine, 2026-12-05)."""
+    try:
+        before = _cpu_times(stat)
+        time.sleep(interval)
+        after = _cpu_times(stat)
+        cpus = sum(1 for line in stat.read_text().splitlines() if line[:3] == "cpu" and line[3:4].isdigit())
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total * cpus if total > 0 else 0.0
+
+
+def _cpu_times(stat: Path) -> tuple[int, int]:
+    """(all, busy) jiffies of all CPUs so far: the first line of /proc/stat (user nice system idle iowait
+    irq softirq steal; guest time is inside user); busy is all but idle and iowait."""
+    fields = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
+    return sum(fields), sum(fields) - fields[3] - fields[4]
+
+
 def default_threads(cores: int, load: float, torch_default: int) -> int:
     """Threads for a CPU computation when the user chose none: the cores that other processes leave free
-    (cores minus the 1-minute load average, rounded), at least 1, at most torch's own default. On a shared
-    machine, more threads than free cores stall at every parallel region (OpenMP threads spin, waiting for a
-    thread that is not scheduled): one thread was several times faster than two on a busy 2-core machine."""
+    (cores minus those busy now, `busy_cores`, rounded), at least 1, at most torch's own default. On a
+    shared machine, more threads than free cores stall at every parallel region (OpenMP threads spin,
+    waiting for a thread that is not scheduled): one thread was several times faster than two on a busy
+    2-core machine."""
     free = math.floor(cores - load + 0.5)
     return max(1, min(torch_default, free))
 
@@ -194,16 +225,15 @@ def set_threads(requested: int | None = None) -> int:
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return torch.get_num_threads()
     cores, current = available_cores(), torch.get_num_threads()
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
+    if current == 1:
+        return 1  # nothing to choose (and no need to sample the CPUs)
+    load = busy_cores()
     threads = default_threads(cores, load, current)
     if threads != current:
         torch.set_num_threads(threads)
         # Debug level: a line on every command would break the one-line errors users and scripts read.
         logging.getLogger("nsr.cli").debug(
-            "%d CPU thread%s (%d cores, load %.1f from other processes; --threads N to choose)",
+            "%d CPU thread%s (%d cores, %.1f busy with other processes; --threads N to choose)",
             threads,
             "" if threads == 1 else "s",
             cores,
