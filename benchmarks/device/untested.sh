@@ -47,7 +47,8 @@ neus)
     gt=.data/meshes/spot_cow/cow.obj
     for run in /tmp/nspot/runs/*; do
         name=$(basename "$run")
-        mesh=$(ls "$run"/mesh_*.ply | tail -1)
+        mesh=$(ls "$run"/mesh_*.ply 2>/dev/null | tail -1)
+        [ -n "$mesh" ] || { echo "$name: no mesh (see $OUT/nspot.log)"; continue; }
         cp "$mesh" "$OUT/$name.ply"
         timeout 60 python3 benchmarks/mesh_errors.py "$mesh" $gt --scene $scene --json "$OUT/$name.errors.json"
         timeout 60 python3 -m nsr.cli.main mesh "$run" --fill-unseen --resolution 512 --out "$OUT/$name.filled.ply"
