@@ -44,7 +44,9 @@ def one_line_error(capsys, argv: list[str]) -> str:
 
 
 def train(capsys, *argv) -> tuple[int, str, str]:
-    code = main(["train", *map(str, argv)])
+    """`nsr train ARGV` in this process, on one thread like the subprocesses below (OMP_NUM_THREADS=1):
+    runs compared parameter for parameter must sum in the same order."""
+    code = main(["train", *map(str, argv), "--threads", "1"])
     out = capsys.readouterr()
     return code, out.out, out.err
 
