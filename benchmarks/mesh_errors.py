@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial import cKDTree
 
 from nsr.accel.embree import INSTALL_HINT, has_embree, ray_intersector
 from nsr.mesh.distance import signed_distance
-from nsr.metrics.geometry import sample_surface
+from nsr.metrics.geometry import nearest_tree, sample_surface
 
 THRESHOLD = 0.005
 """Fraction of the GT diagonal beyond which a sample counts as wrong (the F-score threshold)."""
@@ -63,8 +62,8 @@ def mesh_errors(
     threshold = THRESHOLD * diag
     pred_points, pred_normals = sample_surface(pred, samples, seed=0)
     gt_points, gt_normals = sample_surface(gt, samples, seed=1)
-    to_gt = cKDTree(gt_points).query(pred_points)[0]
-    to_pred = cKDTree(pred_points).query(gt_points)[0]
+    to_gt = nearest_tree(gt_points).query(pred_points, workers=-1)[0]
+    to_pred = nearest_tree(pred_points).query(gt_points, workers=-1)[0]
     bad_pred, bad_gt = to_gt > threshold, to_pred > threshold
     out = {
         "accuracy_rel": 100 * to_gt.mean() / diag,

@@ -164,3 +164,22 @@ def test_detail_chamfer_sees_smoothed_edges_that_the_overall_chamfer_dilutes():
     assert smooth["detail_normal_consistency"] < smooth["normal_consistency"]
     cloud = mesh_metrics(cube, sample_surface(cube, 20_000, seed=1)[0], num_samples=20_000)
     assert "detail_chamfer_rel" not in cloud
+
+
+def test_nearest_tree_gives_the_exact_distances_near_and_far():
+    """The metrics' k-d tree (boxes not shrunk to their points, fast for queries far from them) answers as
+    SciPy's default tree and as brute force: queries on, near and far from a sphere of points."""
+    from scipy.spatial import cKDTree
+
+    from nsr.metrics.geometry import nearest_tree
+
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(3000, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    queries = np.concatenate([sphere[:100], 1.01 * sphere[100:200], 3.0 * rng.normal(size=(100, 3))])
+    distance, index = nearest_tree(sphere).query(queries, workers=-1)
+    reference, _ = cKDTree(sphere).query(queries)
+    brute = np.linalg.norm(queries[:, None] - sphere[None], axis=-1)
+    np.testing.assert_array_equal(distance, reference)
+    np.testing.assert_allclose(distance, brute.min(axis=1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(queries - sphere[index], axis=1), distance, rtol=1e-12)

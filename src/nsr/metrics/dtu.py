@@ -32,6 +32,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from nsr.atomic import atomic_write
+from nsr.metrics.geometry import nearest_tree
 
 
 class DTUDataError(FileNotFoundError):
@@ -200,8 +201,8 @@ def dtu_metrics(
     if len(gt_above) == 0:
         raise ValueError("no GT point lies above the ground plane (check Plane*.mat)")
 
-    d2s, _ = cKDTree(gt.points).query(data_obs, workers=-1)
-    s2d, _ = cKDTree(data_in).query(gt_above, workers=-1)
+    d2s, _ = nearest_tree(gt.points).query(data_obs, workers=-1)
+    s2d, _ = nearest_tree(data_in).query(gt_above, workers=-1)
     accuracy = _capped_mean(d2s, max_dist)
     completeness = _capped_mean(s2d, max_dist)
 
