@@ -9,7 +9,7 @@
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
-#   bash benchmarks/device/untested.sh neus    where NeuS's extra accuracy error on Spot is (issue 14): the
+#   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
 #       and measured again; the meshes come back in $OUT (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
@@ -40,21 +40,27 @@ speed)
     done
     ;;
 neus)
-    sed -e 's/gpus_per_run: 0.2/gpus_per_run: 1/' .data/jobs/nspot.yaml > .data/jobs/nspot_alone.yaml
-    timeout 400 python3 -m nsr.cli.main batch .data/jobs/nspot_alone.yaml --address local --out /tmp/nspot \
+    # JOBS (default: nspot.yaml with one run on the GPU at a time) names the jobs file in .data/jobs/
+    jobs=${2:-nspot_alone}
+    [ "$jobs" = nspot_alone ] && sed -e 's/gpus_per_run: 0.2/gpus_per_run: 1/' .data/jobs/nspot.yaml > .data/jobs/nspot_alone.yaml
+    timeout ${BATCH_TIMEOUT:-420} python3 -m nsr.cli.main batch .data/jobs/$jobs.yaml --address auto --out /tmp/nspot \
         > "$OUT/nspot.log" 2>&1
-    cp /tmp/nspot/results.json "$OUT/nspot_alone.json"
+    cp /tmp/nspot/results.json "$OUT/$jobs.json"
     gt=.data/meshes/spot_cow/cow.obj
     for run in /tmp/nspot/runs/*; do
         name=$(basename "$run")
         mesh=$(ls "$run"/mesh_*.ply 2>/dev/null | tail -1)
         [ -n "$mesh" ] || { echo "$name: no mesh (see $OUT/nspot.log)"; continue; }
-        cp "$mesh" "$OUT/$name.ply"
-        timeout 60 python3 benchmarks/mesh_errors.py "$mesh" $gt --scene $scene --json "$OUT/$name.errors.json"
-        timeout 60 python3 -m nsr.cli.main mesh "$run" --fill-unseen --resolution 512 --out "$OUT/$name.filled.ply"
-        timeout 60 python3 benchmarks/mesh_errors.py "$OUT/$name.filled.ply" $gt --scene $scene \
-            --json "$OUT/$name.filled.errors.json"
+        (   # the runs' meshes taken apart side by side (16 cores)
+            cp "$mesh" "$OUT/$name.ply"
+            timeout 90 python3 benchmarks/mesh_errors.py "$mesh" $gt --scene $scene --json "$OUT/$name.errors.json"
+            timeout 90 python3 -m nsr.cli.main mesh "$run" --fill-unseen --resolution 512 --out "/tmp/$name.filled.ply"
+            timeout 90 python3 benchmarks/mesh_errors.py "/tmp/$name.filled.ply" $gt --scene $scene \
+                --json "$OUT/$name.filled.errors.json"
+        ) > "$OUT/$name.post.log" 2>&1 &
     done
+    wait
+    tail -n 3 "$OUT"/*.post.log
     ;;
 *) echo "usage: bash benchmarks/device/untested.sh tests|speed|neus" >&2; exit 2 ;;
 esac

@@ -170,6 +170,38 @@ def test_static_mode_matches_compact_mode(iters):
     assert torch.allclose(_torus(ca.min_points[need]), _torus(sa.min_points[need]), atol=0.01)
 
 
+@pytest.mark.parametrize("iters", [2, 10])
+def test_static_dense_searches_in_one_call_match_two_calls(iters):
+    """The static trace samples each ray for the one dense search it needs (the sampler's or the mask
+    loss's) and evaluates the SDF once: bit for bit what the two searches one after the other give, with
+    the same random depths, and with half their SDF queries."""
+    gen = torch.Generator().manual_seed(2)
+    targets = (torch.rand(300, 3, generator=gen) - 0.5) * 1.6
+    o, d = rays_towards(targets.tolist(), origin=(0.2, -0.1, -2.5))
+    mask = torch.rand(300, generator=gen) > 0.3
+    config = SphereTracerConfig(mode="static", sphere_tracing_iters=iters, num_samples=64, mask_samples=64)
+    results, queries = [], []
+    for merge in (True, False):
+        tracer = SphereTracer(config)
+        tracer.merge_dense_searches = merge
+        counted = []
+
+        def sdf(x):
+            counted.append(len(x))
+            return _torus(x)
+
+        torch.manual_seed(7)
+        results.append(tracer.trace(sdf, o, d, mask))
+        queries.append(sum(counted))
+    merged, separate = results
+    assert torch.equal(merged.hit, separate.hit)
+    assert torch.equal(merged.depth, separate.depth)
+    assert torch.equal(merged.min_points, separate.min_points)
+    assert queries[1] - queries[0] == 300 * 64
+    # both searches were needed by some rays: unfinished ones (few iterations) and mask-loss ones
+    assert (~(merged.hit & mask)).sum() > 20
+
+
 @pytest.mark.parametrize("line_steps", [1, 3])
 def test_static_back_off_in_one_batch_matches_the_sequential_back_off(line_steps):
     """An SDF that overestimates distances (1.3x a torus's) makes sphere-tracing steps land inside: the

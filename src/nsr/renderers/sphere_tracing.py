@@ -114,6 +114,10 @@ def _eval(sdf_fn: SDFFunction, points: torch.Tensor, chunk: int) -> torch.Tensor
 class SphereTracer:
     """Finds the first intersection of rays with the zero level set of an SDF (IDR's algorithm)."""
 
+    merge_dense_searches = True
+    """Static mode: the sampler's and the mask loss's dense searches in one SDF call (same result; off
+    only to test that)."""
+
     def __init__(self, config: SphereTracerConfig) -> None:
         self.config = config
 
@@ -213,12 +217,32 @@ class SphereTracer:
         `static`: the secant runs on every ray (fixed shapes) and is kept where it applies; otherwise
         only the rays that need it are refined.
         """
-        cfg = self.config
-        n, s = origins.shape[0], cfg.num_samples
-        steps = torch.linspace(0, 1, s, device=origins.device)
-        z = t_lo[:, None] + (t_hi - t_lo)[:, None] * steps[None]  # (n, s)
+        z = self._uniform_depths(t_lo, t_hi)
+        points, values = self._eval_depths(sdf_fn, origins, directions, z)
+        return self._refine_samples(sdf_fn, origins, directions, z, points, values, object_mask, static)
+
+    def _uniform_depths(self, t_lo, t_hi):
+        """(n, num_samples) depths evenly spaced over [t_lo, t_hi] (the sampler's)."""
+        steps = torch.linspace(0, 1, self.config.num_samples, device=t_lo.device)
+        return t_lo[:, None] + (t_hi - t_lo)[:, None] * steps[None]
+
+    def _stratified_depths(self, lo, hi):
+        """(n, mask_samples) random depths, one in each of mask_samples equal strata of [lo, hi]."""
+        n, s = lo.shape[0], self.config.mask_samples
+        u = (torch.arange(s, device=lo.device) + torch.rand(n, s, device=lo.device)) / s
+        return lo[:, None] + (hi - lo)[:, None] * u
+
+    def _eval_depths(self, sdf_fn, origins, directions, z):
+        """The points (n, s, 3) at depths z (n, s) along the rays and their SDF (n, s)."""
         points = origins[:, None] + directions[:, None] * z[..., None]
-        values = _eval(sdf_fn, points.reshape(-1, 3), cfg.chunk_size).reshape(n, s)
+        values = _eval(sdf_fn, points.reshape(-1, 3), self.config.chunk_size).reshape(z.shape)
+        return points, values
+
+    def _refine_samples(self, sdf_fn, origins, directions, z, points, values, object_mask, static):
+        """The sampler's result from its samples: the first sign change refined by the secant method,
+        else the minimal-SDF sample; and the minimal-SDF point (see `_sample_and_refine`)."""
+        cfg = self.config
+        n, s = z.shape
         # First negative sample: argmax of (negative) * decreasing ramp.
         ramp = torch.arange(s, 0, -1, device=origins.device, dtype=values.dtype)
         first_neg = torch.argmax((values < 0).to(values.dtype) * ramp, dim=1)
@@ -280,12 +304,8 @@ class SphereTracer:
 
     def _min_sdf_points(self, sdf_fn, origins, directions, lo, hi):
         """The point of minimal SDF among random depths in [lo, hi] (stratified)."""
-        n, s = origins.shape[0], self.config.mask_samples
-        u = (torch.arange(s, device=origins.device) + torch.rand(n, s, device=origins.device)) / s
-        z = lo[:, None] + (hi - lo)[:, None] * u
-        points = origins[:, None] + directions[:, None] * z[..., None]
-        values = _eval(sdf_fn, points.reshape(-1, 3), self.config.chunk_size).reshape(n, s)
-        return points[torch.arange(n, device=origins.device), values.argmin(dim=1)]
+        points, values = self._eval_depths(sdf_fn, origins, directions, self._stratified_depths(lo, hi))
+        return points[torch.arange(len(points), device=origins.device), values.argmin(dim=1)]
 
     # ------------------------------------------------------------------ static shapes
     def _trace_static(self, sdf_fn, origins, directions, object_mask):
@@ -310,6 +330,10 @@ class SphereTracer:
         unfinished = active[:n] & (t_start < t_end)
         hit = in_sphere & (t_start < t_end)
 
+        if self.merge_dense_searches and object_mask is not None and cfg.num_samples == cfg.mask_samples:
+            return self._dense_searches_at_once(
+                sdf_fn, origins, directions, object_mask, near, far, in_sphere, t_start, t_end, unfinished
+            )
         # Dense sampling + secant for the unfinished rays (computed for all, kept for those).
         s_depth, s_hit, s_min = self._sample_and_refine(
             sdf_fn, origins, directions, t_start, t_end, object_mask, static=True
@@ -324,6 +348,32 @@ class SphereTracer:
         need = in_sphere & ~unfinished & ~(hit & object_mask)
         lo, hi = self._mask_search_range(hit, depth, near, far)
         searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
+        min_points = torch.where(need[:, None], searched, min_points)
+        return TraceResult(depth=depth, hit=hit, min_points=min_points)
+
+    def _dense_searches_at_once(
+        self, sdf_fn, origins, directions, object_mask, near, far, in_sphere, t_start, t_end, unfinished
+    ):
+        """The static trace's two dense searches in one SDF call: no ray needs both (the sampler's is for
+        the unfinished rays, the mask loss's for the finished ones that miss or see background), so each
+        ray is sampled at the depths of the one it needs and the SDF is evaluated once: the same result
+        as the two searches one after the other (the same random depths), with half their SDF queries,
+        which are two thirds of a traced step's queries (needs `num_samples == mask_samples`)."""
+        hit = in_sphere & (t_start < t_end)
+        need = in_sphere & ~unfinished & ~(hit & object_mask)
+        lo, hi = self._mask_search_range(hit, t_start, near, far)
+        z = torch.where(
+            unfinished[:, None], self._uniform_depths(t_start, t_end), self._stratified_depths(lo, hi)
+        )
+        points, values = self._eval_depths(sdf_fn, origins, directions, z)
+        s_depth, s_hit, s_min = self._refine_samples(
+            sdf_fn, origins, directions, z, points, values, object_mask, static=True
+        )
+        depth = torch.where(unfinished, s_depth, t_start)
+        hit = torch.where(unfinished, s_hit, hit)
+        closest = origins + directions * (-(origins * directions).sum(-1, keepdim=True))
+        searched = points[torch.arange(len(z), device=z.device), values.argmin(dim=1)]
+        min_points = torch.where(unfinished[:, None], s_min, closest)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
 
