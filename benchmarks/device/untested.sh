@@ -9,6 +9,10 @@
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
+#   bash benchmarks/device/untested.sh tracer  the static trace's two dense searches in one SDF call: the GPU
+#       tests of the trace and of the graphed step, then graphed step times of the grid and filter-bank
+#       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls), and
+#       the style-modulated bank with its fused kernel for the small evaluations only (<= 4096 points)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -24,6 +28,24 @@ tests)
     tail -5 "$OUT/gpu_tests.log"
     timeout 240 python3 benchmarks/bench_fused_bank.py --points 2048 20480 65536 --blocks 16 32 --precisions tf32x3 \
         --warps 4 8 --json "$OUT/bench_fused_bank.json"
+    ;;
+tracer)
+    timeout 150 python3 -m pytest -q -rf -p no:cacheprovider tests/engine/test_graph_step.py tests/renderers/test_tracer.py \
+        tests/models -m gpu > "$OUT/gpu_tests.log" 2>&1
+    tail -n 3 "$OUT/gpu_tests.log"
+    for samples in 100 99 100; do
+        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused nffb-fused \
+            stylemod-nffb-fused --rays 2048 --steps 40 --set model.tracer.mask_samples=$samples \
+            --json "$OUT/profile_mask$samples.$SECONDS.json"
+    done
+    timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets stylemod-nffb-fused --rays 2048 --steps 40 \
+        --set model.sdf.encoding.fused_bank=true model.sdf.encoding.fused_bank_max_points=4096 \
+        --json "$OUT/profile_stylemod_small_fused.json"
+    python3 -c "
+import glob, json
+for f in sorted(glob.glob('$OUT/profile_*.json')):
+    for d in json.load(open(f)):
+        print(f.split('/')[-1], d['preset'], d['ms_per_step'], d['kernels_per_step'], round(d['gpu_busy'], 3))"
     ;;
 speed)
     enc=model.sdf.encoding
