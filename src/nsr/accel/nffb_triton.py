@@ -123,7 +123,7 @@ def filter_bank_forward(
     styles: tuple[torch.Tensor, torch.Tensor] | None = None,
     attention: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = 1e-8,
-    block: int = 32,
+    block: int | None = None,
     precision: str | None = None,
     num_warps: int = 4,
 ) -> torch.Tensor:
@@ -133,12 +133,15 @@ def filter_bank_forward(
     (L, H, H) weights and (L, H) biases of the L injected layers, `heads` (V (L, H, O), c (L, O)); with
     `styles` (stacked (L, H, H), (L, H) affine maps) the layers are modulated, with `attention` ((L, D + L F),
     (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
-    program, `precision` of the products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or
+    program (None: 16 for the style-modulated bank, 32 otherwise, the fastest on an H200 at 2048 and
+    20,480 points, benchmarks/RESULTS.md), `precision` of the products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or
     "tf32x3", three tensor-core passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee
     elsewhere) and `num_warps` are tuning knobs (`benchmarks/bench_fused_bank.py`).
     """
     if precision is None:
         precision = "tf32x3" if x.is_cuda else "ieee"
+    if block is None:
+        block = 16 if styles is not None else 32
     n, d = x.shape
     levels, feats, hidden = projections.shape
     out_features = heads[0].shape[2]
