@@ -186,7 +186,7 @@ def test_static_dense_searches_in_one_call_match_two_calls(iters):
         tracer.merge_dense_searches = merge
         counted = []
 
-        def sdf(x):
+        def sdf(x, counted=counted):
             counted.append(len(x))
             return _torus(x)
 
