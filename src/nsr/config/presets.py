@@ -210,11 +210,12 @@ def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
     under IDR's eikonal and image losses, lets the first MLP layer turn the trunk's high-frequency
     sines into a noisy SDF within tens of steps. Levels unlock coarse to fine.
 
-    The style-modulated bank keeps its evaluations without gradient in PyTorch (`fused_bank` off): its
-    fused kernel made the graphed IDR step slower on an H200 (46.3 against 30.5 ms at 2048 rays, while it
-    takes `nffb-fused` from 16.2 to 11.7 ms; benchmarks/RESULTS.md, "Step time and GPU use")."""
+    Both banks run their evaluations without gradient as one fused kernel (`fused_bank`; used where the
+    grid is the fused one): the graphed IDR step of `stylemod-nffb-fused` at 2048 rays takes 17.6 ms with
+    it against 25.6 ms without on an H100 (16 points a program; `nffb-fused` 9.8 ms; benchmarks/RESULTS.md,
+    "Step time and GPU use")."""
     return config_cls(
-        fused_bank=config_cls is not StyleModNFFBConfig,
+        fused_bank=True,
         num_levels=8,
         base_resolution=16,
         finest_resolution=1024,

@@ -64,9 +64,10 @@ class NFFBConfig:
     as one Triton kernel (`nsr.accel.nffb_triton`); false: always the PyTorch trunk."""
     fused_bank_max_points: int = 0
     """The fused bank only for evaluations of at most this many points (0: any number). The kernel's time
-    grows with the points where PyTorch's launch-bound bank stays flat, so above some size PyTorch is
-    faster (the style-modulated bank on an H200: 0.6x PyTorch's time at 20,480 points, a slower step with the
-    tracer's 65,536-point evaluations; the crossing itself is not measured)."""
+    grows with the points where PyTorch's launch-bound bank stays flat, so above some size PyTorch may be
+    faster (not so at the sizes of a training step on an H100 since the style-modulated bank's kernel
+    takes 16 points a program: 17.6 against 25.6 ms a graphed step with every evaluation fused; the
+    crossing itself is not measured)."""
 
     def validate(self) -> None:
         check_grid_levels(self)
