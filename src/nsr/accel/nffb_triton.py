@@ -135,8 +135,9 @@ def filter_bank_forward(
     (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
     program (None: 16 for the style-modulated bank, 2.6x faster than 32 at 20,480 points on an H200;
     32 for the plain bank, as its training steps were timed; benchmarks/RESULTS.md), `precision` of the
-    products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee
-    elsewhere) and `num_warps` are tuning knobs (`benchmarks/bench_fused_bank.py`).
+    products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core
+    passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere) and `num_warps`
+    are tuning knobs (`benchmarks/bench_fused_bank.py`).
     """
     if precision is None:
         precision = "tf32x3" if x.is_cuda else "ieee"
