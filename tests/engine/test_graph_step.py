@@ -159,6 +159,8 @@ def small_config(scene, kind: str, steps: int):
     if kind == "idr":
         config = tiny_config(scene, steps=steps)
         config.model.tracer.mode = "static"
+        # equal sample counts, as in the GPU presets: the trace's two dense searches in one SDF call
+        config.model.tracer.mask_samples = config.model.tracer.num_samples
     else:
         config = get_preset("neus-demo")
         config.data.path, config.data.holdout_every = scene, 4
