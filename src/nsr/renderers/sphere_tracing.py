@@ -330,14 +330,17 @@ class SphereTracer:
         unfinished = active[:n] & (t_start < t_end)
         hit = in_sphere & (t_start < t_end)
 
+        # Dense sampling + secant for the unfinished rays (computed for all, kept for those); with masks,
+        # the mask loss's minimal-SDF search for the finished rays that miss or see background.
+        searched = None
         if self.merge_dense_searches and object_mask is not None and cfg.num_samples == cfg.mask_samples:
-            return self._dense_searches_at_once(
-                sdf_fn, origins, directions, object_mask, near, far, in_sphere, t_start, t_end, unfinished
+            s_depth, s_hit, s_min, searched = self._dense_searches_at_once(
+                sdf_fn, origins, directions, object_mask, near, far, hit, t_start, t_end, unfinished
             )
-        # Dense sampling + secant for the unfinished rays (computed for all, kept for those).
-        s_depth, s_hit, s_min = self._sample_and_refine(
-            sdf_fn, origins, directions, t_start, t_end, object_mask, static=True
-        )
+        else:
+            s_depth, s_hit, s_min = self._sample_and_refine(
+                sdf_fn, origins, directions, t_start, t_end, object_mask, static=True
+            )
         depth = torch.where(unfinished, s_depth, t_start)
         hit = torch.where(unfinished, s_hit, hit)
         if object_mask is None:
@@ -346,21 +349,23 @@ class SphereTracer:
         closest = origins + directions * (-(origins * directions).sum(-1, keepdim=True))
         min_points = torch.where(unfinished[:, None], s_min, closest)
         need = in_sphere & ~unfinished & ~(hit & object_mask)
-        lo, hi = self._mask_search_range(hit, depth, near, far)
-        searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
+        if searched is None:
+            lo, hi = self._mask_search_range(hit, depth, near, far)
+            searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
 
     def _dense_searches_at_once(
-        self, sdf_fn, origins, directions, object_mask, near, far, in_sphere, t_start, t_end, unfinished
+        self, sdf_fn, origins, directions, object_mask, near, far, hit, t_start, t_end, unfinished
     ):
         """The static trace's two dense searches in one SDF call: no ray needs both (the sampler's is for
         the unfinished rays, the mask loss's for the finished ones that miss or see background), so each
         ray is sampled at the depths of the one it needs and the SDF is evaluated once: the same result
         as the two searches one after the other (the same random depths), with half their SDF queries,
-        which are two thirds of a traced step's queries (needs `num_samples == mask_samples`)."""
-        hit = in_sphere & (t_start < t_end)
-        need = in_sphere & ~unfinished & ~(hit & object_mask)
+        which are two thirds of a traced step's queries (needs `num_samples == mask_samples`).
+
+        Returns the sampler's depth, hit and minimal-SDF point (as `_sample_and_refine`) and the mask
+        search's minimal-SDF point (as `_min_sdf_points`), each meaningful on the rays that need it."""
         lo, hi = self._mask_search_range(hit, t_start, near, far)
         z = torch.where(
             unfinished[:, None], self._uniform_depths(t_start, t_end), self._stratified_depths(lo, hi)
@@ -369,13 +374,8 @@ class SphereTracer:
         s_depth, s_hit, s_min = self._refine_samples(
             sdf_fn, origins, directions, z, points, values, object_mask, static=True
         )
-        depth = torch.where(unfinished, s_depth, t_start)
-        hit = torch.where(unfinished, s_hit, hit)
-        closest = origins + directions * (-(origins * directions).sum(-1, keepdim=True))
         searched = points[torch.arange(len(z), device=z.device), values.argmin(dim=1)]
-        min_points = torch.where(unfinished[:, None], s_min, closest)
-        min_points = torch.where(need[:, None], searched, min_points)
-        return TraceResult(depth=depth, hit=hit, min_points=min_points)
+        return s_depth, s_hit, s_min, searched
 
     def _back_off_static(self, sdf_fn, origins, directions, t_new, sign, step):
         """The back-off of `_sphere_trace` with its SDF queries in one batch: the depths after 0, 1, ..
