@@ -11,12 +11,11 @@
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
 #   bash benchmarks/device/untested.sh tracer  the static trace's two dense searches in one SDF call: the GPU
 #       tests of the trace and of the graphed step, then graphed step times of the grid and filter-bank
-#       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls), and
-#       the style-modulated bank with its fused kernel for the small evaluations only (<= 4096 points)
+#       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
-#       and measured again; the meshes come back in $OUT (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
+#       and measured again (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -38,14 +37,11 @@ tracer)
             stylemod-nffb-fused --rays 2048 --steps 40 --set model.tracer.mask_samples=$samples \
             --json "$OUT/profile_mask$samples.$SECONDS.json"
     done
-    timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets stylemod-nffb-fused --rays 2048 --steps 40 \
-        --set model.sdf.encoding.fused_bank=true model.sdf.encoding.fused_bank_max_points=4096 \
-        --json "$OUT/profile_stylemod_small_fused.json"
     python3 -c "
 import glob, json
 for f in sorted(glob.glob('$OUT/profile_*.json')):
     for d in json.load(open(f)):
-        print(f.split('/')[-1], d['preset'], d['ms_per_step'], d['kernels_per_step'], round(d['gpu_busy'], 3))"
+        print(f.split('/')[-1], d['preset'], d['ms_per_step'], d['kernels_per_step'], round(d['gpu_busy'] or 0, 3))"
     ;;
 speed)
     enc=model.sdf.encoding
@@ -73,8 +69,7 @@ neus)
         name=$(basename "$run")
         mesh=$(ls "$run"/mesh_*.ply 2>/dev/null | tail -1)
         [ -n "$mesh" ] || { echo "$name: no mesh (see $OUT/nspot.log)"; continue; }
-        (   # the runs' meshes taken apart side by side (16 cores)
-            cp "$mesh" "$OUT/$name.ply"
+        (   # the runs' meshes taken apart side by side (16 cores; a 512^3 mesh is too large to come back)
             timeout 90 python3 benchmarks/mesh_errors.py "$mesh" $gt --scene $scene --json "$OUT/$name.errors.json"
             timeout 90 python3 -m nsr.cli.main mesh "$run" --fill-unseen --resolution 512 --out "/tmp/$name.filled.ply"
             timeout 90 python3 benchmarks/mesh_errors.py "/tmp/$name.filled.ply" $gt --scene $scene \
@@ -84,5 +79,5 @@ neus)
     wait
     tail -n 3 "$OUT"/*.post.log
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|speed|neus" >&2; exit 2 ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus" >&2; exit 2 ;;
 esac
