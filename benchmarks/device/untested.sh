@@ -12,6 +12,9 @@
 #   bash benchmarks/device/untested.sh tracer  the static trace's two dense searches in one SDF call: the GPU
 #       tests of the trace and of the graphed step, then graphed step times of the grid and filter-bank
 #       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls)
+#   bash benchmarks/device/untested.sh hidden  what NeuS's surface beyond what the cameras see is (issue 14):
+#       benchmarks/experiments/neus_hidden.yaml (the preset and the curvature lead, 120 s alone), then
+#       neus_probe.py and neus_hidden_surface.py on each run (closing sweep, far samples and the mesh as npz)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -79,5 +82,16 @@ neus)
     wait
     tail -n 3 "$OUT"/*.post.log
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus" >&2; exit 2 ;;
+hidden)
+    timeout 360 python3 -m nsr.cli.main batch benchmarks/experiments/neus_hidden.yaml --address auto --out /tmp/hidden \
+        > "$OUT/hidden.log" 2>&1
+    cp /tmp/hidden/results.json "$OUT/neus_hidden.json"
+    gt=.data/meshes/spot_cow/cow.obj
+    for run in /tmp/hidden/runs/*; do
+        name=$(basename "$run" | sed 's/.*fused_//')
+        timeout 40 python3 benchmarks/neus_probe.py "$run" --gt $gt --scene $scene --json "$OUT/$name.probe.json"
+        timeout 110 python3 benchmarks/neus_hidden_surface.py "$run" --gt $gt --close 0 1 2 3 --out "$OUT/$name"
+    done
+    ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus|hidden" >&2; exit 2 ;;
 esac
