@@ -23,6 +23,7 @@ from nsr.engine.checkpoint import (
 from nsr.engine.health import HealthMonitor
 from nsr.engine.lock import LOCK_FILE, RunLock
 from nsr.engine.run import open_run
+from nsr.engine.train_log import TRAIN_LOG, read_train_log
 
 
 def _params(model):
@@ -260,6 +261,30 @@ def test_resume_from_an_earlier_checkpoint_supersedes_the_later_ones(tiny_scene,
     assert sorted(p.name for p in (folder / "superseded").iterdir()) == ["step_0000004.pt", "step_0000006.pt"]
     again.train()
     assert _same(_params(straight.model), _params(again.model))
+
+
+def test_the_train_log_holds_the_curves_of_the_run_the_checkpoints_hold(
+    tiny_scene, tmp_path, one_torch_thread
+):
+    scene = load_idr_scene(tiny_scene)
+    config = tiny_config(tiny_scene, steps=6)
+    config.log_every, config.tensorboard = 2, False
+    Trainer(config, scene, tmp_path / "run").train()
+    log_file = tmp_path / "run" / TRAIN_LOG
+    rows = read_train_log(log_file)
+    assert [r["step"] for r in rows] == [1, 2, 4, 6]
+    assert all({"seconds", "loss", "lr", "rgb", "eikonal", "psnr"} <= set(r) for r in rows)
+    assert all(isinstance(r["loss"], float) and r["loss"] > 0 for r in rows)
+    assert rows[-1]["seconds"] >= rows[0]["seconds"]
+
+    with log_file.open("a") as f:  # a line cut short by a killed process
+        f.write('{"step": 8, "loss"')
+    again = Trainer(config, scene, tmp_path / "run")
+    again.resume(tmp_path / "run" / "checkpoints" / "step_0000002.pt")
+    again.train()
+    resumed = read_train_log(log_file)
+    assert [r["step"] for r in resumed] == [1, 2, 4, 6]  # 4 and 6 of the abandoned continuation replaced
+    assert resumed[:2] == rows[:2]
 
 
 def test_invalid_values_name_their_flag(tiny_scene):

@@ -277,7 +277,7 @@ class TrainConfig:
     val_every: int = 1000
     """Render a validation view (colour + normals PNG) every N steps (0 = never)."""
     log_every: int = 25
-    """Write TensorBoard scalars every N steps."""
+    """Write a line of RUN/train_log.jsonl (and TensorBoard scalars, with `tensorboard`) every N steps."""
     tensorboard: bool = True
     """Log scalars to RUN/tensorboard (needs the tensorboard package)."""
     max_seconds: float = 0.0

@@ -62,6 +62,7 @@ from nsr.engine.health import HealthMonitor, parameters_finite
 from nsr.engine.lock import RunLock
 from nsr.engine.pockets import PocketFill
 from nsr.engine.schedule import ScheduleRecord, run_progress
+from nsr.engine.train_log import TrainLog
 from nsr.models import Model, RayBatch, RenderOutputs
 
 log = logging.getLogger("nsr.engine")
@@ -229,6 +230,7 @@ class Trainer:
         self._saved_step: int | None = None
         """The step of the last step checkpoint written by this trainer."""
         self._writer = None
+        self.train_log = TrainLog(self.run_dir)
 
     def _schedule_fractions(self) -> dict:
         """The run's schedules in fractions of the run, by owner (for RUN/schedule.json)."""
@@ -605,6 +607,9 @@ class Trainer:
         with self.lock, self._signals() as stop:
             remove_temporaries(self.checkpoint_dir)
             self.prepare_run_dir()
+            self.train_log.truncate_after(
+                self.step
+            )  # lines past a resumed checkpoint: an abandoned continuation
             start_ok = parameters_finite(self.model.parameters())
             self._good = (self.step, _cpu_copy(self.state_dict())) if start_ok else None
             self._candidate = None
@@ -616,7 +621,7 @@ class Trainer:
                     m = self._checked_step()
                     if self.on_step is not None:
                         self.on_step(m)
-                    if cfg.tensorboard and (m.step % cfg.log_every == 0 or m.step == 1):
+                    if m.step % cfg.log_every == 0 or m.step == 1:
                         self._log(m)
                     while snapshots and self.seconds >= snapshots[0]:
                         self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
@@ -729,6 +734,10 @@ class Trainer:
         return dataclasses.replace(self.scene, c2w=self.cameras.poses())
 
     def _log(self, m: StepMetrics) -> None:
+        """A line of RUN/train_log.jsonl and, with `tensorboard`, the same scalars in RUN/tensorboard."""
+        self.train_log.append(m.step, m.seconds, m.loss, m.lr, {**m.terms, **m.metrics})
+        if not self.config.tensorboard:
+            return
         w = self.writer
         scalars = {"loss": m.loss, **m.terms, **m.metrics, "lr": m.lr, "seconds": m.seconds}
         for key, value in scalars.items():
