@@ -93,7 +93,7 @@ hidden)
         timeout 40 python3 benchmarks/neus_probe.py "$run" --gt $gt --scene $scene --json "$OUT/$name.probe.json"
         # the preset's far samples and mesh come back; the other run's numbers only (a call returns 8 files)
         case $name in preset*) keep=(--out "$OUT/$name") ;; *) keep=() ;; esac
-        timeout 100 python3 benchmarks/neus_hidden_surface.py "$run" --gt $gt --close 0 2 1 "${keep[@]}" \
+        timeout 100 python3 benchmarks/neus_hidden_surface.py "$run" --gt $gt --close 0 2 1 ${keep[@]+"${keep[@]}"} \
             | tee "$OUT/$name.hidden.jsonl"
     done
     ;;
