@@ -607,9 +607,8 @@ class Trainer:
         with self.lock, self._signals() as stop:
             remove_temporaries(self.checkpoint_dir)
             self.prepare_run_dir()
-            self.train_log.truncate_after(
-                self.step
-            )  # lines past a resumed checkpoint: an abandoned continuation
+            # lines past the step this run starts from belong to a continuation it abandons
+            self.train_log.truncate_after(self.step)
             start_ok = parameters_finite(self.model.parameters())
             self._good = (self.step, _cpu_copy(self.state_dict())) if start_ok else None
             self._candidate = None
