@@ -41,6 +41,7 @@ def test_a_batch_trains_meshes_measures_and_reports_each_run(scenes_root, tmp_pa
         and ok["fscore_threshold_pct"] == pytest.approx(0.5)
     )
     assert ok["psnr"] > 5 and ok["psnr_mask"] > 0 and 0 < ok["ssim"] <= 1
+    assert ok["train_psnr"] > 5 and ok["inv_s"] is None  # the last training batch; IDR has no inv_s
     assert ok["rotation_deg_mean"] is None  # the scene's own cameras: nothing to measure
     assert broken["status"] == "failed" and broken["steps"] is None
     assert (

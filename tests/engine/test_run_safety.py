@@ -23,7 +23,7 @@ from nsr.engine.checkpoint import (
 from nsr.engine.health import HealthMonitor
 from nsr.engine.lock import LOCK_FILE, RunLock
 from nsr.engine.run import open_run
-from nsr.engine.train_log import TRAIN_LOG, read_train_log
+from nsr.engine.train_log import TRAIN_LOG, last_logged, read_train_log
 
 
 def _params(model):
@@ -285,6 +285,13 @@ def test_the_train_log_holds_the_curves_of_the_run_the_checkpoints_hold(
     resumed = read_train_log(log_file)
     assert [r["step"] for r in resumed] == [1, 2, 4, 6]  # 4 and 6 of the abandoned continuation replaced
     assert resumed[:2] == rows[:2]
+
+    config.steps, config.log_every = 9, 4  # the last step is logged too, the curves' end
+    longer = Trainer(config, scene, tmp_path / "run")
+    longer.resume()
+    longer.train()
+    assert [r["step"] for r in read_train_log(log_file)] == [1, 2, 4, 6, 8, 9]
+    assert last_logged(tmp_path / "run")["step"] == 9
 
 
 def test_invalid_values_name_their_flag(tiny_scene):

@@ -34,6 +34,7 @@ from nsr.data.meshes import read_mesh
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
 from nsr.engine.run import Run, RunError, cameras_start_elsewhere, evaluate_run_cameras, open_run, run_poses
 from nsr.engine.schedule import run_progress
+from nsr.engine.train_log import last_logged
 from nsr.engine.trainer import StepMetrics, Trainer
 from nsr.errors import USER_ERRORS, one_line
 from nsr.evaluation.images import (
@@ -87,6 +88,11 @@ class RunResult:
     it_per_s: float | None = None
     gpu_mem_gib: float | None = None
     """Peak GPU memory of the training (torch's allocator; None on a CPU)."""
+    train_psnr: float | None = None
+    """PSNR of the last training batch (RUN/train_log.jsonl): beside the held-out PSNR, how far the run fits
+    its training views better than new ones."""
+    inv_s: float | None = None
+    """NeuS's learned inverse standard deviation at the end of training (None for IDR)."""
     chamfer_pct: float | None = None
     fscore: float | None = None
     """F-score (0-1) at `fscore_threshold_pct` of the ground truth's diagonal."""
@@ -250,6 +256,8 @@ def _pipeline(
     trainer.train()
     result.steps, result.train_seconds = trainer.step, trainer.seconds
     result.it_per_s = trainer.step / trainer.seconds if trainer.seconds > 0 else None
+    final = last_logged(run_dir)
+    result.train_psnr, result.inv_s = final.get("psnr"), final.get("inv_s")
     result.device = torch.cuda.get_device_name(trainer.device) if cuda else trainer.device.type
     if cuda:
         result.gpu_mem_gib = torch.cuda.max_memory_allocated(trainer.device) / 2**30

@@ -34,6 +34,8 @@ SHOWN = [
     ("fscore", "F-score", ".3f"),
     ("psnr", "PSNR", ".2f"),
     ("psnr_mask", "PSNR mask", ".2f"),
+    ("train_psnr", "train PSNR", ".2f"),
+    ("inv_s", "inv_s", ".0f"),
     ("ssim", "SSIM", ".4f"),
     ("rotation_deg_mean", "rot. mean deg", ".3f"),
     ("rotation_deg_max", "rot. max deg", ".3f"),

@@ -1,6 +1,6 @@
 """RUN/train_log.jsonl: the training curves as plain JSON lines, with or without TensorBoard.
 
-One line every `log_every` steps (and after the first): the step, the training time, the total loss, the
+One line every `log_every` steps, after the first and after the last: the step, the training time, the total loss, the
 networks' learning rate, the model's loss terms and its indicators (`psnr`; NeuS's `inv_s` and `opacity`;
 IDR's `hit_ratio` and `alpha`; ...). A resumed run first drops the lines after the step it resumes from
 (they belong to the continuation it abandons), so the file always describes the run that the checkpoints
@@ -49,6 +49,13 @@ class TrainLog:
         row.update({key: _number(value) for key, value in values.items()})
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def last_logged(run_dir: str | Path) -> dict:
+    """The last line of RUN/train_log.jsonl (the run's final step), or {} when there is none."""
+    path = Path(run_dir) / TRAIN_LOG
+    rows = read_train_log(path) if path.is_file() else []
+    return rows[-1] if rows else {}
 
 
 def read_train_log(path: str | Path) -> list[dict]:

@@ -613,6 +613,7 @@ class Trainer:
             self._good = (self.step, _cpu_copy(self.state_dict())) if start_ok else None
             self._candidate = None
             snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
+            m = None
             try:
                 while not self._done():
                     if stop:
@@ -631,6 +632,8 @@ class Trainer:
                     self._keep_good()
                 if stop:
                     self._interrupt(stop[0])
+                if m is not None and m.step % cfg.log_every and m.step != 1:
+                    self._log(m)  # the final step, for the curves' end
                 if self._suspect:
                     log.warning(
                         "the run ended while %s (since step %s); latest.pt stays at the last good checkpoint",
