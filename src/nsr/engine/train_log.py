@@ -1,8 +1,8 @@
 """RUN/train_log.jsonl: the training curves as plain JSON lines, with or without TensorBoard.
 
-One line every `log_every` steps, after the first and after the last: the step, the training time, the total loss, the
-networks' learning rate, the model's loss terms and its indicators (`psnr`; NeuS's `inv_s` and `opacity`;
-IDR's `hit_ratio` and `alpha`; ...). A resumed run first drops the lines after the step it resumes from
+One line every `log_every` steps, after the first and after the last: the step, the training time, the
+total loss, the networks' learning rate, the model's loss terms and its indicators (`psnr`; NeuS's `inv_s`
+and `opacity`; IDR's `hit_ratio` and `alpha`; ...). A resumed run first drops the lines after the step it resumes from
 (they belong to the continuation it abandons), so the file always describes the run that the checkpoints
 hold. A line cut short by a killed process is skipped when reading.
 """
