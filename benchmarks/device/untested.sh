@@ -13,7 +13,7 @@
 #       tests of the trace and of the graphed step, then graphed step times of the grid and filter-bank
 #       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls)
 #   bash benchmarks/device/untested.sh hidden  what NeuS's surface beyond what the cameras see is (issue 14):
-#       benchmarks/experiments/neus_hidden.yaml (the preset and the curvature lead, 120 s alone), then
+#       benchmarks/experiments/neus_hidden.yaml (the preset and the recipe before, 120 s alone), then
 #       neus_probe.py and neus_hidden_surface.py on each run (closing sweep, far samples and the mesh as npz)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner

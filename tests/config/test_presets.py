@@ -65,6 +65,19 @@ def test_neus_presets_smoke_train_without_masks(name, tiny_scene, tmp_path):
     assert trainer.step == 2 and trainer.model.background_field.colour_head.weight.grad is not None
 
 
+@pytest.mark.parametrize("name", ["neus-hashgrid-fused", "neus-nffb-fused"])
+def test_neus_grid_presets_train_the_curvature_term_over_the_whole_ray_span(name, tiny_scene, tmp_path):
+    from nsr.engine.train_log import last_logged
+
+    config = small(get_preset(name), tiny_scene)
+    assert config.model.loss.curvature_weight > 0 and not config.model.renderer.occupancy.enabled
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / name)
+    assert trainer.model.occupancy is None
+    trainer.train()
+    row = last_logged(tmp_path / name)
+    assert row["step"] == 2 and row["curvature"] is not None and row["curvature"] > 0
+
+
 def test_idr_presets_refuse_to_train_without_masks(tiny_scene, tmp_path):
     from nsr.models import ModelError
 

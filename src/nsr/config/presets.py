@@ -343,25 +343,42 @@ def neus_demo() -> TrainConfig:
     return neus
 
 
+NEUS_CURVATURE = (5e-4, 0.1)
+"""Curvature loss weight of the NeuS grid and filter-bank presets, and the fraction of the run over which it
+ramps up from 0 (Neuralangelo's finite-difference Laplacian on the ray samples)."""
+
+
 def _neus_fast(
     encoding: EncodingConfig, gradient: str = "analytic", encoding_lr: float = 1e-2
 ) -> TrainConfig:
     """The grid and filter-bank recipe under NeuS: the same encodings and small MLPs as the IDR presets
-    (`_fast`), an occupancy grid that skips empty space, exponential learning-rate decay to 0.1
-    (instant-ngp, NeuS2) after a short warm-up."""
+    (`_fast`), exponential learning-rate decay to 0.1 (instant-ngp, NeuS2) after a short warm-up,
+    Neuralangelo's curvature loss, and samples over each ray's whole span in the bounding sphere.
+
+    With the occupancy grid and no curvature loss (the recipe before 2026-12-05) a Spot run of 120 s alone on
+    an H100 grew surface deep inside the object (18% of its mesh farther than 0.5% of the diagonal from the
+    GT, 98% of that inside it): Chamfer 0.568%; without the grid 0.313%, without it and with the curvature
+    loss 0.165% (0.151% without masks). On the two synthesised scenes (four runs sharing the GPU) the new
+    recipe was 12-15% behind the old one (0.297 / 0.255% against 0.265 / 0.222%), a far smaller cost than
+    Spot's gain (benchmarks/RESULTS.md, section 1)."""
     sdf = SDFFieldConfig(
         encoding=encoding, hidden_dim=64, num_layers=2, skip_layers=(), feature_dim=32, gradient=gradient
     )
     appearance = AppearanceFieldConfig(
         view_encoding=PositionalEncodingConfig(num_frequencies=4), hidden_dim=64, num_layers=2
     )
+    # No occupancy grid (`--model.renderer.occupancy.enabled` turns it on): the graphed step draws a
+    # fixed number of samples a ray either way, so the grid bought no speed (119 against 112 it/s on Spot,
+    # one H100), and the samples it packed into the surface band left the object's interior to the hash
+    # grid's whims.
     renderer = VolumeRendererConfig(
-        background="constant", occupancy=OccupancyGridConfig(enabled=True, resolution=64)
+        background="constant", occupancy=OccupancyGridConfig(enabled=False, resolution=64)
     )
     optim = OptimConfig(
         lr=1e-3, encoding_lr=encoding_lr, schedule="exponential", final_factor=0.1, warmup=0.02
     )
     config = _neus(sdf, appearance, optim, FAST_STEPS, 1024, renderer)
+    config.model.loss.curvature_weight, config.model.loss.curvature_warmup = NEUS_CURVATURE
     # The whole step as one CUDA graph on GPUs: 6.97 against 17.78 ms a step for `neus-hashgrid-fused` at
     # 1024 rays on an H200 (benchmarks/RESULTS.md, "Step time and GPU use").
     config.cuda_graph_step = True
