@@ -15,6 +15,9 @@
 #   bash benchmarks/device/untested.sh hidden  what NeuS's surface beyond what the cameras see is (issue 14):
 #       benchmarks/experiments/neus_hidden.yaml (the preset and the recipe before, 120 s alone), then
 #       neus_probe.py and neus_hidden_surface.py on each run (closing sweep, far samples and the mesh as npz)
+#   bash benchmarks/device/untested.sh room  the last bar of issue 14: NeuS on Spot in a textured room without masks
+#       (benchmarks/experiments/neus_room.yaml: the preset and the recipe before, 120 s alone, about 6 minutes);
+#       generates .data/spot_room first unless it was carried (needs .data/meshes/spot_cow)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -97,5 +100,14 @@ hidden)
             | tee "$OUT/$name.hidden.jsonl"
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus|hidden" >&2; exit 2 ;;
+room)
+    [ -d .data/spot_room ] || python3 -m nsr.cli.main data synth --mesh .data/meshes/spot_cow/cow.obj \
+        --out .data/spot_room --backdrop room --spp 2 > /tmp/room_synth.log 2>&1
+    timeout 400 python3 -m nsr.cli.main batch benchmarks/experiments/neus_room.yaml --address local --out /tmp/room \
+        > /tmp/room.log 2>&1
+    echo "batch rc $? at $SECONDS s"; tail -n 2 /tmp/room.log
+    cp /tmp/room/results.json "$OUT/neus_room.json"
+    python3 benchmarks/summarize.py /tmp/room 2>/dev/null | tail -n 6
+    ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus|hidden|room" >&2; exit 2 ;;
 esac
