@@ -327,7 +327,9 @@ def neus_positional() -> TrainConfig:
 
 def neus_demo() -> TrainConfig:
     """A small NeuS (the `demo` networks) for the generated scene on a CPU: 256 rays of 24 + 24 samples per
-    step, placed by an occupancy grid of 32^3 cells."""
+    step, placed by an occupancy grid of 32^3 cells (it keeps the grid the GPU presets dropped: without
+    it 0.887% against 0.766% Chamfer at 420 s on the 2-core CPU, one run each; benchmarks/RESULTS.md
+    section 6)."""
     config = demo()
     renderer = VolumeRendererConfig(
         background="constant",
