@@ -1,6 +1,6 @@
 """Where a reconstructed mesh is wrong: the Chamfer distance of PRED against GT taken apart.
 
-    python benchmarks/mesh_errors.py PRED.ply GT.obj [--scene DIR] [--json OUT.json]
+    python benchmarks/mesh_errors.py PRED.ply GT.obj [--scene DIR [--cull-masks auto]] [--far FAR.npz] [--json OUT.json]
 
 Both meshes in the same frame and units (world units, as `nsr mesh` and benchmarks/cameras.py write them).
 Prints accuracy (PRED samples to GT) and completeness (GT samples to PRED) in % of the GT bounding-box
@@ -10,7 +10,8 @@ diagonal and, for the samples farther than the F-score threshold (0.5% of the di
 - GT: their share, their part of the completeness and, with `--scene`, how many no camera sees on GT.
 A point is seen from a camera centre when it faces it and the first hit of the ray towards it is the point
 (image borders ignored). The visibility figures need Embree (`pip install embreex`); without it they are
-left out.
+left out. `--cull-masks` scores only what the scene's masks show (a mesh of an unmasked scene with its
+ground or table), `--far` keeps the far samples of both sides for a look at where they are.
 """
 
 from __future__ import annotations
@@ -55,13 +56,24 @@ def seen_from(
 
 
 def mesh_errors(
-    pred: trimesh.Trimesh, gt: trimesh.Trimesh, centres: np.ndarray | None = None, samples: int = 200_000
+    pred: trimesh.Trimesh,
+    gt: trimesh.Trimesh,
+    centres: np.ndarray | None = None,
+    samples: int = 200_000,
+    keep=None,
+    far_out: Path | None = None,
 ) -> dict[str, float]:
-    """The parts of the Chamfer distance (fractions and % of the GT diagonal); see the module docstring."""
+    """The parts of the Chamfer distance (fractions and % of the GT diagonal); see the module docstring.
+    `keep` culls both sides' samples ((M, 3) -> (M,) bool, e.g. `MaskCulling`), `far_out` receives the far
+    samples of both sides (npz: pred_far, gt_far, their distances) for a look at where they are."""
     diag = float(np.linalg.norm(gt.bounds[1] - gt.bounds[0]))
     threshold = THRESHOLD * diag
     pred_points, pred_normals = sample_surface(pred, samples, seed=0)
     gt_points, gt_normals = sample_surface(gt, samples, seed=1)
+    if keep is not None:
+        kept_pred, kept_gt = keep(pred_points), keep(gt_points)
+        pred_points, pred_normals = pred_points[kept_pred], pred_normals[kept_pred]
+        gt_points, gt_normals = gt_points[kept_gt], gt_normals[kept_gt]
     to_gt = nearest_tree(gt_points).query(pred_points, workers=-1)[0]
     to_pred = nearest_tree(pred_points).query(gt_points, workers=-1)[0]
     bad_pred, bad_gt = to_gt > threshold, to_pred > threshold
@@ -74,6 +86,14 @@ def mesh_errors(
         "gt_far_fraction": float(bad_gt.mean()),
         "gt_far_completeness_rel": 100 * float((to_pred * bad_gt).mean()) / diag,
     }
+    if keep is not None:
+        out["pred_kept_fraction"] = float(kept_pred.mean())
+        out["gt_kept_fraction"] = float(kept_gt.mean())
+    if far_out is not None:
+        np.savez_compressed(
+            far_out, pred_far=pred_points[bad_pred], pred_far_distance=to_gt[bad_pred],
+            gt_far=gt_points[bad_gt], gt_far_distance=to_pred[bad_gt], diagonal=diag,
+        )  # fmt: skip
     if bad_pred.any():  # inside: generalised winding number > 1/2 (robust for open GT meshes)
         far = pred_points[bad_pred][:20000]
         inside = signed_distance(far, np.asarray(gt.vertices), np.asarray(gt.faces)).inside
@@ -102,17 +122,34 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, help="IDR scene folder: camera centres for the visibility")
     parser.add_argument("--samples", type=int, default=200_000)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--cull-masks",
+        metavar="DILATION",
+        help="cull both sides to what the --scene's masks show, dilated by DILATION px or `auto` (DTU's 12 px "
+        "at 1600 px wide, scaled), as `nsr eval --cull masks`",
+    )
+    parser.add_argument("--far", type=Path, help="write the far samples of both sides here (npz)")
     args = parser.parse_args()
     pred = trimesh.load(args.pred, force="mesh")
     gt = trimesh.load(args.gt, force="mesh")
-    centres = None
+    centres, keep = None, None
+    if args.cull_masks is not None and args.scene is None:
+        parser.error("--cull-masks needs --scene (the masks)")
     if args.scene is not None:
         from nsr.data.idr import load_idr_scene
 
-        scene = load_idr_scene(args.scene, downscale=8)
+        scene = load_idr_scene(args.scene, downscale=1 if args.cull_masks is not None else 8)
         homogeneous = np.c_[scene.c2w[:, :3, 3], np.ones(len(scene.c2w))]
         centres = (scene.scale_mat @ homogeneous.T).T[:, :3]
-    result = {"pred": str(args.pred), **mesh_errors(pred, gt, centres, args.samples)}
+        if args.cull_masks is not None:
+            from nsr.metrics.geometry import MaskCulling
+
+            dilation = None if args.cull_masks == "auto" else int(args.cull_masks)
+            keep = MaskCulling(
+                scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), dilation
+            )
+    errors = mesh_errors(pred, gt, centres, args.samples, keep=keep, far_out=args.far)
+    result = {"pred": str(args.pred), **errors}
     print(json.dumps(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

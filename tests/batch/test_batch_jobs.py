@@ -98,6 +98,8 @@ def test_unlimited_steps_make_time_only_budgets(scenes_root, tmp_path):
         ({"gt_meshes": {"c": "a/gt_mesh.ply"}}, "gt_meshes: 'c' is not one of the scenes"),
         ({"gt_meshes": {"a": "a/nothing.ply"}}, "gt_meshes: 'a': mesh 'a/nothing.ply' not found"),
         ({"cpus_per_run": 0}, "cpus_per_run: must be > 0"),
+        ({"cull_masks": "some"}, "cull_masks: 'some': expected a dilation in pixels >= 0 or auto"),
+        ({"cull_masks": -1}, "cull_masks: -1: expected a dilation in pixels >= 0 or auto"),
     ],
 )
 def test_each_mistake_is_one_line_naming_the_file_and_key(scenes_root, tmp_path, keys, expected):
@@ -126,3 +128,25 @@ def _keys() -> list[str]:
     from nsr.batch.jobs import KEYS
 
     return KEYS
+
+
+def test_a_fraction_that_just_misses_one_more_run_a_gpu_is_warned_about(scenes_root, capsys):
+    """Ray starts a run only where its whole fraction is free: 0.34 packs two runs a GPU, not three."""
+    from nsr.batch.jobs import packing_note
+
+    assert (
+        packing_note(0.34)
+        == "gpus_per_run 0.34 packs 2 runs per GPU and leaves 0.32 of it unused; 0.33 packs 3"
+    )
+    assert [packing_note(g) for g in (None, 1, 0.5, 0.33, 0.25, 0.3)] == [None] * 6
+    jobs_file = write_jobs(scenes_root / "packed.yaml", scenes=["a"], presets=["demo"], gpus_per_run=0.34)
+    assert main(["batch", str(jobs_file), "--dry-run", "--out", str(scenes_root / "out")]) == 0
+    assert capsys.readouterr().err.strip() == f"nsr: warning: {packing_note(0.34)}"
+
+
+def test_cull_masks_takes_a_dilation_or_auto(scenes_root):
+    from nsr.batch.jobs import load_jobs
+
+    for value in (3, "auto"):
+        jobs_file = write_jobs(scenes_root / f"cull_{value}.yaml", scenes=["a"], cull_masks=value)
+        assert load_jobs(jobs_file).cull_masks == value

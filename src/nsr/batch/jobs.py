@@ -22,11 +22,12 @@ import glob
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -76,9 +77,10 @@ class BatchJobs:
     """Marching-cubes resolution of each run's mesh."""
     geometry_samples: int = 200_000
     """Points sampled on each mesh for Chamfer and F-score."""
-    cull_masks: int | None = None
+    cull_masks: int | Literal["auto"] | None = None
     """Cull both meshes' samples to what the scene's masks, dilated by this many pixels, show in every view
-    that sees them (DTU's unmasked protocol, `nsr eval --cull masks`); None: no culling."""
+    that sees them (DTU's unmasked protocol, `nsr eval --cull masks`); `auto`: DTU's 12 px at 1600 px wide
+    scaled to the masks' width (`nsr.metrics.geometry.auto_dilation`); None: no culling."""
     lpips: bool = False
     """Also measure LPIPS on the held-out views (needs the AlexNet weights in the torch cache)."""
     device: str = "auto"
@@ -96,6 +98,23 @@ class BatchJobs:
     """Write each run's HTML report (RUN/report.html, as `nsr report`)."""
 
 
+def packing_note(gpus_per_run: float | None) -> str | None:
+    """A warning where a fractional `gpus_per_run` just misses packing one more run a GPU: Ray starts a run
+    only where its whole fraction is free, so 0.34 packs two runs (0.68), not the three it looks like; None
+    where the fraction packs as it looks (0.33, 0.25, or 0.3 that leaves room on purpose)."""
+    if gpus_per_run is None or not 0 < gpus_per_run < 1:
+        return None
+    runs = math.floor(1 / gpus_per_run + 1e-9)
+    idle = 1 - runs * gpus_per_run
+    better = 1 / (runs + 1)
+    if (gpus_per_run - better) / gpus_per_run > 0.1:  # not within 10% of the next packing
+        return None
+    return (
+        f"gpus_per_run {gpus_per_run:g} packs {runs} run{'s' * (runs > 1)} per GPU and leaves {idle:.2f} of it "
+        f"unused; {math.floor(better * 100) / 100:g} packs {runs + 1}"
+    )
+
+
 KEYS = [f.name for f in dataclasses.fields(BatchJobs)]
 UNLIMITED_STEPS = 10**9
 """The step budget of `steps: unlimited`: a run that only its time budget ends (tables show no steps)."""
@@ -104,7 +123,7 @@ _SCALAR_KEYS = {
     "holdout": int,
     "mesh_resolution": int,
     "geometry_samples": int,
-    "cull_masks": int,
+    "cull_masks": (int, str),
     "lpips": bool,
     "device": str,
     "gpus_per_run": (int, float),
@@ -141,7 +160,7 @@ class RunSpec:
     geometry_samples: int
     lpips: bool
     report: bool
-    cull_masks: int | None = None
+    cull_masks: int | str | None = None
 
     @property
     def budget(self) -> str:
@@ -287,6 +306,12 @@ def _check_values(path: Path, jobs: BatchJobs) -> None:
         raise JobsError(path, "gpus_per_run", "must be between 0 and 1 (a run trains on one GPU)")
     if jobs.cpus_per_run <= 0:
         raise JobsError(path, "cpus_per_run", "must be > 0")
+    if (isinstance(jobs.cull_masks, str) and jobs.cull_masks != "auto") or (
+        isinstance(jobs.cull_masks, int) and jobs.cull_masks < 0
+    ):
+        raise JobsError(
+            path, "cull_masks", f"{jobs.cull_masks!r}: expected a dilation in pixels >= 0 or auto"
+        )
 
 
 def override_strings(overrides: dict[str, Any], seed: int) -> tuple[str, ...]:

@@ -356,10 +356,9 @@ def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: R
         from nsr.metrics.geometry import MaskCulling
 
         scene = load_scene(spec.scene)
-        keep = MaskCulling(
-            scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), spec.cull_masks
-        )
-        cull = f"masks (dilation {spec.cull_masks} px)"
+        dilation = None if spec.cull_masks == "auto" else spec.cull_masks
+        keep = MaskCulling(scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), dilation)
+        cull = f"masks (dilation {keep.dilation} px)"
     metrics = mesh_metrics(mesh, load_reference(spec.gt_mesh), num_samples=spec.geometry_samples, keep=keep)
     metrics.update({"gt_mesh": spec.gt_mesh, "cull": cull})
     write_json(metrics, out / "geometry.json")

@@ -19,6 +19,7 @@ import tyro
 from tqdm import tqdm
 
 from nsr.batch import BatchProgress, RunResult, load_runs, run_batch
+from nsr.batch.jobs import packing_note
 from nsr.batch.pipeline import finished_result
 from nsr.cli.common import friendly
 
@@ -56,6 +57,9 @@ def _run(args: BatchArgs) -> int:
     if args.cpus_per_run is not None:
         jobs = dataclasses.replace(jobs, cpus_per_run=args.cpus_per_run)
     out = args.out or Path("runs") / f"batch-{args.jobs.stem}"
+    note = packing_note(jobs.gpus_per_run)
+    if note:
+        print(f"nsr: warning: {note}", file=sys.stderr)
     if args.dry_run:
         for spec in specs:
             state = "finished" if finished_result(spec, out / "runs") else "to run"

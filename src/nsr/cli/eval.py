@@ -98,8 +98,9 @@ class EvalArgs:
     """F-score distance in world units (default 0.5% of the GT bbox diagonal)."""
     cull: Literal["none", "masks"] = "none"
     """Cull geometry samples to the region seen inside the (dilated) masks of all views (needs the scene)."""
-    cull_dilation: int = 0
-    """Mask dilation in pixels for --cull masks."""
+    cull_dilation: int | None = None
+    """Mask dilation in pixels for --cull masks (default: DTU's 12 px at 1600 px wide, scaled to the masks'
+    width, at least 1; 0 = none, which drops every point near a silhouette in one view)."""
     dtu_gt: Path | None = None
     """Official DTU evaluation data folder (Points/stl, ObsMask); needs --scan."""
     scan: int | None = None
@@ -118,7 +119,8 @@ class EvalArgs:
         checks.positive("num_samples", self.num_samples)
         if self.threshold is not None:
             checks.positive("threshold", self.threshold)
-        checks.non_negative("cull_dilation", self.cull_dilation)
+        if self.cull_dilation is not None:
+            checks.non_negative("cull_dilation", self.cull_dilation)
         if self.scan is not None:
             checks.non_negative("scan", self.scan)
         checks.positive("dtu_density", self.dtu_density)
@@ -264,15 +266,11 @@ def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
     gt = read_mesh(args.gt_mesh, "ground-truth mesh", points_ok=True)
     mesh = ctx.mesh()
     print(f"measuring the mesh against {args.gt_mesh} ({args.num_samples} samples each) ...", flush=True)
+    keep = ctx.culling()
     metrics = mesh_metrics(
-        mesh,
-        gt,
-        num_samples=args.num_samples,
-        threshold=args.threshold,
-        seed=args.seed,
-        keep=ctx.culling(),
+        mesh, gt, num_samples=args.num_samples, threshold=args.threshold, seed=args.seed, keep=keep
     )
-    metrics["cull"] = args.cull if args.cull == "none" else f"masks (dilation {args.cull_dilation} px)"
+    metrics["cull"] = "none" if keep is None else f"masks (dilation {keep.dilation} px)"
     write_json(metrics, ctx.out / "geometry.json")
     return metrics
 
