@@ -40,15 +40,22 @@ def timed(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--points", type=int, nargs="+", default=[2048, 20480, 204800])
-    parser.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--precisions", nargs="+", default=["ieee", "tf32x3"])
     parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument(
+        "--mod-precisions",
+        nargs="+",
+        default=["same"],
+        help="precisions of the style-modulated bank's style and demodulation products (same: --precisions)",
+    )
+    parser.add_argument("--banks", nargs="+", default=["nffb-fused", "stylemod-nffb-fused"], help="presets")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
-    for preset in ("nffb-fused", "stylemod-nffb-fused"):
+    for preset in args.banks:
         config = get_preset(preset).model.sdf.encoding
         config.backend = "torch" if args.device == "cpu" else "fused"
         config.fused_bank = False  # the reference: the PyTorch bank
@@ -69,8 +76,12 @@ def main() -> None:
                     {**base, "impl": "torch", "ms": round(timed(functools.partial(bank, x), args.repeats), 3)}
                 )
                 print(json.dumps(rows[-1]), flush=True)
-                for block, precision, warps in itertools.product(args.blocks, args.precisions, args.warps):
+                mods = args.mod_precisions if config.kind == "stylemod-nffb" else ["same"]
+                settings = itertools.product(args.blocks, args.precisions, args.warps, mods)
+                for block, precision, warps, mod in settings:
                     knobs = {"block": block, "precision": precision, "num_warps": warps}
+                    if mod != "same":
+                        knobs["mod_precision"] = mod
                     fused = functools.partial(bank.fused_forward, x, features, **knobs)
                     try:
                         begin = time.perf_counter()  # the first call builds the kernel for these knobs
@@ -79,10 +90,10 @@ def main() -> None:
                         ms = timed(fused, args.repeats)
                     except Exception as failure:  # e.g. a block too large for the registers, tf32x3 on a CPU
                         rows.append({**base, "impl": "fused", "block": block, "precision": precision,
-                                     "warps": warps, "failed": f"{type(failure).__name__}: {failure}"[:200]})  # fmt: skip
+                                     "mod": mod, "warps": warps, "failed": f"{type(failure).__name__}: {failure}"[:200]})  # fmt: skip
                     else:
                         rows.append({**base, "impl": "fused", "block": block, "precision": precision,
-                                     "warps": warps, "ms": round(ms, 3), "max_rel_error": error,
+                                     "mod": mod, "warps": warps, "ms": round(ms, 3), "max_rel_error": error,
                                      "first_call_s": round(first_s, 2)})  # fmt: skip
                     print(json.dumps(rows[-1]), flush=True)
     if args.json:

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -474,3 +475,44 @@ def test_a_failing_fused_kernel_leaves_the_pytorch_trunk_with_a_warning(monkeypa
         assert torch.equal(enc(x), expected)
     assert len(calls) == 1
     assert "no kernel for this GPU" in caplog.text and "PyTorch trunk" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["nffb", "stylemod-nffb"])
+def test_the_fused_bank_knobs_of_the_config_reach_the_kernel(monkeypatch, kind):
+    """`fused_bank_block` / `_warps` / `_mod_precision` are passed on (0 / auto: the kernel's defaults); the
+    modulation's precision only to the style-modulated bank, the only one with such products."""
+    import nsr.accel.nffb_triton as kernel
+
+    seen = []
+    monkeypatch.setattr(kernel, "filter_bank_forward", lambda *a, **knobs: seen.append(knobs))
+    cls = NFFBConfig if kind == "nffb" else StyleModNFFBConfig
+    base = {**SMALL, "hidden_dim": 64, "out_features": 64}
+    x = _points(20)
+    for fields in ({}, {"fused_bank_block": 32, "fused_bank_warps": 8, "fused_bank_mod_precision": "tf32"}):
+        enc = cls(**base, **fields, backend="torch").build(3)
+        enc.fused_forward(x, enc.grid.level_features(x))
+    tuned = {"block": 32, "num_warps": 8} | ({"mod_precision": "tf32"} if kind == "stylemod-nffb" else {})
+    assert [{k: v for k, v in s.items() if k in ("block", "num_warps", "mod_precision")} for s in seen] == [
+        {},
+        tuned,
+    ]
+    with pytest.raises(ValueError, match="fused-bank-block 24: must be 0 or a power of two"):
+        cls(**base, fused_bank_block=24).validate()
+
+
+@needs_triton
+def test_kernel_registers_compiles_the_fused_bank_for_a_gpu_without_one():
+    """`benchmarks/kernel_registers.py` reads a setting's registers and spills from ptxas, on a CPU too."""
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "benchmarks" / "kernel_registers.py"
+    spec = importlib.util.spec_from_file_location("kernel_registers", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    try:
+        tool.ptxas()
+    except SystemExit as missing:
+        pytest.skip(str(missing))
+    row = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None)
+    assert 0 < row["registers"] <= 255 and row["spill_stores"] >= 0
+    assert row["mma"] + row["wgmma"] > 0  # the levels' products are tensor-core instructions

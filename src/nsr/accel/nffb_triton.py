@@ -25,11 +25,11 @@ import triton.language as tl
 
 @triton.jit
 def _filter_bank_fwd(
-    x_ptr, g_ptr, out_ptr, fw_ptr, fb_ptr, proj_ptr, tw_ptr, tb_ptr, sw_ptr, sb_ptr, aw_ptr, ab_ptr,
-    hw_ptr, hb_ptr, N, inv_bound, w0, eps,
+    x_ptr, g_ptr, out_ptr, fw_ptr, fb_ptr, proj_ptr, tw_ptr, tb_ptr, sw_ptr, sb_ptr, sq_ptr, rs_ptr,
+    aw_ptr, ab_ptr, hw_ptr, hb_ptr, N, inv_bound, w0, eps,
     D: tl.constexpr, L: tl.constexpr, LP: tl.constexpr, F: tl.constexpr, H: tl.constexpr,
     OUT: tl.constexpr, MOD: tl.constexpr, ATT: tl.constexpr, INCLUDE: tl.constexpr, BLOCK: tl.constexpr,
-    PRECISION: tl.constexpr,
+    PRECISION: tl.constexpr, MOD_PRECISION: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = rows < N
@@ -71,19 +71,22 @@ def _filter_bank_fwd(
             g = tl.load(g_ptr + rows64 * (L * F) + level * F + f, mask=valid, other=0.0)
             proj += g[:, None] * tl.load(proj_ptr + (level * F + f) * H + hid)[None, :]
         e = tl.sin(two_pi * proj)
-        # the trunk layer's weight W (out j, in k), read row by row (coalesced) and used transposed
+        # the trunk layer's weight W (out j, in k), read row by row (coalesced) and used transposed; every
+        # weight tile is read just before its product, so that one at a time is held in registers
         square = hid[:, None] * H + hid[None, :]
-        wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
         bias = tl.load(tb_ptr + level * H + hid)
         if MOD:
-            # s = A e + a; y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps)
+            # s = A e + a; y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps), with W^2 and
+            # w0 ||w_j|| computed once per call by PyTorch (not in every program)
             st = tl.trans(tl.load(sw_ptr + level * H * H + square))
-            s = tl.dot(e, st, input_precision=PRECISION) + tl.load(sb_ptr + level * H + hid)[None, :]
-            wt2 = wt * wt
-            demod = 1.0 / tl.sqrt(tl.dot(s * s, wt2, input_precision=PRECISION) + eps)
-            scale = demod * (w0 * tl.sqrt(tl.sum(wt2, axis=0)))[None, :]
+            s = tl.dot(e, st, input_precision=MOD_PRECISION) + tl.load(sb_ptr + level * H + hid)[None, :]
+            sq = tl.trans(tl.load(sq_ptr + level * H * H + square))
+            demod = 1.0 / tl.sqrt(tl.dot(s * s, sq, input_precision=MOD_PRECISION) + eps)
+            scale = demod * tl.load(rs_ptr + level * H + hid)[None, :]
+            wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
             y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision=PRECISION) * scale
         else:
+            wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
             y = w0 * (tl.dot(h, wt, input_precision=PRECISION) + bias[None, :])
         h = tl.sin(y) + e
         # this level's head V_l h_l + c_l, weighted by its attention or by 1 / L
@@ -125,7 +128,8 @@ def filter_bank_forward(
     eps: float = 1e-8,
     block: int | None = None,
     precision: str | None = None,
-    num_warps: int = 4,
+    mod_precision: str | None = None,
+    num_warps: int | None = None,
 ) -> torch.Tensor:
     """The filter bank's output (N, D * include_input + O) from points x (N, D) and grid features (N, L, F).
 
@@ -136,11 +140,18 @@ def filter_bank_forward(
     program (None: 16 for the style-modulated bank, 2.6x faster than 32 at 20,480 points on an H200;
     32 for the plain bank, as its training steps were timed; benchmarks/RESULTS.md), `precision` of the
     products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core
-    passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere) and `num_warps`
-    are tuning knobs (`benchmarks/bench_fused_bank.py`).
+    passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere), `mod_precision`
+    that of the style-modulated bank's style and demodulation products (None: `precision`; "tf32", one
+    tensor-core pass, trades accuracy for time) and `num_warps` (None: 8 for the style-modulated bank, 4
+    for the plain one) are tuning knobs (`benchmarks/bench_fused_bank.py`; registers and spills of a setting
+    without a GPU: `benchmarks/kernel_registers.py`).
     """
     if precision is None:
         precision = "tf32x3" if x.is_cuda else "ieee"
+    if mod_precision is None:
+        mod_precision = precision
+    if num_warps is None:  # the style-modulated bank: 8 (graphed step 20.4 against 22.4 ms with 4, H200)
+        num_warps = 8 if styles is not None else 4
     if block is None:
         block = 16 if styles is not None else 32
     n, d = x.shape
@@ -158,14 +169,21 @@ def filter_bank_forward(
         return out
     dummy = first[1]  # the pointer of an argument the kernel does not read (no styles / no attention)
     sw, sb = styles if styles is not None else (dummy, dummy)
+    # the demodulation's W^2 and the rescaling w0 ||w_j|| of the unmodulated rows, once per call
+    square, row_scale = (
+        (trunk[0].square(), w0 * trunk[0].norm(dim=2)) if styles is not None else (dummy, dummy)
+    )
     aw, ab = attention if attention is not None else (dummy, dummy)
-    c = [t.contiguous() for t in (x, grid_features, *first, projections, *trunk, sw, sb, aw, ab, *heads)]
+    c = [
+        t.contiguous()
+        for t in (x, grid_features, *first, projections, *trunk, sw, sb, square, row_scale, aw, ab, *heads)
+    ]
     _filter_bank_fwd[(triton.cdiv(n, block),)](
         c[0], c[1], out, *c[2:],
         n, 1.0 / bound, w0, eps,
         D=d, L=levels, LP=max(2, 1 << math.ceil(math.log2(levels))), F=feats, H=hidden, OUT=out_features,
         MOD=styles is not None, ATT=attention is not None, INCLUDE=include_input, BLOCK=block,
-        PRECISION=precision, num_warps=num_warps,
+        PRECISION=precision, MOD_PRECISION=mod_precision, num_warps=num_warps,
     )  # fmt: skip
     return out
 

@@ -68,6 +68,13 @@ class NFFBConfig:
     faster (not so at the sizes of a training step on an H100 since the style-modulated bank's kernel
     takes 16 points a program: 17.6 against 25.6 ms a graphed step with every evaluation fused; the
     crossing itself is not measured)."""
+    fused_bank_block: int = 0
+    """Points per program of the fused bank's kernel (0: its default, `nsr.accel.nffb_triton`); a tuning knob."""
+    fused_bank_warps: int = 0
+    """Warps per program of the fused bank's kernel (0: its default); a tuning knob."""
+    fused_bank_mod_precision: Literal["auto", "ieee", "tf32x3", "tf32"] = "auto"
+    """Precision of the style-modulated bank's style and demodulation products in the fused kernel (auto: that
+    of its other products, fp32-accurate; tf32: one tensor-core pass)."""
 
     def validate(self) -> None:
         check_grid_levels(self)
@@ -75,6 +82,12 @@ class NFFBConfig:
         checks.positive("out_features", self.out_features)
         checks.positive("base_sigma", self.base_sigma)
         checks.non_negative("fused_bank_max_points", self.fused_bank_max_points, "0 = any number")
+        checks.non_negative("fused_bank_block", self.fused_bank_block, "0 = the kernel's default")
+        checks.non_negative("fused_bank_warps", self.fused_bank_warps, "0 = the kernel's default")
+        for name in ("fused_bank_block", "fused_bank_warps"):
+            value = getattr(self, name)
+            if value & (value - 1):
+                raise ValueError(f"{name.replace('_', '-')} {value}: must be 0 or a power of two")
         checks.positive("exp_sigma", self.exp_sigma)
         checks.positive("w0", self.w0)
 
@@ -206,6 +219,13 @@ class NFFB(Encoding):
         `knobs`: the kernel's tuning arguments (`filter_bank_forward`'s block, precision, num_warps)."""
         from nsr.accel.nffb_triton import filter_bank_forward
 
+        config = self.config
+        if config.fused_bank_block:
+            knobs.setdefault("block", config.fused_bank_block)
+        if config.fused_bank_warps:
+            knobs.setdefault("num_warps", config.fused_bank_warps)
+        if config.fused_bank_mod_precision != "auto" and "styles" in self._fused_extras():
+            knobs.setdefault("mod_precision", config.fused_bank_mod_precision)
         return filter_bank_forward(
             x,
             grid_features,
