@@ -5,7 +5,7 @@
 #   bash benchmarks/device/untested.sh tests   the GPU tests (fused filter bank, the step as one CUDA graph
 #       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
 #       then the fused bank's kernel alone against the PyTorch bank at the sizes a training step evaluates
-#       (2048 to 65,536 points; the weights are read coalesced since the last timing)
+#       (12,288 and 65,536 points; 128 points a program, where both kernels use Hopper's wgmma, untimed so far)
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
@@ -32,8 +32,8 @@ tests)
     timeout 300 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/encodings/test_hashgrid.py \
         tests/engine/test_graph_step.py tests/renderers/test_tracer.py tests/models > "$OUT/gpu_tests.log" 2>&1
     tail -5 "$OUT/gpu_tests.log"
-    timeout 240 python3 benchmarks/bench_fused_bank.py --points 2048 20480 65536 --blocks 16 32 --precisions tf32x3 \
-        --warps 4 8 --json "$OUT/bench_fused_bank.json"
+    timeout 240 python3 benchmarks/bench_fused_bank.py --points 12288 65536 --blocks 16 64 128 --precisions tf32x3 \
+        --warps 4 8 --repeats 10 --json "$OUT/bench_fused_bank.json"
     ;;
 tracer)
     timeout 150 python3 -m pytest -q -rf -p no:cacheprovider tests/engine/test_graph_step.py tests/renderers/test_tracer.py \
