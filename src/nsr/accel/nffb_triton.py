@@ -137,8 +137,8 @@ def filter_bank_forward(
     (L, H, H) weights and (L, H) biases of the L injected layers, `heads` (V (L, H, O), c (L, O)); with
     `styles` (stacked (L, H, H), (L, H) affine maps) the layers are modulated, with `attention` ((L, D + L F),
     (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
-    program (None: 16 for the style-modulated bank, 2.6x faster than 32 at 20,480 points on an H200;
-    32 for the plain bank, as its training steps were timed; benchmarks/RESULTS.md), `precision` of the
+    program (None: 16, for the style-modulated bank 2.6x faster than 32 at 20,480 points on an H200, for the
+    plain one 1.2-1.4x faster at 12,288 and 65,536 points; benchmarks/RESULTS.md), `precision` of the
     products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core
     passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere), `mod_precision`
     that of the style-modulated bank's style and demodulation products (None: `precision`; "tf32", one
@@ -153,7 +153,7 @@ def filter_bank_forward(
     if num_warps is None:  # the style-modulated bank: 8 (graphed step 20.4 against 22.4 ms with 4, H200)
         num_warps = 8 if styles is not None else 4
     if block is None:
-        block = 16 if styles is not None else 32
+        block = 16
     n, d = x.shape
     levels, feats, hidden = projections.shape
     out_features = heads[0].shape[2]
