@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from batch_helpers import make_scenes, write_jobs
 
 from nsr.batch import JobsError, build_config, load_runs
@@ -150,3 +153,21 @@ def test_cull_masks_takes_a_dilation_or_auto(scenes_root):
     for value in (3, "auto"):
         jobs_file = write_jobs(scenes_root / f"cull_{value}.yaml", scenes=["a"], cull_masks=value)
         assert load_jobs(jobs_file).cull_masks == value
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    sorted(p.name for p in (Path(__file__).parents[2] / "benchmarks" / "experiments").glob("*.yaml")),
+)
+def test_every_experiment_file_gives_valid_configs(experiment, scenes_root, tmp_path):
+    """The device sessions' experiment files stay valid as the configs change: every run's preset, variant
+    and overrides build a config (their scenes, absent here, replaced by the tiny one)."""
+    data = yaml.safe_load((Path(__file__).parents[2] / "benchmarks" / "experiments" / experiment).read_text())
+    data["scenes"] = [str(scenes_root / "a")]
+    data.pop("gt_meshes", None)
+    jobs_file = tmp_path / experiment
+    jobs_file.write_text(yaml.safe_dump(data))
+    _, specs = load_runs(jobs_file)
+    assert specs
+    for spec in {(s.preset, s.variant): s for s in specs}.values():  # one run of each preset and variant
+        build_config(spec)
