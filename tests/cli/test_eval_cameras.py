@@ -85,6 +85,17 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
     given = json.loads(nsr("eval", run, "--device", "cpu", "--json", "--mesh", tmp_path / "run_mesh.ply",
                            "--gt-mesh", tiny_scene / "gt_mesh.ply", "--num-samples", "20000").stdout)  # fmt: skip
     assert given["chamfer"] == pytest.approx(result["chamfer"], rel=1e-3)
+    # Culled by the scene's masks: dilated by DTU's 12 px scaled to the masks' width unless told otherwise.
+    from PIL import Image
+
+    from nsr.metrics.geometry import auto_dilation
+
+    width = Image.open(sorted((tiny_scene / "mask").iterdir())[0]).size[0]
+    for extra, dilation in (((), auto_dilation(width)), (("--cull-dilation", "0"), 0)):
+        culled = json.loads(nsr("eval", run, "--device", "cpu", "--json", "--mesh", tmp_path / "run_mesh.ply",
+                                "--gt-mesh", tiny_scene / "gt_mesh.ply", "--num-samples", "20000",
+                                "--cull", "masks", *extra).stdout)  # fmt: skip
+        assert culled["cull"] == f"masks (dilation {dilation} px)" and np.isfinite(culled["chamfer"])
 
     # A camera path through the run's own (trained) poses.
     nsr("render", run, "--frames", "2", "--device", "cpu", "--out", tmp_path / "orbit")
