@@ -96,6 +96,9 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
                                 "--gt-mesh", tiny_scene / "gt_mesh.ply", "--num-samples", "20000",
                                 "--cull", "masks", *extra).stdout)  # fmt: skip
         assert culled["cull"] == f"masks (dilation {dilation} px)" and np.isfinite(culled["chamfer"])
+    printed = nsr("eval", run, "--device", "cpu", "--mesh", tmp_path / "run_mesh.ply", "--gt-mesh",
+                  tiny_scene / "gt_mesh.ply", "--num-samples", "20000", "--cull", "masks").stdout  # fmt: skip
+    assert f"culled by the scene's masks (dilation {auto_dilation(width)} px)" in printed
 
     # A camera path through the run's own (trained) poses.
     nsr("render", run, "--frames", "2", "--device", "cpu", "--out", tmp_path / "orbit")

@@ -284,10 +284,12 @@ def _section_dtu(args: EvalArgs, ctx: Context) -> dict | None:
 
     print(f"DTU scan {args.scan}: reading the ground truth, thinning and measuring ...", flush=True)
     gt = load_dtu_ground_truth(args.dtu_gt, args.scan)
-    result = evaluate_dtu_mesh(ctx.mesh(), gt, density=args.dtu_density, seed=args.seed, keep=ctx.culling())
+    keep = ctx.culling()
+    result = evaluate_dtu_mesh(ctx.mesh(), gt, density=args.dtu_density, seed=args.seed, keep=keep)
     d2s, s2d = save_error_clouds(result, ctx.out, args.scan)
     metrics = result.as_dict()
     metrics.update({"dtu_scan": args.scan, "dtu_error_clouds": [str(d2s), str(s2d)]})
+    metrics["cull"] = "none" if keep is None else f"masks (dilation {keep.dilation} px)"
     write_json(metrics, ctx.out / "dtu.json")
     return metrics
 
@@ -376,4 +378,6 @@ def _print_human(result: dict, out: Path) -> None:
             f"DTU scan {result['dtu_scan']}: accuracy {result['dtu_accuracy']:.3f} mm, completeness "
             f"{result['dtu_completeness']:.3f} mm, overall {result['dtu_overall']:.3f} mm"
         )
+    if result.get("cull", "none") != "none":
+        print(f"geometry samples culled by the scene's {result['cull']}")
     print(f"wrote {out}/summary.json")
