@@ -144,10 +144,7 @@ def main() -> None:
         if args.cull_masks is not None:
             from nsr.metrics.geometry import MaskCulling
 
-            dilation = None if args.cull_masks == "auto" else int(args.cull_masks)
-            keep = MaskCulling(
-                scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), dilation
-            )
+            keep = MaskCulling.from_scene(scene, None if args.cull_masks == "auto" else int(args.cull_masks))
     errors = mesh_errors(pred, gt, centres, args.samples, keep=keep, far_out=args.far)
     result = {"pred": str(args.pred), **errors}
     print(json.dumps(result))

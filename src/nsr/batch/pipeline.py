@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import trimesh
 
@@ -356,9 +355,8 @@ def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: R
         from nsr.metrics.geometry import MaskCulling
 
         scene = load_scene(spec.scene)
-        dilation = None if spec.cull_masks == "auto" else spec.cull_masks
-        keep = MaskCulling(scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), dilation)
-        cull = f"masks (dilation {keep.dilation} px)"
+        keep = MaskCulling.from_scene(scene, None if spec.cull_masks == "auto" else spec.cull_masks)
+        cull = keep.describe()
     metrics = mesh_metrics(mesh, load_reference(spec.gt_mesh), num_samples=spec.geometry_samples, keep=keep)
     metrics.update({"gt_mesh": spec.gt_mesh, "cull": cull})
     write_json(metrics, out / "geometry.json")

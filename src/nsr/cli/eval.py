@@ -200,10 +200,7 @@ class Context:
     def culling(self) -> MaskCulling | None:
         if self.args.cull == "none":
             return None
-        scene = self.gt_scene()
-        return MaskCulling(
-            scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), self.args.cull_dilation
-        )
+        return MaskCulling.from_scene(self.gt_scene(), self.args.cull_dilation)
 
 
 def _load_mesh(path: Path) -> trimesh.Trimesh:
@@ -270,7 +267,7 @@ def _section_geometry(args: EvalArgs, ctx: Context) -> dict | None:
     metrics = mesh_metrics(
         mesh, gt, num_samples=args.num_samples, threshold=args.threshold, seed=args.seed, keep=keep
     )
-    metrics["cull"] = "none" if keep is None else f"masks (dilation {keep.dilation} px)"
+    metrics["cull"] = "none" if keep is None else keep.describe()
     write_json(metrics, ctx.out / "geometry.json")
     return metrics
 
@@ -289,7 +286,7 @@ def _section_dtu(args: EvalArgs, ctx: Context) -> dict | None:
     d2s, s2d = save_error_clouds(result, ctx.out, args.scan)
     metrics = result.as_dict()
     metrics.update({"dtu_scan": args.scan, "dtu_error_clouds": [str(d2s), str(s2d)]})
-    metrics["cull"] = "none" if keep is None else f"masks (dilation {keep.dilation} px)"
+    metrics["cull"] = "none" if keep is None else keep.describe()
     write_json(metrics, ctx.out / "dtu.json")
     return metrics
 

@@ -296,6 +296,15 @@ class MaskCulling:
             np.eye(4) if to_camera_frame is None else np.asarray(to_camera_frame, np.float64)
         )
 
+    @classmethod
+    def from_scene(cls, scene, dilation: int | None = None) -> MaskCulling:
+        """The culling of a loaded scene (`SceneData`: its cameras and masks; points in world units)."""
+        return cls(scene.intrinsics, scene.c2w, scene.masks, np.linalg.inv(scene.scale_mat), dilation)
+
+    def describe(self) -> str:
+        """How the samples were culled, for the metrics' JSON: `masks (dilation N px)`."""
+        return f"masks (dilation {self.dilation} px)"
+
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """(M, 3) -> (M,) bool keep."""
         p = (
