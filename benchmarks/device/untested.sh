@@ -19,6 +19,9 @@
 #       (benchmarks/experiments/neus_room.yaml: the preset and the recipe before, 120 s alone, about 7 minutes with
 #       each mesh taken apart by mesh_errors.py, culled as the bar's protocol and, to compare, without dilation);
 #       generates .data/spot_room first unless it was carried (needs .data/meshes/spot_cow)
+#   bash benchmarks/device/untested.sh bandwidth  issue 15's last number: DRAM bytes, GPU time and the fraction of the
+#       memory bandwidth a step reaches, from Nsight Compute's counters (benchmarks/step_bandwidth.py; untried on a
+#       GPU: if ncu refuses, its log's tail is printed), for the IDR and NeuS grid presets and the filter banks
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -101,6 +104,10 @@ hidden)
             | tee "$OUT/$name.hidden.jsonl"
     done
     ;;
+bandwidth)
+    timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene --presets hashgrid-fused neus-hashgrid-fused \
+        nffb-fused stylemod-nffb-fused --timeout 130 --json "$OUT/step_bandwidth.json" --keep-csv "$OUT/ncu"
+    ;;
 room)
     [ -d .data/spot_room ] || python3 -m nsr.cli.main data synth --mesh .data/meshes/spot_cow/cow.obj \
         --out .data/spot_room --backdrop room --spp 2 > /tmp/room_synth.log 2>&1
@@ -118,5 +125,5 @@ room)
             --cull-masks 0 | cut -c1-200
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|neus|hidden|room" >&2; exit 2 ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|bandwidth|neus|hidden|room" >&2; exit 2 ;;
 esac
