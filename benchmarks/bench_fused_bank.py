@@ -49,6 +49,13 @@ def main() -> None:
         default=["same"],
         help="precisions of the style-modulated bank's style and demodulation products (same: --precisions)",
     )
+    parser.add_argument(
+        "--max-registers",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="caps of a thread's registers (0: the compiler's)",
+    )
     parser.add_argument("--banks", nargs="+", default=["nffb-fused", "stylemod-nffb-fused"], help="presets")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--device", default="cuda")
@@ -77,9 +84,16 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
                 mods = args.mod_precisions if config.kind == "stylemod-nffb" else ["same"]
-                settings = itertools.product(args.blocks, args.precisions, args.warps, mods)
-                for block, precision, warps, mod in settings:
-                    knobs = {"block": block, "precision": precision, "num_warps": warps}
+                settings = itertools.product(
+                    args.blocks, args.precisions, args.warps, mods, args.max_registers
+                )
+                for block, precision, warps, mod, regs in settings:
+                    knobs = {
+                        "block": block,
+                        "precision": precision,
+                        "num_warps": warps,
+                        "max_registers": regs,
+                    }
                     if mod != "same":
                         knobs["mod_precision"] = mod
                     fused = functools.partial(bank.fused_forward, x, features, **knobs)
@@ -90,10 +104,10 @@ def main() -> None:
                         ms = timed(fused, args.repeats)
                     except Exception as failure:  # e.g. a block too large for the registers, tf32x3 on a CPU
                         rows.append({**base, "impl": "fused", "block": block, "precision": precision,
-                                     "mod": mod, "warps": warps, "failed": f"{type(failure).__name__}: {failure}"[:200]})  # fmt: skip
+                                     "mod": mod, "warps": warps, "max_registers": regs, "failed": f"{type(failure).__name__}: {failure}"[:200]})  # fmt: skip
                     else:
                         rows.append({**base, "impl": "fused", "block": block, "precision": precision,
-                                     "mod": mod, "warps": warps, "ms": round(ms, 3), "max_rel_error": error,
+                                     "mod": mod, "warps": warps, "max_registers": regs, "ms": round(ms, 3), "max_rel_error": error,
                                      "first_call_s": round(first_s, 2)})  # fmt: skip
                     print(json.dumps(rows[-1]), flush=True)
     if args.json:

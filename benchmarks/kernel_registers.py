@@ -39,7 +39,14 @@ def ptxas() -> Path:
 
 
 def compile_kernel(
-    arch: int, block: int, warps: int, styles: bool, precision: str, mod_precision: str, stages: int | None
+    arch: int,
+    block: int,
+    warps: int,
+    styles: bool,
+    precision: str,
+    mod_precision: str,
+    stages: int | None,
+    max_registers: int = 0,
 ) -> dict:
     """Compile one setting (the presets' widths: D 3, L 6, F 2, H 64, 64 outputs) and read its resources."""
     fn = nffb_triton._filter_bank_fwd
@@ -62,6 +69,7 @@ def compile_kernel(
         fn=fn, signature=signature, constexprs={(names.index(k),): v for k, v in constants.items()}
     )
     options = {"num_warps": warps} | ({"num_stages": stages} if stages else {})
+    options |= {"maxnreg": max_registers} if max_registers else {}
     ptx = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options).asm["ptx"]
     with tempfile.NamedTemporaryFile("w", suffix=".ptx") as file:
         file.write(ptx)
@@ -92,19 +100,29 @@ def main() -> None:
     parser.add_argument(
         "--stages", type=int, default=None, help="software-pipelining stages (Triton's default)"
     )
+    parser.add_argument(
+        "--max-registers", type=int, nargs="+", default=[0], help="caps of a thread's registers (0: none)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
-    for styles, block, warps, precision, mod in itertools.product(
-        (False, True), args.blocks, args.warps, args.precisions, args.mod_precisions
+    for styles, block, warps, precision, mod, regs in itertools.product(
+        (False, True), args.blocks, args.warps, args.precisions, args.mod_precisions, args.max_registers
     ):
         if mod != "same" and not styles:
             continue
         row = {"bank": "stylemod-nffb" if styles else "nffb", "block": block, "warps": warps,
-               "precision": precision, "mod": mod}  # fmt: skip
+               "precision": precision, "mod": mod, "max_registers": regs}  # fmt: skip
         try:
             row |= compile_kernel(
-                args.arch, block, warps, styles, precision, precision if mod == "same" else mod, args.stages
+                args.arch,
+                block,
+                warps,
+                styles,
+                precision,
+                precision if mod == "same" else mod,
+                args.stages,
+                regs,
             )
         except Exception as failure:  # e.g. a block the target cannot hold
             row["failed"] = f"{type(failure).__name__}: {failure}"[:200]

@@ -19,6 +19,9 @@
 #       (benchmarks/experiments/neus_room.yaml: the preset and the recipe before, 120 s alone, about 7 minutes with
 #       each mesh taken apart by mesh_errors.py, culled as the bar's protocol and, to compare, without dilation);
 #       generates .data/spot_room first unless it was carried (needs .data/meshes/spot_cow)
+#   bash benchmarks/device/untested.sh registers  issue 16's lever: the fused bank's kernel with a thread's registers
+#       capped (`fused_bank_max_registers`; compiled for sm_90 on a CPU the style kernel at 16 points and 8 warps
+#       fits 172 -> 128 registers without a spill: two programs an SM instead of one), alone and in graphed steps
 #   bash benchmarks/device/untested.sh bandwidth  issue 15's last number: DRAM bytes, GPU time and the fraction of the
 #       memory bandwidth a step reaches, from Nsight Compute's counters (benchmarks/step_bandwidth.py; untried on a
 #       GPU: if ncu refuses, its log's tail is printed), for the IDR and NeuS grid presets and the filter banks
@@ -104,6 +107,20 @@ hidden)
             | tee "$OUT/$name.hidden.jsonl"
     done
     ;;
+registers)
+    timeout 200 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py -m gpu > "$OUT/gpu_tests.log" 2>&1
+    tail -n 2 "$OUT/gpu_tests.log"
+    timeout 200 python3 benchmarks/bench_fused_bank.py --points 12288 65536 --blocks 16 --precisions tf32x3 \
+        --warps 4 8 --max-registers 0 96 128 168 --repeats 10 --json "$OUT/bench_registers.json" > /tmp/bench.log 2>&1
+    python3 -c "
+import json
+for r in json.load(open('$OUT/bench_registers.json')):
+    if r.get('impl') == 'fused': print(r['bank'], r['points'], r['block'], r['warps'], r['max_registers'], r.get('ms'), r.get('failed', ''))"
+    for regs in 0 128; do
+        timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+            --rays 2048 --steps 40 --set model.sdf.encoding.fused_bank_max_registers=$regs --json "$OUT/profile_regs$regs.json"
+    done
+    ;;
 bandwidth)
     timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene --presets hashgrid-fused neus-hashgrid-fused \
         nffb-fused stylemod-nffb-fused --timeout 130 --json "$OUT/step_bandwidth.json" --keep-csv "$OUT/ncu"
@@ -125,5 +142,5 @@ room)
             --cull-masks 0 | cut -c1-200
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|bandwidth|neus|hidden|room" >&2; exit 2 ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|registers|bandwidth|neus|hidden|room" >&2; exit 2 ;;
 esac

@@ -356,9 +356,9 @@ FUSED_CASES = [
 ]
 
 
-def fused_bank_parity(device: str, n: int = 333) -> list[float]:
+def fused_bank_parity(device: str, n: int = 333, **knobs) -> list[float]:
     """Largest |fused - torch| of each case in `FUSED_CASES`, relative to the output's largest value (the
-    reference runs the torch grid and bank; the kernel gets the same grid features)."""
+    reference runs the torch grid and bank; the kernel gets the same grid features and `knobs`)."""
     from nsr.accel.nffb_triton import filter_bank_forward  # noqa: F401 (Triton must import)
 
     errors = []
@@ -381,7 +381,7 @@ def fused_bank_parity(device: str, n: int = 333) -> list[float]:
                 p.add_(torch.randn_like(p) * 0.05 * p.abs().mean().clamp_min(1e-3))
             x = _points(n, radius=0.95).to(device)
             reference = enc(x)
-            fused = enc.fused_forward(x, enc.grid.level_features(x))
+            fused = enc.fused_forward(x, enc.grid.level_features(x), **knobs)
         assert fused.shape == reference.shape
         errors.append(((fused - reference).abs().max() / reference.abs().max()).item())
     return errors
@@ -394,6 +394,8 @@ def test_fused_bank_matches_the_torch_bank_under_the_triton_interpreter():
         __file__,
         "from test_nffb import fused_bank_parity\n"
         "errors = fused_bank_parity('cpu')\n"
+        "assert all(e < 1e-5 for e in errors), errors\n"
+        "errors = fused_bank_parity('cpu', n=40, max_registers=128)  # a GPU's cap, no effect here\n"
         "assert all(e < 1e-5 for e in errors), errors\n",
     )
 
@@ -427,6 +429,9 @@ def test_fused_bank_matches_the_torch_bank_on_the_gpu():
     pytest.importorskip("triton")
     errors = fused_bank_parity("cuda", n=50_000)
     assert all(e < 1e-5 for e in errors), errors
+    # registers capped below what the compiler takes (the style-modulated kernel's 172 at 16 points, 8 warps)
+    capped = fused_bank_parity("cuda", n=50_000, block=16, num_warps=8, max_registers=128)
+    assert all(e < 1e-5 for e in capped), capped
 
 
 @pytest.mark.gpu
@@ -479,8 +484,8 @@ def test_a_failing_fused_kernel_leaves_the_pytorch_trunk_with_a_warning(monkeypa
 
 @pytest.mark.parametrize("kind", ["nffb", "stylemod-nffb"])
 def test_the_fused_bank_knobs_of_the_config_reach_the_kernel(monkeypatch, kind):
-    """`fused_bank_block` / `_warps` / `_mod_precision` are passed on (0 / auto: the kernel's defaults); the
-    modulation's precision only to the style-modulated bank, the only one with such products."""
+    """`fused_bank_block` / `_warps` / `_mod_precision` / `_max_registers` are passed on (0 / auto: the kernel's
+    defaults); the modulation's precision only to the style-modulated bank, the only one with such products."""
     import nsr.accel.nffb_triton as kernel
 
     seen = []
@@ -488,16 +493,18 @@ def test_the_fused_bank_knobs_of_the_config_reach_the_kernel(monkeypatch, kind):
     cls = NFFBConfig if kind == "nffb" else StyleModNFFBConfig
     base = {**SMALL, "hidden_dim": 64, "out_features": 64}
     x = _points(20)
-    for fields in ({}, {"fused_bank_block": 32, "fused_bank_warps": 8, "fused_bank_mod_precision": "tf32"}):
+    knobs = {"fused_bank_block": 32, "fused_bank_warps": 8, "fused_bank_mod_precision": "tf32"}
+    for fields in ({}, {**knobs, "fused_bank_max_registers": 128}):
         enc = cls(**base, **fields, backend="torch").build(3)
         enc.fused_forward(x, enc.grid.level_features(x))
-    tuned = {"block": 32, "num_warps": 8} | ({"mod_precision": "tf32"} if kind == "stylemod-nffb" else {})
-    assert [{k: v for k, v in s.items() if k in ("block", "num_warps", "mod_precision")} for s in seen] == [
-        {},
-        tuned,
-    ]
+    tuned = {"block": 32, "num_warps": 8, "max_registers": 128}
+    tuned |= {"mod_precision": "tf32"} if kind == "stylemod-nffb" else {}
+    names = ("block", "num_warps", "mod_precision", "max_registers")
+    assert [{k: v for k, v in s.items() if k in names} for s in seen] == [{}, tuned]
     with pytest.raises(ValueError, match="fused-bank-block 24: must be 0 or a power of two"):
         cls(**base, fused_bank_block=24).validate()
+    with pytest.raises(ValueError, match="fused-bank-max-registers 300: must be 0"):
+        cls(**base, fused_bank_max_registers=300).validate()
 
 
 @needs_triton
@@ -516,3 +523,6 @@ def test_kernel_registers_compiles_the_fused_bank_for_a_gpu_without_one():
     row = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None)
     assert 0 < row["registers"] <= 255 and row["spill_stores"] >= 0
     assert row["mma"] + row["wgmma"] > 0  # the levels' products are tensor-core instructions
+    if row["registers"] > 96:  # a cap (PTX's .maxnreg) holds
+        capped = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None, max_registers=96)
+        assert capped["registers"] <= 96 and capped["mma"] == row["mma"]

@@ -130,6 +130,7 @@ def filter_bank_forward(
     precision: str | None = None,
     mod_precision: str | None = None,
     num_warps: int | None = None,
+    max_registers: int | None = None,
 ) -> torch.Tensor:
     """The filter bank's output (N, D * include_input + O) from points x (N, D) and grid features (N, L, F).
 
@@ -143,8 +144,11 @@ def filter_bank_forward(
     passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere), `mod_precision`
     that of the style-modulated bank's style and demodulation products (None: `precision`; "tf32", one
     tensor-core pass, trades accuracy for time) and `num_warps` (None: 8 for the style-modulated bank, 4
-    for the plain one) are tuning knobs (`benchmarks/bench_fused_bank.py`; registers and spills of a setting
-    without a GPU: `benchmarks/kernel_registers.py`).
+    for the plain one) and `max_registers` (None: the compiler's choice; a cap, PTX's `.maxnreg`, lets more
+    programs share a multiprocessor at the risk of spills: the style-modulated kernel at 16 points and 8
+    warps takes 172 registers and fits in 128 without a spill, which doubles its resident programs) are
+    tuning knobs (`benchmarks/bench_fused_bank.py`; registers and spills of a setting without a GPU:
+    `benchmarks/kernel_registers.py`).
     """
     if precision is None:
         precision = "tf32x3" if x.is_cuda else "ieee"
@@ -184,6 +188,7 @@ def filter_bank_forward(
         D=d, L=levels, LP=max(2, 1 << math.ceil(math.log2(levels))), F=feats, H=hidden, OUT=out_features,
         MOD=styles is not None, ATT=attention is not None, INCLUDE=include_input, BLOCK=block,
         PRECISION=precision, MOD_PRECISION=mod_precision, num_warps=num_warps,
+        **({"maxnreg": max_registers} if max_registers else {}),
     )  # fmt: skip
     return out
 

@@ -72,6 +72,8 @@ class NFFBConfig:
     """Points per program of the fused bank's kernel (0: its default, `nsr.accel.nffb_triton`); a tuning knob."""
     fused_bank_warps: int = 0
     """Warps per program of the fused bank's kernel (0: its default); a tuning knob."""
+    fused_bank_max_registers: int = 0
+    """Registers a thread of the fused bank's kernel may use (0: the compiler's choice); a tuning knob."""
     fused_bank_mod_precision: Literal["auto", "ieee", "tf32x3", "tf32"] = "auto"
     """Precision of the style-modulated bank's style and demodulation products in the fused kernel (auto: that
     of its other products, fp32-accurate; tf32: one tensor-core pass)."""
@@ -84,6 +86,11 @@ class NFFBConfig:
         checks.non_negative("fused_bank_max_points", self.fused_bank_max_points, "0 = any number")
         checks.non_negative("fused_bank_block", self.fused_bank_block, "0 = the kernel's default")
         checks.non_negative("fused_bank_warps", self.fused_bank_warps, "0 = the kernel's default")
+        if self.fused_bank_max_registers and not 24 <= self.fused_bank_max_registers <= 255:
+            raise ValueError(
+                f"fused-bank-max-registers {self.fused_bank_max_registers}: must be 0 (the compiler's choice) "
+                "or 24 to 255"
+            )
         for name in ("fused_bank_block", "fused_bank_warps"):
             value = getattr(self, name)
             if value & (value - 1):
@@ -216,7 +223,8 @@ class NFFB(Encoding):
 
     def fused_forward(self, x: torch.Tensor, grid_features: torch.Tensor, **knobs) -> torch.Tensor:
         """The bank's output from x (N, D) and its grid features (N, L, F) by the fused kernel (forward only);
-        `knobs`: the kernel's tuning arguments (`filter_bank_forward`'s block, precision, num_warps)."""
+        `knobs`: the kernel's tuning arguments (`filter_bank_forward`'s block, precision, num_warps,
+        max_registers)."""
         from nsr.accel.nffb_triton import filter_bank_forward
 
         config = self.config
@@ -224,6 +232,8 @@ class NFFB(Encoding):
             knobs.setdefault("block", config.fused_bank_block)
         if config.fused_bank_warps:
             knobs.setdefault("num_warps", config.fused_bank_warps)
+        if config.fused_bank_max_registers:
+            knobs.setdefault("max_registers", config.fused_bank_max_registers)
         if config.fused_bank_mod_precision != "auto" and "styles" in self._fused_extras():
             knobs.setdefault("mod_precision", config.fused_bank_mod_precision)
         return filter_bank_forward(
