@@ -35,6 +35,7 @@ from nsr.encodings.hashgrid import HashGrid
 from nsr.encodings.nffb import NFFB
 from nsr.engine.trainer import Trainer
 from nsr.models import RayBatch
+from nsr.renderers.sphere_tracing import SphereTracer
 
 
 class Counter:
@@ -131,7 +132,14 @@ def main() -> None:
     )
     parser.add_argument("--rays", type=int, default=256)
     parser.add_argument("--fused-bank", action="store_true", help="filter banks without gradient: the kernel")
+    parser.add_argument(
+        "--two-calls-a-step",
+        action="store_true",
+        help="the static trace as before 2026-12-05 day 2: each sphere-tracing step calls the SDF again at its "
+        "new depths instead of reading them from the back-off's batch",
+    )
     args = parser.parse_args()
+    SphereTracer.values_from_back_off = not args.two_calls_a_step
     HashGrid.level_features = fused_grid
     if args.fused_bank:
         forward = NFFB.fused_forward

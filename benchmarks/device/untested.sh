@@ -9,9 +9,9 @@
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
-#   bash benchmarks/device/untested.sh tracer  the static trace's two dense searches in one SDF call: the GPU
-#       tests of the trace and of the graphed step, then graphed step times of the grid and filter-bank
-#       presets with it (mask_samples 100 = num_samples) and without (mask_samples 99: two SDF calls)
+#   bash benchmarks/device/untested.sh tracer  the static trace's steps reading the SDF at their new depths from
+#       the back-off's batch (one SDF call a step instead of two): the GPU tests of the trace and of the
+#       graphed step, then graphed step times of the grid and filter-bank presets with it and without
 #   bash benchmarks/device/untested.sh hidden  what NeuS's surface beyond what the cameras see is (issue 14):
 #       benchmarks/experiments/neus_hidden.yaml (the preset and the recipe before, 120 s alone), then
 #       neus_probe.py and neus_hidden_surface.py on each run (closing sweep, far samples and the mesh as npz)
@@ -45,10 +45,14 @@ tracer)
     timeout 150 python3 -m pytest -q -rf -p no:cacheprovider tests/engine/test_graph_step.py tests/renderers/test_tracer.py \
         tests/models -m gpu > "$OUT/gpu_tests.log" 2>&1
     tail -n 3 "$OUT/gpu_tests.log"
-    for samples in 100 99 100; do
-        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused nffb-fused \
-            stylemod-nffb-fused --rays 2048 --steps 40 --set model.tracer.mask_samples=$samples \
-            --json "$OUT/profile_mask$samples.$SECONDS.json"
+    for reuse in True False True; do  # the static trace's steps reading their SDF values from the back-off batch
+        timeout 150 python3 -c "
+import runpy, sys
+from nsr.renderers.sphere_tracing import SphereTracer
+SphereTracer.values_from_back_off = $reuse
+sys.argv = ['profile_step.py', '--scene', '$scene', '--presets', 'hashgrid-fused', 'nffb-fused', 'stylemod-nffb-fused',
+            '--rays', '2048', '--steps', '40', '--json', '$OUT/profile_reuse$reuse.$SECONDS.json']
+runpy.run_path('benchmarks/profile_step.py', run_name='__main__')"
     done
     python3 -c "
 import glob, json

@@ -228,6 +228,43 @@ def test_static_back_off_in_one_batch_matches_the_sequential_back_off(line_steps
     assert not torch.equal(plain.hit, static.hit)
 
 
+@pytest.mark.parametrize("line_steps", [0, 3])
+def test_static_steps_take_their_sdf_values_from_the_back_off_batch(line_steps):
+    """Each static sphere-tracing step reads the SDF at its new depths from the back-off's batch (which
+    now also holds the last halving) instead of calling the SDF again: bit for bit the same trace, with the
+    same SDF queries in one call a step instead of two."""
+
+    def steep(x):  # steps land inside, so the back-off chooses among its halvings
+        return (1.3 if line_steps else 1.0) * _torus(x)
+
+    gen = torch.Generator().manual_seed(3)
+    targets = (torch.rand(400, 3, generator=gen) - 0.5) * 1.4
+    o, d = rays_towards(targets.tolist(), origin=(0.3, 0.2, -2.5))
+    mask = torch.rand(400, generator=gen) > 0.3
+    config = SphereTracerConfig(mode="static", line_step_iters=line_steps, num_samples=32, mask_samples=32)
+    results, calls, queries = [], [], []
+    for reuse in (True, False):
+        tracer = SphereTracer(config)
+        tracer.values_from_back_off = reuse
+        counted = []
+
+        def sdf(x, counted=counted):
+            counted.append(len(x))
+            return steep(x)
+
+        torch.manual_seed(5)
+        results.append(tracer.trace(sdf, o, d, mask))
+        calls.append(len(counted))
+        queries.append(sum(counted))
+    reused, called = results
+    assert reused.hit.sum() > 100
+    assert torch.equal(reused.hit, called.hit) and torch.equal(reused.depth, called.depth)
+    assert torch.equal(reused.min_points, called.min_points)
+    # without halvings the step's one call was already the SDF at its new depths
+    assert calls[1] - calls[0] == (config.sphere_tracing_iters if line_steps else 0)
+    assert queries[0] == queries[1]
+
+
 def test_graphed_trace_refuses_compact_mode():
     from nsr.renderers import GraphedTrace
 

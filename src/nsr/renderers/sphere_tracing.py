@@ -118,6 +118,10 @@ class SphereTracer:
     """Static mode: the sampler's and the mask loss's dense searches in one SDF call (same result; off
     only to test that)."""
 
+    values_from_back_off = True
+    """Static mode: each sphere-tracing step takes the SDF at its new depths from the back-off's batch,
+    which evaluates them anyway, instead of a second SDF call (same result; off only to test that)."""
+
     def __init__(self, config: SphereTracerConfig) -> None:
         self.config = config
 
@@ -319,13 +323,22 @@ class SphereTracer:
         t = torch.cat([near, far])
         sign = torch.cat([torch.ones_like(near), -torch.ones_like(far)])
         active = in_sphere.repeat(2)
+        values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
         for it in range(cfg.sphere_tracing_iters + 1):
-            values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
             values = torch.where(values <= cfg.sdf_threshold, torch.zeros_like(values), values)
             active = active & (values > 0) & (t[:n] < t[n:]).repeat(2)
             if it == cfg.sphere_tracing_iters:
                 break
-            t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t + sign * values, sign, values), t)
+            if self.values_from_back_off:  # one SDF call a step: the back-off's batch holds the new depths
+                t_next, v_next = self._back_off_static(
+                    sdf_fn, o2, d2, t + sign * values, sign, values, with_values=True
+                )
+                t, values = torch.where(active, t_next, t), torch.where(active, v_next, values)
+            else:
+                t = torch.where(
+                    active, self._back_off_static(sdf_fn, o2, d2, t + sign * values, sign, values), t
+                )
+                values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
         t_start, t_end = t[:n], t[n:]
         unfinished = active[:n] & (t_start < t_end)
         hit = in_sphere & (t_start < t_end)
@@ -377,30 +390,36 @@ class SphereTracer:
         searched = points[torch.arange(len(z), device=z.device), values.argmin(dim=1)]
         return s_depth, s_hit, s_min, searched
 
-    def _back_off_static(self, sdf_fn, origins, directions, t_new, sign, step):
+    def _back_off_static(self, sdf_fn, origins, directions, t_new, sign, step, with_values=False):
         """The back-off of `_sphere_trace` with its SDF queries in one batch: the depths after 0, 1, ..
         `line_step_iters` - 1 halvings do not depend on what the SDF says at them, so all are evaluated
         at once and each front takes the first that does not land inside (or the last halving). The same
         depths as the sequential loop, with one SDF call instead of `line_step_iters` (a step captured as a
-        CUDA graph is bound by its number of kernels)."""
+        CUDA graph is bound by its number of kernels).
+
+        `with_values`: also the SDF at the chosen depths, (depths, values), the last halving evaluated in
+        the same batch, so that the next sphere-tracing step needs no SDF call of its own."""
         cfg = self.config
-        if cfg.line_step_iters == 0:
-            return t_new
+        steps = cfg.line_step_iters
         candidates = [t_new]
-        for k in range(cfg.line_step_iters):
+        for k in range(steps):
             candidates.append(candidates[-1] - sign * ((1 - cfg.line_search_step) / 2**k * step))
-        tried = torch.cat(candidates[:-1])
+        tried = candidates if with_values else candidates[:-1]
+        if not tried:
+            return t_new
         values = _eval(
             sdf_fn,
-            origins.repeat(cfg.line_step_iters, 1)
-            + directions.repeat(cfg.line_step_iters, 1) * tried[:, None],
+            origins.repeat(len(tried), 1) + directions.repeat(len(tried), 1) * torch.cat(tried)[:, None],
             cfg.chunk_size,
-        )
-        inside = (values < 0).view(cfg.line_step_iters, -1)
+        ).view(len(tried), -1)
+        inside = values[:steps] < 0
         chosen = candidates[-1]
-        for k in reversed(range(cfg.line_step_iters)):
+        chosen_values = values[-1] if with_values else None
+        for k in reversed(range(steps)):
             chosen = torch.where(inside[k], chosen, candidates[k])
-        return chosen
+            if with_values:
+                chosen_values = torch.where(inside[k], chosen_values, values[k])
+        return (chosen, chosen_values) if with_values else chosen
 
 
 class GraphedTrace:
