@@ -1,6 +1,6 @@
 """The filter bank's trunk in one Triton kernel, for evaluations that take no gradient.
 
-Sphere tracing evaluates the SDF some forty times per training step without a gradient, and in the
+Sphere tracing evaluates the SDF some twenty times per training step without a gradient, and in the
 plain PyTorch bank every evaluation is 40-70 small kernels (the first sine layer, L Fourier embeddings,
 L trunk layers, the style modulation and level attention of `stylemod-nffb`, the heads): on a large GPU
 the step is bound by their number (benchmarks/RESULTS.md, "Step time and GPU use"). This kernel computes
