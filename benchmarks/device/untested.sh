@@ -16,8 +16,8 @@
 #       benchmarks/experiments/neus_hidden.yaml (the preset and the recipe before, 120 s alone), then
 #       neus_probe.py and neus_hidden_surface.py on each run (closing sweep, far samples and the mesh as npz)
 #   bash benchmarks/device/untested.sh room  the last bar of issue 14: NeuS on Spot in a textured room without masks
-#       (benchmarks/experiments/neus_room.yaml: the preset and the recipe before, 120 s alone, about 7 minutes with
-#       each mesh taken apart by mesh_errors.py, culled as the bar's protocol and, to compare, without dilation);
+#       (benchmarks/experiments/neus_room.yaml: the preset, 120 s alone, about 4-5 minutes with its mesh taken
+#       apart by mesh_errors.py, culled as the bar's protocol and, to compare, without dilation);
 #       generates .data/spot_room first unless it was carried (needs .data/meshes/spot_cow)
 #   bash benchmarks/device/untested.sh registers  issue 16's lever: the fused bank's kernel with a thread's registers
 #       capped (`fused_bank_max_registers`; compiled for sm_90 on a CPU the style kernel at 16 points and 8 warps
@@ -132,7 +132,7 @@ bandwidth)
 room)
     [ -d .data/spot_room ] || python3 -m nsr.cli.main data synth --mesh .data/meshes/spot_cow/cow.obj \
         --out .data/spot_room --backdrop room --spp 2 > /tmp/room_synth.log 2>&1
-    timeout 380 python3 -m nsr.cli.main batch benchmarks/experiments/neus_room.yaml --address local --out /tmp/room \
+    timeout 250 python3 -m nsr.cli.main batch benchmarks/experiments/neus_room.yaml --address local --out /tmp/room \
         > /tmp/room.log 2>&1
     echo "batch rc $? at $SECONDS s"; tail -n 2 /tmp/room.log
     cp /tmp/room/results.json "$OUT/neus_room.json"
