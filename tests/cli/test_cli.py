@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+from nsr.config import get_preset
 from nsr.engine.checkpoint import load_checkpoint
 
 SMALL = [
@@ -138,6 +139,21 @@ def test_demo_smoke(tmp_path):
     assert "at step 3" in result.stdout and "resuming" in result.stdout
     assert "already measured at step 3" in result.stdout and "% of the GT bbox diagonal" in result.stdout
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text()) == metrics
+
+
+def test_demo_takes_a_time_limit(tmp_path):
+    """`nsr demo --max-seconds S`: the run stops after S seconds of training or its steps, whichever comes
+    first (its schedules follow the run's length), and an interrupted demo is resumed with the same limit."""
+    from nsr.cli.demo import DemoArgs, demo_config, resume_command
+
+    args = DemoArgs(out=tmp_path / "demo", max_seconds=90)
+    config = demo_config(args, tmp_path / "scene")
+    assert config.max_seconds == 90 and config.steps == get_preset("demo").steps
+    assert config.data.path == tmp_path / "scene"
+    assert resume_command(args) == f"nsr demo --out {tmp_path / 'demo'} --max-seconds 90"
+    assert demo_config(DemoArgs(out=tmp_path), tmp_path).max_seconds == 0  # no limit by default
+    result = nsr("demo", "--out", tmp_path / "x", "--max-seconds", "-1", check=False)
+    assert result.returncode != 0 and "max-seconds" in result.stderr
 
 
 def test_demo_measures_again_only_what_changed(tmp_path):

@@ -39,6 +39,9 @@ class DemoArgs:
     """Output folder."""
     steps: int | None = None
     """Override the number of training steps (default: the preset's)."""
+    max_seconds: float = 0.0
+    """Stop training after this many seconds of training time (0: no limit), whichever of it and the steps
+    comes first; the schedules follow the run's length, so a shortened demo still ends annealed."""
     resolution: int = 256
     """Marching-cubes resolution of the exported mesh."""
     device: str = "auto"
@@ -49,6 +52,7 @@ class DemoArgs:
     def validate(self) -> None:
         if self.steps is not None:
             checks.positive("steps", self.steps)
+        checks.non_negative("max_seconds", self.max_seconds, "0 = no limit")
         checks.at_least("resolution", self.resolution, 2)
         checks.device("device", self.device)
         checks.non_negative("seed", self.seed)
@@ -72,18 +76,13 @@ def _run(args: DemoArgs) -> int:
             bar.close()
     print(f"scene: {scene_dir} ({time.perf_counter() - t0:.0f} s)")
 
-    config = get_preset("demo")
-    config.data.path = scene_dir
-    config.device = args.device
-    config.seed = args.seed
-    if args.steps is not None:
-        config.steps = args.steps
+    config = demo_config(args, scene_dir)
     scene = load_idr_scene(scene_dir)
     trainer = Trainer(config, scene, args.out / "run")
     try:
         train_with_progress(trainer, resume=True)
     except TrainingInterrupted as err:
-        err.resume_command = f"nsr demo --out {args.out}" + (f" --steps {args.steps}" if args.steps else "")
+        err.resume_command = resume_command(args)
         raise
 
     done = _finished_metrics(args, trainer.step)
@@ -142,6 +141,28 @@ def _run(args: DemoArgs) -> int:
 
     _print_summary(args, metrics)
     return 0
+
+
+def demo_config(args: DemoArgs, scene_dir: Path):
+    """The `demo` preset's TrainConfig for the generated scene in `scene_dir`, with the arguments' overrides."""
+    config = get_preset("demo")
+    config.data.path = scene_dir
+    config.device = args.device
+    config.seed = args.seed
+    if args.steps is not None:
+        config.steps = args.steps
+    config.max_seconds = args.max_seconds
+    return config
+
+
+def resume_command(args: DemoArgs) -> str:
+    """The command that goes on with an interrupted demo (the same length of run)."""
+    command = f"nsr demo --out {args.out}"
+    if args.steps:
+        command += f" --steps {args.steps}"
+    if args.max_seconds:
+        command += f" --max-seconds {args.max_seconds:g}"
+    return command
 
 
 def _finished_metrics(args: DemoArgs, step: int) -> dict | None:
