@@ -1,6 +1,7 @@
 """Markdown tables of one or more `nsr batch` outputs: per (scene, preset, variant, budget), the mean, min and
 max over seeds of Chamfer (% of the GT diagonal), held-out PSNR in the mask and it/s, and the camera errors
-where cameras were trained; with `--by-batch`, one row per output folder (wall time, scenes per hour).
+where cameras were trained, each row dated (UTC day the batch started) and naming its card, as
+benchmarks/RESULTS.md keeps them; with `--by-batch`, one row per output folder (wall time, scenes per hour).
 
     python benchmarks/summarize.py OUT [OUT ...] [--by-batch]
 """
@@ -8,6 +9,7 @@ where cameras were trained; with `--by-batch`, one row per output folder (wall t
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
 from collections import defaultdict
@@ -37,21 +39,45 @@ def largest(values: list, digits: int) -> str:
     return f"{max(values):.{digits}f}" if values else "-"
 
 
+def card(device: str | None) -> str:
+    """A run's device as a table names it: "NVIDIA H200" -> "H200", "cpu" -> "CPU"."""
+    if not device:
+        return "-"
+    return "CPU" if device == "cpu" else device.removeprefix("NVIDIA ").strip()
+
+
+def batch_date(batch: dict) -> str:
+    """The UTC day an `nsr batch` output's last invocation that ran something started (its first if none ran)."""
+    worked = [i for i in batch.get("invocations", []) if i.get("ran")]
+    started = worked[-1]["started"] if worked else batch.get("started")
+    if started is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(started, datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
 def run_table(rows: list[dict]) -> str:
+    """One row per (date, scene, preset, variant, budget): rows need `date` (`batch_date`); the card column
+    names the devices of the row's finished runs."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["scene"], row["preset"], row.get("variant", ""), row["budget"])].append(row)
+        groups[
+            (row.get("date", "-"), row["scene"], row["preset"], row.get("variant", ""), row["budget"])
+        ].append(row)
     cameras = any(r.get("rotation_deg_mean") is not None for r in rows)
-    head = "| scene | preset | variant | budget | seeds ok | Chamfer % | detail Chamfer % | PSNR mask (dB) | it/s | steps |"
-    rule = "|---|---|---|---|---|---|---|---|---|---|"
+    head = (
+        "| date | card | scene | preset | variant | budget | seeds ok | Chamfer % | detail Chamfer % "
+        "| PSNR mask (dB) | it/s | steps |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|---|---|---|---|"
     if cameras:
         head += " rotation mean / max (deg) | centre mean / max (%) |"
         rule += "---|---|"
     lines = [head, rule]
-    for (scene, preset, variant, budget), group in groups.items():
+    for (date, scene, preset, variant, budget), group in groups.items():
         ok = [r for r in group if r["status"] == "ok"]
+        device = ", ".join(sorted({card(r.get("device")) for r in ok})) or "-"
         line = (
-            f"| {scene} | {preset} | {variant or '-'} | {budget} | {len(ok)}/{len(group)} "
+            f"| {date} | {device} | {scene} | {preset} | {variant or '-'} | {budget} | {len(ok)}/{len(group)} "
             f"| {spread([r['chamfer_pct'] for r in ok], 3)} | {spread([r.get('detail_chamfer_pct') for r in ok], 3)} "
             f"| {spread([r['psnr_mask'] for r in ok], 2)} "
             f"| {spread([r['it_per_s'] for r in ok], 1)} | {spread([r['steps'] for r in ok], 0)} |"
@@ -102,7 +128,7 @@ def main() -> None:
     batches = [load(out) for out in args.outs]
     if args.by_batch:
         print(batch_table(args.outs, batches) + "\n")
-    print(run_table([row for data in batches for row in data["runs"]]))
+    print(run_table([{**row, "date": batch_date(data["batch"])} for data in batches for row in data["runs"]]))
 
 
 if __name__ == "__main__":
