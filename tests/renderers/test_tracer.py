@@ -170,6 +170,18 @@ def test_static_mode_matches_compact_mode(iters):
     assert torch.allclose(_torus(ca.min_points[need]), _torus(sa.min_points[need]), atol=0.01)
 
 
+def trace_counted(tracer, sdf_fn, o, d, mask, seed):
+    """The trace (random depths drawn after `torch.manual_seed(seed)`) and the sizes of its SDF calls."""
+    sizes = []
+
+    def sdf(x):
+        sizes.append(len(x))
+        return sdf_fn(x)
+
+    torch.manual_seed(seed)
+    return tracer.trace(sdf, o, d, mask), sizes
+
+
 @pytest.mark.parametrize("iters", [2, 10])
 def test_static_dense_searches_in_one_call_match_two_calls(iters):
     """The static trace samples each ray for the one dense search it needs (the sampler's or the mask
@@ -184,15 +196,9 @@ def test_static_dense_searches_in_one_call_match_two_calls(iters):
     for merge in (True, False):
         tracer = SphereTracer(config)
         tracer.merge_dense_searches = merge
-        counted = []
-
-        def sdf(x, counted=counted):
-            counted.append(len(x))
-            return _torus(x)
-
-        torch.manual_seed(7)
-        results.append(tracer.trace(sdf, o, d, mask))
-        queries.append(sum(counted))
+        result, sizes = trace_counted(tracer, _torus, o, d, mask, seed=7)
+        results.append(result)
+        queries.append(sum(sizes))
     merged, separate = results
     assert torch.equal(merged.hit, separate.hit)
     assert torch.equal(merged.depth, separate.depth)
@@ -246,16 +252,10 @@ def test_static_steps_take_their_sdf_values_from_the_back_off_batch(line_steps):
     for reuse in (True, False):
         tracer = SphereTracer(config)
         tracer.values_from_back_off = reuse
-        counted = []
-
-        def sdf(x, counted=counted):
-            counted.append(len(x))
-            return steep(x)
-
-        torch.manual_seed(5)
-        results.append(tracer.trace(sdf, o, d, mask))
-        calls.append(len(counted))
-        queries.append(sum(counted))
+        result, sizes = trace_counted(tracer, steep, o, d, mask, seed=5)
+        results.append(result)
+        calls.append(len(sizes))
+        queries.append(sum(sizes))
     reused, called = results
     assert reused.hit.sum() > 100
     assert torch.equal(reused.hit, called.hit) and torch.equal(reused.depth, called.depth)
