@@ -5,7 +5,8 @@ on CUDA, where a step of these banks is launch-bound), and its time on this mach
 
 The grid features are computed once outside the count, so the numbers are those of the bank itself
 (Fourier embeddings, trunk, modulation, attention, heads); views and other operators that launch nothing
-are not counted. Settings: the filter-bank presets' (8 levels of 16 to 1024, H = 64, w0 = 3, sigma 1).
+are not counted. Also the bank's matrix-product FLOPs a point (PyTorch's FLOP counter), without gradient (what
+a sphere-tracing evaluation costs) and forward + backward: the work a compute-bound kernel cannot avoid. Settings: the filter-bank presets' (8 levels of 16 to 1024, H = 64, w0 = 3, sigma 1).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import Counter
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from nsr.encodings import NFFBConfig, StyleModNFFBConfig
 
@@ -50,6 +52,10 @@ def measure(config, points: int, repeats: int, device: str) -> dict:
         y = enc(x)
     with CountOps() as backward:
         y.sum().backward()
+    with FlopCounterMode(display=False) as no_grad_flops, torch.no_grad():
+        enc(x)
+    with FlopCounterMode(display=False) as train_flops:
+        enc(x).sum().backward()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
     start = time.perf_counter()
@@ -61,6 +67,8 @@ def measure(config, points: int, repeats: int, device: str) -> dict:
         "forward_ops": sum(forward.ops.values()),
         "backward_ops": sum(backward.ops.values()),
         "ms": round((time.perf_counter() - start) / repeats * 1000, 2),
+        "flops_per_point_no_grad": round(no_grad_flops.get_total_flops() / points),
+        "flops_per_point_train": round(train_flops.get_total_flops() / points),
         "top": forward.ops.most_common(5),
     }
 
