@@ -25,6 +25,13 @@
 #   bash benchmarks/device/untested.sh bandwidth  issue 15's last number: DRAM bytes, GPU time and the fraction of the
 #       memory bandwidth a step reaches, from Nsight Compute's counters (benchmarks/step_bandwidth.py; untried on a
 #       GPU: if ncu refuses, its log's tail is printed), for the IDR and NeuS grid presets and the filter banks
+#   bash benchmarks/device/untested.sh dtu  issue 14's DTU bars with the IDR preset beside the NeuS preset in the same
+#       call (benchmarks/experiments/neus_dtu.yaml, three runs sharing the GPU under Ray, about 7 minutes; needs
+#       .data/dtu_scan24_half from `nsr data convert ../shared/data/dtu_scan24 --out .data/dtu_scan24_half --downscale 2`)
+#   bash benchmarks/device/untested.sh spot120  issue 15's 120 s bar: `hashgrid-fused` on Spot at 120 s, seeds 0-2,
+#       one run at a time (experiments/hashgrid_spot.yaml at that budget only, about 8 minutes)
+#   bash benchmarks/device/untested.sh schedule  the same at 120 s with smooth learning-rate decays against the
+#       preset's steps (experiments/hashgrid_schedule.yaml; two calls, finished runs are skipped)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -129,6 +136,26 @@ bandwidth)
     timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene --presets hashgrid-fused neus-hashgrid-fused \
         nffb-fused stylemod-nffb-fused --timeout 130 --json "$OUT/step_bandwidth.json" --keep-csv "$OUT/ncu"
     ;;
+dtu)
+    timeout 560 python3 -m nsr.cli.main batch benchmarks/experiments/neus_dtu.yaml --address auto --out /tmp/neus_dtu \
+        > "$OUT/neus_dtu.log" 2>&1
+    echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/neus_dtu.log"
+    cp /tmp/neus_dtu/results.json "$OUT/neus_dtu.json"
+    python3 benchmarks/summarize.py /tmp/neus_dtu 2>/dev/null | tail -n 8
+    ;;
+spot120|schedule)
+    if [ "$1" = spot120 ]; then
+        jobs=/tmp/spot120.yaml
+        sed -e 's/^max_seconds: .*/max_seconds: 120/' -e "s#\.\./\.\./\.data/#$PWD/.data/#g" \
+            benchmarks/experiments/hashgrid_spot.yaml > $jobs
+    else
+        jobs=benchmarks/experiments/hashgrid_schedule.yaml
+    fi
+    timeout 560 python3 -m nsr.cli.main batch $jobs --address local --out /tmp/$1 > "$OUT/$1.log" 2>&1
+    echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$1.log"
+    cp /tmp/$1/results.json "$OUT/$1.json"
+    python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
+    ;;
 room)
     [ -d .data/spot_room ] || python3 -m nsr.cli.main data synth --mesh .data/meshes/spot_cow/cow.obj \
         --out .data/spot_room --backdrop room --spp 2 > /tmp/room_synth.log 2>&1
@@ -146,5 +173,5 @@ room)
             --cull-masks 0 | cut -c1-200
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|registers|bandwidth|neus|hidden|room" >&2; exit 2 ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|registers|bandwidth|neus|hidden|room|dtu|spot120|schedule" >&2; exit 2 ;;
 esac
