@@ -182,6 +182,19 @@ def trace_counted(tracer, sdf_fn, o, d, mask, seed):
     return tracer.trace(sdf, o, d, mask), sizes
 
 
+def trace_switched(config, switch, sdf_fn, o, d, mask, seed):
+    """`trace_counted` with the tracer attribute `switch` on, then off: the two results and the sizes of
+    each trace's SDF calls."""
+    results, sizes = [], []
+    for on in (True, False):
+        tracer = SphereTracer(config)
+        setattr(tracer, switch, on)
+        result, calls = trace_counted(tracer, sdf_fn, o, d, mask, seed)
+        results.append(result)
+        sizes.append(calls)
+    return results, sizes
+
+
 @pytest.mark.parametrize("iters", [2, 10])
 def test_static_dense_searches_in_one_call_match_two_calls(iters):
     """The static trace samples each ray for the one dense search it needs (the sampler's or the mask
@@ -192,14 +205,8 @@ def test_static_dense_searches_in_one_call_match_two_calls(iters):
     o, d = rays_towards(targets.tolist(), origin=(0.2, -0.1, -2.5))
     mask = torch.rand(300, generator=gen) > 0.3
     config = SphereTracerConfig(mode="static", sphere_tracing_iters=iters, num_samples=64, mask_samples=64)
-    results, queries = [], []
-    for merge in (True, False):
-        tracer = SphereTracer(config)
-        tracer.merge_dense_searches = merge
-        result, sizes = trace_counted(tracer, _torus, o, d, mask, seed=7)
-        results.append(result)
-        queries.append(sum(sizes))
-    merged, separate = results
+    (merged, separate), sizes = trace_switched(config, "merge_dense_searches", _torus, o, d, mask, seed=7)
+    queries = [sum(calls) for calls in sizes]
     assert torch.equal(merged.hit, separate.hit)
     assert torch.equal(merged.depth, separate.depth)
     assert torch.equal(merged.min_points, separate.min_points)
@@ -248,15 +255,8 @@ def test_static_steps_take_their_sdf_values_from_the_back_off_batch(line_steps):
     o, d = rays_towards(targets.tolist(), origin=(0.3, 0.2, -2.5))
     mask = torch.rand(400, generator=gen) > 0.3
     config = SphereTracerConfig(mode="static", line_step_iters=line_steps, num_samples=32, mask_samples=32)
-    results, calls, queries = [], [], []
-    for reuse in (True, False):
-        tracer = SphereTracer(config)
-        tracer.values_from_back_off = reuse
-        result, sizes = trace_counted(tracer, steep, o, d, mask, seed=5)
-        results.append(result)
-        calls.append(len(sizes))
-        queries.append(sum(sizes))
-    reused, called = results
+    (reused, called), sizes = trace_switched(config, "values_from_back_off", steep, o, d, mask, seed=5)
+    calls, queries = [len(c) for c in sizes], [sum(c) for c in sizes]
     assert reused.hit.sum() > 100
     assert torch.equal(reused.hit, called.hit) and torch.equal(reused.depth, called.depth)
     assert torch.equal(reused.min_points, called.min_points)
