@@ -278,9 +278,17 @@ def _pipeline(
         result.report = str(_write_report(run_dir, mesh, run_.step))
 
 
-def _fraction(steps: int, max_seconds: float, progress: Callable[[float], None]):
+def _fraction(steps: int, max_seconds: float, progress: Callable[[float], None], every: float = 0.5):
+    """A trainer's `on_step` that reports the run's finished fraction at most every `every` seconds (a fast
+    run takes hundreds of steps a second; the bar needs a few updates a second)."""
+    last = -math.inf
+
     def on_step(m: StepMetrics) -> None:
-        progress(min(run_progress(m.step, m.seconds, steps, max_seconds), 1.0))
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            progress(min(run_progress(m.step, m.seconds, steps, max_seconds), 1.0))
 
     return on_step
 

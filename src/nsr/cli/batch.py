@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import tyro
 from tqdm import tqdm
@@ -115,20 +115,43 @@ def _describe(r: RunResult) -> str:
 class BatchBar:
     """A tqdm bar over the batch's runs (done / running / failed, ETA), fed by `run_batch`'s progress."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: TextIO | None = None) -> None:
         self.bar: tqdm | None = None
+        self.file = file if file is not None else sys.stderr
 
     def __call__(self, state: BatchProgress) -> None:
         if self.bar is None:
-            # Runs finished earlier start the bar, so that the ETA counts only this invocation's pace.
+            # Runs finished earlier start the bar, so that the ETA counts only this invocation's pace. Written
+            # to a log file (no terminal), each redraw is a new line: there it redraws at most every 30 s.
             self.bar = tqdm(
-                total=state.total, initial=state.skipped, desc="batch", unit="run", dynamic_ncols=True
+                total=state.total,
+                initial=state.skipped,
+                desc="batch",
+                unit="run",
+                dynamic_ncols=True,
+                file=self.file,
+                mininterval=0.5 if _is_terminal(self.file) else 30.0,
+                bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]",  # n counts running runs' fractions
             )
         if state.finished is not None:
-            self.bar.write(_describe(state.finished))
+            self.bar.write(_describe(state.finished), file=self.file)
         self.bar.n = state.skipped + state.completed
-        self.bar.set_postfix(done=state.done + state.skipped, running=state.running, failed=state.failed)
+        self.bar.set_postfix(
+            done=f"{state.done + state.skipped}/{state.total}",
+            running=state.running,
+            failed=state.failed,
+            refresh=False,
+        )
+        if state.finished is not None:
+            self.bar.refresh()
+        else:
+            self.bar.update(0)  # redraws only when `mininterval` has passed since the last redraw
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _is_terminal(file: TextIO) -> bool:
+    isatty = getattr(file, "isatty", None)
+    return bool(isatty and isatty())
