@@ -53,6 +53,38 @@ def test_resume_continues_exactly(tiny_scene, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_periodic_work_paced_by_training_time(tiny_scene, tmp_path):
+    # a floor no run of 6 steps reaches: no step checkpoint nor validation view before the end, whose
+    # checkpoint is always written
+    config = tiny_config(tiny_scene, steps=6)
+    config.checkpoint_every = config.val_every = config.health.keep_good_every = 1
+    config.checkpoint_min_seconds = config.val_min_seconds = config.health.keep_good_min_seconds = 1e9
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    trainer.train()
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert checkpoints == ["latest.pt", "step_0000006.pt"]
+    assert not list((tmp_path / "run" / "validation").glob("*.png"))
+    assert trainer._candidate is None  # no copy of the state was taken either
+
+    # the rule itself, on the trainer's clock of training seconds
+    trainer.seconds = 100.0
+    trainer._last["checkpoint"] = 80.0
+    assert not trainer._due("checkpoint", 30.0)
+    assert trainer._due("checkpoint", 0.0) and trainer._last["checkpoint"] == 100.0
+    trainer.seconds = 130.0
+    assert trainer._due("checkpoint", 30.0) and not trainer._due("checkpoint", 30.0)
+
+
+def test_gpu_presets_pace_their_checkpoints_by_time():
+    from nsr.config import get_preset
+
+    for name in ("hashgrid-fused", "nffb-fused", "neus-hashgrid-fused", "hashgrid-fused-cams"):
+        config = get_preset(name)
+        assert config.checkpoint_min_seconds == config.val_min_seconds == 30.0, name
+        assert config.health.keep_good_min_seconds > 0, name
+    assert get_preset("demo").checkpoint_min_seconds == 0.0  # CPU presets: by steps only
+
+
 def test_time_budget_and_snapshots(tiny_scene, tmp_path):
     config = tiny_config(tiny_scene, steps=10**6)
     config.max_seconds = 1e-9

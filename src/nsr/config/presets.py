@@ -121,7 +121,7 @@ def _fast(
     fill falls back to ordinary steps with the fixed-shape tracer graphed alone),
     and schedules sized for minutes of training (15000 steps; every schedule is in fractions of the run, so
     `--steps` or `--max-seconds` stretch or shrink all of it), not IDR's hours."""
-    return TrainConfig(
+    config = TrainConfig(
         model=IDRModelConfig(
             sdf=SDFFieldConfig(
                 encoding=encoding,
@@ -151,6 +151,20 @@ def _fast(
         val_every=1000,
         cuda_graph_step=True,
     )
+    return _paced(config)
+
+
+FAST_IO_SECONDS = 30.0
+"""Training seconds at least between two step checkpoints and between two validation views of the grid and
+filter-bank presets; at a few hundred steps a second a 1000-step cadence would write a 130 MiB checkpoint
+and render a view every few seconds."""
+
+
+def _paced(config: TrainConfig) -> TrainConfig:
+    """The GPU presets' periodic work paced by training time as well as by steps (`*_min_seconds`)."""
+    config.checkpoint_min_seconds = config.val_min_seconds = FAST_IO_SECONDS
+    config.health.keep_good_min_seconds = 2.0
+    return config
 
 
 def _points_grid(backend: str) -> HashGridConfig:
@@ -385,7 +399,7 @@ def _neus_fast(
     # The whole step as one CUDA graph on GPUs: 6.97 against 17.78 ms a step for `neus-hashgrid-fused` at
     # 1024 rays on an H200 (benchmarks/RESULTS.md, "Step time and GPU use").
     config.cuda_graph_step = True
-    return config
+    return _paced(config)
 
 
 def neus_hashgrid() -> TrainConfig:

@@ -219,6 +219,7 @@ class Trainer:
         """The whole step as one CUDA graph (`cuda_graph_step`), or None: ordinary steps."""
         self.step = 0
         self.seconds = 0.0
+        self._last = dict.fromkeys(("val", "checkpoint", "good"), 0.0)
         self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
         self.health = HealthMonitor(config.health, self.model.coverage_key)
         self._suspect = False
@@ -613,6 +614,8 @@ class Trainer:
             self._good = (self.step, _cpu_copy(self.state_dict())) if start_ok else None
             self._candidate = None
             snapshots = sorted(s for s in cfg.snapshot_seconds if s > self.seconds)
+            # the training time of the last validation / step checkpoint / good copy (for the *_min_seconds)
+            self._last = dict.fromkeys(("val", "checkpoint", "good"), self.seconds)
             m = None
             try:
                 while not self._done():
@@ -625,9 +628,17 @@ class Trainer:
                         self._log(m)
                     while snapshots and self.seconds >= snapshots[0]:
                         self.save_checkpoint(f"snapshot_{int(snapshots.pop(0))}s.pt")
-                    if cfg.val_every and m.step % cfg.val_every == 0:
+                    if (
+                        cfg.val_every
+                        and m.step % cfg.val_every == 0
+                        and self._due("val", cfg.val_min_seconds)
+                    ):
                         self.validate()
-                    if m.step % cfg.checkpoint_every == 0 and not self._suspect:
+                    if (
+                        m.step % cfg.checkpoint_every == 0
+                        and not self._suspect
+                        and self._due("checkpoint", cfg.checkpoint_min_seconds)
+                    ):
                         self.save_checkpoint()
                     self._keep_good()
                 if stop:
@@ -669,15 +680,24 @@ class Trainer:
         return m
 
     def _keep_good(self) -> None:
-        """Every `health.keep_good_every` steps: the previous copy of the state becomes the good one if no
-        step since raised a suspicion, and a new copy is taken (unless a suspicion is running)."""
-        every = self.config.health.keep_good_every
-        if self.step % every:
+        """Every `health.keep_good_every` steps (and `keep_good_min_seconds`): the previous copy of the state
+        becomes the good one if no step since raised a suspicion, and a new copy is taken (unless a
+        suspicion is running)."""
+        health = self.config.health
+        if self.step % health.keep_good_every or not self._due("good", health.keep_good_min_seconds):
             return
         if self._candidate is not None and self.health.last_suspect <= self._candidate[0]:
             self._good = self._candidate
         healthy = not self._suspect and parameters_finite(self.model.parameters())
         self._candidate = (self.step, _cpu_copy(self.state_dict())) if healthy else None
+
+    def _due(self, what: str, min_seconds: float) -> bool:
+        """Whether `what` (a periodic validation, step checkpoint or good copy, due by its step count) may
+        run: at least `min_seconds` of training since the last one. Records the time when it may."""
+        if min_seconds > 0 and self.seconds - self._last[what] < min_seconds:
+            return False
+        self._last[what] = self.seconds
+        return True
 
     def _stop_diverged(self, what: str) -> NoReturn:
         """Make the last good state the run's latest checkpoint, then raise TrainingError saying so."""
