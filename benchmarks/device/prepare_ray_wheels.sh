@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ray for the GPU machine (`nsr batch`'s optional engine), carried as wheels: the machine has Python 3.12
-# and no network, and everything carried travels in one 64 MiB transfer, but Ray's wheel is 79 MB. This
+# Ray for the GPU machine (`nsr batch`'s optional engine) and NSR's dependencies missing there (tyro, trimesh),
+# carried as wheels: the machine has Python 3.12 and no network, and everything carried travels in one 64 MiB
+# transfer, but Ray's wheel is 79 MB. This
 # downloads it (and the pure-Python packages Ray imports that the GPU image lacks: jsonschema and its
 # dependencies), then repacks Ray without what a Python-only local or cluster run never loads (the Java
 # jars, RLlib, Ray Data / Serve / Tune / Train / LLM), with the symbol tables of its binaries stripped and
@@ -31,6 +32,11 @@ download "ray==$RAY_VERSION"
 # requests), not these.
 download jsonschema jsonschema-specifications referencing rpds-py
 cp "$work"/jsonschema*.whl "$work"/referencing-*.whl "$work"/rpds_py-*.whl "$OUT"/
+# NSR's own dependencies that the GPU image lacks (checked 2026-12-06: `import nsr.cli.train` failed on tyro,
+# the batch's evaluation on trimesh): pure-Python wheels.
+download tyro docstring-parser shtab typeguard trimesh
+cp "$work"/tyro-*.whl "$work"/docstring_parser-*.whl "$work"/shtab-*.whl "$work"/typeguard-*.whl \
+  "$work"/trimesh-*.whl "$OUT"/
 
 # Folders of the Ray wheel that `ray.init()` and remote tasks never import (checked by the import of ray,
 # a local instance and tasks from the slimmed wheel; see docs/batch.md).

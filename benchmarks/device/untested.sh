@@ -32,6 +32,13 @@
 #       one run at a time (experiments/hashgrid_spot.yaml at that budget only, about 8 minutes)
 #   bash benchmarks/device/untested.sh schedule  the same at 120 s with smooth learning-rate decays against the
 #       preset's steps (experiments/hashgrid_schedule.yaml; two calls, finished runs are skipped)
+#   bash benchmarks/device/untested.sh neusbanks  why a NeuS step of the filter banks costs 8.5x / 21x the hash grid's
+#       (issue 16; 52.5 / 130.7 against 6.1 ms at 1024 rays on an H200, the fused bank no help): the top kernels of
+#       an ordinary `neus-nffb-fused` step, then graphed steps of both banks with 32 + 32 samples a ray, with the
+#       analytic gradient (the PyTorch grid, double backward) and at 512 rays, against the preset (about 4 minutes)
+#   bash benchmarks/device/untested.sh pace  what a 120 s batch run costs besides training since the GPU presets pace
+#       checkpoints, validation views and good copies by training time (30 / 30 / 2 s): `hashgrid-fused` on Spot,
+#       120 s, seed 2 (the seed the 2026-12-06 call could not finish), with the pacing and without (about 7 minutes)
 #   bash benchmarks/device/untested.sh neus [JOBS]  where NeuS's extra accuracy error on Spot is (issue 14): the
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
@@ -156,6 +163,33 @@ spot120|schedule)
     cp /tmp/$1/results.json "$OUT/$1.json"
     python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
     ;;
+neusbanks)
+    timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused --rays 1024 --steps 10 \
+        --table --set cuda_graph_step=false > "$OUT/neus_nffb_kernels.txt" 2>&1
+    grep -m 25 -E "Name|---|^ *[a-z_]" "$OUT/neus_nffb_kernels.txt" | cut -c1-160
+    r=model.renderer
+    for set in "$r.num_samples=64" "$r.num_samples=32 $r.num_importance=32" "model.sdf.gradient=analytic"; do
+        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused neus-stylemod-nffb-fused \
+            --rays 1024 --steps 20 --set $set --json "$OUT/neusbanks_${set//[ =]/_}.json" | cut -c1-200
+    done
+    timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused neus-stylemod-nffb-fused \
+        --rays 512 --steps 20 --json "$OUT/neusbanks_512rays.json" | cut -c1-200
+    ;;
+pace)
+    for pacing in 30 0; do
+        sed -e 's/^max_seconds: .*/max_seconds: 120/' -e 's/^seeds: .*/seeds: [2]/' -e "s#\.\./\.\./\.data/#$PWD/.data/#g" \
+            -e "s/^  tensorboard: false/  tensorboard: false\n  checkpoint_min_seconds: $pacing\n  val_min_seconds: $pacing\n  health.keep_good_min_seconds: $((pacing / 15))/" \
+            benchmarks/experiments/hashgrid_spot.yaml > /tmp/pace$pacing.yaml
+        timeout 280 python3 -m nsr.cli.main batch /tmp/pace$pacing.yaml --address local --out /tmp/pace$pacing \
+            > "$OUT/pace$pacing.log" 2>&1
+        cp /tmp/pace$pacing/results.json "$OUT/pace$pacing.json"
+        python3 -c "
+import json
+for r in json.load(open('$OUT/pace$pacing.json'))['runs']:
+    print('pacing $pacing s:', r['status'], r['steps'], 'steps', round(r['train_seconds'] or 0), 's training,',
+          round(r['seconds']), 's in all, Chamfer', r['chamfer_pct'])"
+    done
+    ;;
 room)
     [ -d .data/spot_room ] || python3 -m nsr.cli.main data synth --mesh .data/meshes/spot_cow/cow.obj \
         --out .data/spot_room --backdrop room --spp 2 > /tmp/room_synth.log 2>&1
@@ -173,5 +207,5 @@ room)
             --cull-masks 0 | cut -c1-200
     done
     ;;
-*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|registers|bandwidth|neus|hidden|room|dtu|spot120|schedule" >&2; exit 2 ;;
+*) echo "usage: bash benchmarks/device/untested.sh tests|tracer|speed|registers|bandwidth|neus|neusbanks|pace|hidden|room|dtu|spot120|schedule" >&2; exit 2 ;;
 esac
