@@ -187,6 +187,7 @@ pace)
 import json
 for r in json.load(open('$OUT/pace$pacing.json'))['runs']:
     print('pacing $pacing s:', r['status'], r['steps'], 'steps', round(r['train_seconds'] or 0), 's training,',
+          round(r['train_wall_seconds'] or 0), 's with its I/O,', round(r['eval_seconds'] or 0), 's measuring,',
           round(r['seconds']), 's in all, Chamfer', r['chamfer_pct'])"
     done
     ;;

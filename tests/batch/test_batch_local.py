@@ -35,6 +35,9 @@ def test_a_batch_trains_meshes_measures_and_reports_each_run(scenes_root, tmp_pa
     rows = {r["scene"]: r for r in read_results(out)}
     ok, broken = rows["a"], rows["broken"]
     assert ok["status"] == "ok" and ok["steps"] == 4 and ok["it_per_s"] > 0 and ok["attempt"] == 1
+    # where a run's wall time went: training (with its I/O) and the measurements after it
+    assert 0 < ok["train_seconds"] <= ok["train_wall_seconds"] and ok["eval_seconds"] > 0
+    assert ok["train_wall_seconds"] + ok["eval_seconds"] <= ok["seconds"]
     assert (
         0 < ok["chamfer_pct"] < 100
         and 0 <= ok["fscore"] <= 1

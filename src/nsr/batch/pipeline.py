@@ -83,6 +83,11 @@ class RunResult:
     """Wall time of the run's last attempt (training, mesh, evaluation, report)."""
     train_seconds: float | None = None
     """Training time (I/O and validation excluded), over all attempts."""
+    train_wall_seconds: float | None = None
+    """Wall time of the last attempt's training: `train_seconds`' share of it plus the checkpoints,
+    validation views, logs and health checks written on the way (and start-up: data, CUDA graphs)."""
+    eval_seconds: float | None = None
+    """Wall time of the measurements after training (cameras, mesh, held-out images, Chamfer, report)."""
     steps: int | None = None
     it_per_s: float | None = None
     gpu_mem_gib: float | None = None
@@ -252,7 +257,9 @@ def _pipeline(
     cuda = trainer.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(trainer.device)
+    start = time.perf_counter()
     trainer.train()
+    result.train_wall_seconds = time.perf_counter() - start
     result.steps, result.train_seconds = trainer.step, trainer.seconds
     result.it_per_s = trainer.step / trainer.seconds if trainer.seconds > 0 else None
     final = last_logged(run_dir)
@@ -262,6 +269,13 @@ def _pipeline(
         result.gpu_mem_gib = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     del trainer
 
+    start = time.perf_counter()
+    _measure(spec, run_dir, result)
+    result.eval_seconds = time.perf_counter() - start
+
+
+def _measure(spec: RunSpec, run_dir: Path, result: RunResult) -> None:
+    """The run's measurements after training, into `result`."""
     run_ = open_run(run_dir, "latest", spec.device)
     out = run_dir / "eval" / f"step_{run_.step:07d}"
     cameras = evaluate_run_cameras(run_) if cameras_start_elsewhere(run_) else None
