@@ -35,7 +35,8 @@
 #   bash benchmarks/device/untested.sh neusbanks  why a NeuS step of the filter banks costs 8.5x / 21x the hash grid's
 #       (issue 16; 52.5 / 130.7 against 6.1 ms at 1024 rays on an H200, the fused bank no help): the top kernels of
 #       an ordinary `neus-nffb-fused` step, then graphed steps of both banks with 32 + 32 samples a ray, with the
-#       analytic gradient (the PyTorch grid, double backward) and at 512 rays, against the preset (about 4 minutes)
+#       analytic gradient (the PyTorch grid, double backward) and at 512 rays, against the preset; first the banks'
+#       training path alone and both renderers' graphed steps since it goes level by level (about 7 minutes)
 #   bash benchmarks/device/untested.sh pace  what a 120 s batch run costs besides training since the GPU presets pace
 #       checkpoints, validation views and good copies by training time (30 / 30 / 2 s): `hashgrid-fused` on Spot,
 #       120 s, seed 2 (the seed the 2026-12-06 call could not finish), with the pacing and without (about 7 minutes)
@@ -164,6 +165,11 @@ spot120|schedule)
     python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
     ;;
 neusbanks)
+    # the banks' training path alone at a NeuS step's size (1024 rays x 128 samples x 5 taps), then the graphed
+    # steps of both renderers since the level-by-level PyTorch path (2026-12-06)
+    timeout 100 python3 benchmarks/bench_bank_training.py --points 655360 --json "$OUT/bank_training.json" | cut -c1-200
+    timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused neus-nffb-fused \
+        neus-stylemod-nffb-fused --rays 2048 1024 --steps 20 --json "$OUT/banks_level_by_level.json" | cut -c1-200
     timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused --rays 1024 --steps 10 \
         --table --set cuda_graph_step=false > "$OUT/neus_nffb_kernels.txt" 2>&1
     grep -m 25 -E "Name|---|^ *[a-z_]" "$OUT/neus_nffb_kernels.txt" | cut -c1-160

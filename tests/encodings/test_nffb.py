@@ -228,7 +228,6 @@ def test_modulation_matches_stylegan2_weights():
     levels = enc.config.num_levels
     h = torch.randn(5, 16)
     emb = torch.randn(5, levels, 16)
-    context = enc._trunk_context(emb)
     for index in range(levels):
         s = enc.style(index, emb[:, index])
         layer = enc.trunk[index]
@@ -238,17 +237,17 @@ def test_modulation_matches_stylegan2_weights():
             wm = w * s[n][None, :]
             wd = wm / torch.sqrt((wm**2).sum(dim=1, keepdim=True) + 1e-8) * w.norm(dim=1, keepdim=True)
             expected.append(torch.sin(enc.config.w0 * (wd @ h[n] + layer.bias)))
-        assert torch.allclose(enc._trunk_layer(index, h, context), torch.stack(expected), atol=1e-5)
+        assert torch.allclose(enc._trunk_layer(index, h, emb[:, index]), torch.stack(expected), atol=1e-5)
     with torch.no_grad():
         enc.styles[0].weight.zero_()
         enc.styles[0].bias.fill_(2.5)
     plain = torch.sin(enc.config.w0 * enc.trunk[0](h))
-    assert torch.allclose(enc._trunk_layer(0, h, enc._trunk_context(emb)), plain, atol=1e-5)
+    assert torch.allclose(enc._trunk_layer(0, h, emb[:, 0]), plain, atol=1e-5)
 
 
 def _stylemod_per_level(enc, x):
-    """The style-modulated bank evaluated one level at a time (a style linear and two products per
-    layer): the reference of the batched `_trunk_context`."""
+    """The style-modulated bank written out from its docstring (the embeddings of all levels at once, the
+    demodulated layer as a product, the levels' weighted heads stacked): the reference of its forward."""
     grid_features = enc.grid.level_features(x)
     embeddings = enc.level_embeddings(grid_features)
     h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
@@ -285,7 +284,7 @@ def _assert_matches_reference(enc, reference) -> dict:
     return g0
 
 
-def test_batched_modulation_matches_the_per_level_reference_forward_and_backward():
+def test_modulation_matches_the_written_out_reference_forward_and_backward():
     torch.manual_seed(0)
     enc = StyleModNFFBConfig(**SMALL).build(3).double()
     _randomise_grid(enc)
@@ -305,7 +304,7 @@ def _nffb_reference(enc, x):
     return torch.cat([x, torch.stack(heads).mean(dim=0)], dim=-1)
 
 
-def test_concatenated_heads_match_the_per_level_heads_forward_and_backward():
+def test_accumulated_heads_match_the_mean_of_the_per_level_heads_forward_and_backward():
     torch.manual_seed(0)
     enc = NFFBConfig(**SMALL).build(3).double()
     _randomise_grid(enc)

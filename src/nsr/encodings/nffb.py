@@ -189,14 +189,14 @@ class NFFB(Encoding):
         """(N, L, F) grid features -> (N, L, H) Fourier embeddings sin(2 pi g_i B_i)."""
         return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, self.projections))
 
-    def _trunk_context(self, embeddings: torch.Tensor) -> object:
-        """What the trunk layers need besides h, computed once for all L levels from the (N, L, H)
-        embeddings, so that a subclass batches it (the style-modulated bank's styles and demodulation);
-        None here."""
-        return None
+    def level_embedding(self, index: int, features: torch.Tensor) -> torch.Tensor:
+        """Level `index`'s (N, F) grid features -> its (N, H) Fourier embedding sin(2 pi g_i B_i)."""
+        return torch.sin(2 * math.pi * (features @ self.projections[index]))
 
-    def _trunk_layer(self, index: int, h: torch.Tensor, context: object) -> torch.Tensor:
-        """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b))."""
+    def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b)).
+        `embedding`: the layer's level embedding (N, H), which a subclass may use (the style-modulated
+        bank's style)."""
         return torch.sin(self.config.w0 * self.trunk[index](h))
 
     def _level_weights(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor | None:
@@ -266,22 +266,21 @@ class NFFB(Encoding):
                     self.config.kind,
                     self.fused_unavailable,
                 )
-        embeddings = self.level_embeddings(grid_features)  # (N, L, H)
-        h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
-        context = self._trunk_context(embeddings)
-        states = []
-        # unbind, not embeddings[:, i]: its backward is one stack, not L full-size zero tensors
-        for i, embedding in enumerate(embeddings.unbind(1)):
-            h = self._trunk_layer(i, h, context) + embedding
-            states.append(h)
-        # sum_l a_l (V_l h_l + c_l) as one product of the concatenated states with the stacked heads
-        stacked = torch.stack(states, dim=1)  # (N, L, H)
-        heads = self.head_weight.flatten(0, 1)  # (L H, O)
-        weights = self._level_weights(x, grid_features)
-        if weights is None:  # a_l = 1 / L
-            levels = self.config.num_levels
-            features = torch.addmm(self.head_bias.mean(0), stacked.flatten(1), heads, alpha=1.0 / levels)
+        weights = self._level_weights(x, grid_features)  # (N, L), None for a_l = 1 / L
+        if weights is None:
+            heads = self.head_weight / self.config.num_levels  # 1 / L on the (L, H, O) heads, not per point
+            features = self.head_bias.mean(0).expand(x.shape[0], -1)
         else:
-            weighted = (stacked * weights[..., None]).flatten(1)
-            features = torch.addmm(weights @ self.head_bias, weighted, heads)
+            heads = self.head_weight
+            features = weights @ self.head_bias
+        # Level by level: each embedding made as its layer needs it and sum_l a_l (V_l h_l + c_l)
+        # accumulated, so no (N, L, H) tensor is made, nor the stack of its pieces' gradients the backward
+        # pass would make (a NeuS step evaluates the bank at several hundred thousand points with gradient,
+        # where such a tensor is a gigabyte: 1.6x the training path's speed on a CPU)
+        h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
+        for i, level_features in enumerate(grid_features.unbind(1)):
+            embedding = self.level_embedding(i, level_features)
+            h = self._trunk_layer(i, h, embedding) + embedding
+            state = h if weights is None else h * weights[:, i : i + 1]
+            features = torch.addmm(features, state, heads[i])
         return torch.cat([x, features], dim=-1) if self.config.include_input else features

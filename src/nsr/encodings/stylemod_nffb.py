@@ -36,23 +36,6 @@ class StyleModNFFBConfig(NFFBConfig):
         return StyleModNFFB(in_dim, self)
 
 
-@dataclass
-class _Modulation:
-    """The style-modulated trunk's per-point factors for all L levels (`StyleModNFFB._trunk_context`)."""
-
-    styles: tuple[torch.Tensor, ...]
-    """Layer l's (N, H_in) at [l]: s_l = A_l e_l + 1."""
-    scales: tuple[torch.Tensor, ...]
-    """Layer l's (N, H_out) at [l]: w0 times the demodulation 1 / sqrt((W_l^2 s_l^2)_j + eps) times the
-    unmodulated row norm ||w_j||."""
-    biases: tuple[torch.Tensor, ...]
-    """Layer l's (H_out,) at [l]: w0 times the trunk layer's bias.
-
-    Tuples from `unbind`, whose backward is one stack, where indexing the (L, ...) tensors layer by layer
-    makes every layer's backward write a full-size zero tensor. (Not for `torch.compile`: with torch 2.13
-    on a CPU, the compiled backward of `styles.unbind(0)` was wrong while `styles` had another use.)"""
-
-
 class StyleModNFFB(NFFB):
     """x (N, D) -> (N, D * include_input + out_features); the `NFFB` recursion with two changes.
 
@@ -87,34 +70,17 @@ class StyleModNFFB(NFFB):
             raise ValueError("stylemod-nffb: modulation is off (modulation: false), there are no styles")
         return self.styles[index](embedding)
 
-    def _trunk_context(self, embeddings: torch.Tensor) -> _Modulation | None:
-        """All L layers' styles and demodulation factors at once: two batched products instead of 2L
-        small ones (the step of this bank is launch-bound on a GPU)."""
+    def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         if self.styles is None:
-            return None
-        style_weight = torch.stack([style.weight for style in self.styles])  # (L, H, H)
-        style_bias = torch.stack([style.bias for style in self.styles])  # (L, H)
-        # (L, N, H_in): level-major, so that each layer's slice is contiguous
-        styles = torch.baddbmm(style_bias[:, None], embeddings.transpose(0, 1), style_weight.transpose(1, 2))
-        weight = torch.stack([layer.weight for layer in self.trunk])  # (L, H_out, H_in)
-        demod = torch.rsqrt(
-            torch.bmm(styles.square(), weight.square().transpose(1, 2)) + self.config.demodulation_eps
-        )
-        w0 = self.config.w0
-        bias = torch.stack([layer.bias for layer in self.trunk])  # (L, H_out)
-        scales = demod * (w0 * weight.norm(dim=2))[:, None]
-        return _Modulation(styles.unbind(0), scales.unbind(0), (w0 * bias).unbind(0))
-
-    def _trunk_layer(self, index: int, h: torch.Tensor, context: _Modulation | None) -> torch.Tensor:
-        layer = self.trunk[index]
-        if context is None:
-            return torch.sin(self.config.w0 * layer(h))
+            return super()._trunk_layer(index, h, embedding)
         # sin(w0 (d * (W (s * h)) + b)): rows of w * s applied to h, demodulated and rescaled per output
-        # unit, w0 folded into the factors (one fused multiply-add instead of three element-wise kernels)
-        y = torch.addcmul(
-            context.biases[index], (h * context.styles[index]) @ layer.weight.t(), context.scales[index]
-        )
-        return torch.sin(y)
+        # unit, w0 folded into the (N, H_out) factors and the bias (one fused multiply-add)
+        layer = self.trunk[index]
+        weight, w0 = layer.weight, self.config.w0
+        style = self.style(index, embedding)  # (N, H_in)
+        demodulation = torch.rsqrt((style * style) @ (weight * weight).t() + self.config.demodulation_eps)
+        scales = demodulation * (w0 * weight.norm(dim=1))
+        return torch.sin(torch.addcmul(w0 * layer.bias, (h * style) @ weight.t(), scales))
 
     def _fused_extras(self) -> dict:
         extras: dict = {"eps": self.config.demodulation_eps}

@@ -1,0 +1,71 @@
+"""The filter banks' training path alone: forward + backward of a loss on the bank's output at N points, as a
+NeuS step evaluates it (every sample with its finite-difference taps, all with gradient), in ms (median and
+minimum of the repeats). CPU or CUDA (synchronised around each repeat).
+
+    python benchmarks/bench_bank_training.py --presets neus-nffb-fused neus-stylemod-nffb-fused --points 81920
+
+Compare two commits by running it with PYTHONPATH pointing at each checkout's src/ in turn (RESULTS.md
+section 6, 2026-12-06)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from nsr.config import get_preset
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_bank(preset: str, points: int, repeats: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    bank = get_preset(preset).model.sdf.encoding.build(3).to(device)
+    bank.set_progress(1.0)  # every level unlocked, as at the end of a run
+    x = torch.rand(points, 3, device=device) * 1.6 - 0.8
+
+    def once() -> float:
+        sync(device)
+        start = time.perf_counter()
+        bank(x).square().mean().backward()
+        sync(device)
+        return (time.perf_counter() - start) * 1000
+
+    for _ in range(2):
+        once()
+    times = [once() for _ in range(repeats)]
+    return {
+        "preset": preset,
+        "points": points,
+        "device": str(device),
+        "ms_median": round(statistics.median(times), 2),
+        "ms_min": round(min(times), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["neus-nffb-fused", "neus-stylemod-nffb-fused"])
+    parser.add_argument("--points", type=int, nargs="+", default=[81920])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    rows = []
+    for preset in args.presets:
+        for points in args.points:
+            rows.append(time_bank(preset, points, args.repeats, torch.device(args.device)))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
