@@ -189,15 +189,23 @@ class NFFB(Encoding):
         """(N, L, F) grid features -> (N, L, H) Fourier embeddings sin(2 pi g_i B_i)."""
         return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, self.projections))
 
+    def _first_layer(self, x: torch.Tensor) -> torch.Tensor:
+        """sin(w0 (W x / bound + b)), w0 and 1 / bound folded into the (H, D) weights."""
+        w0 = self.config.w0
+        return torch.sin(
+            nn.functional.linear(x, (w0 / self.config.bound) * self.first.weight, w0 * self.first.bias)
+        )
+
     def level_embedding(self, index: int, features: torch.Tensor) -> torch.Tensor:
         """Level `index`'s (N, F) grid features -> its (N, H) Fourier embedding sin(2 pi g_i B_i)."""
-        return torch.sin(2 * math.pi * (features @ self.projections[index]))
+        return torch.sin(features @ (2 * math.pi * self.projections[index]))  # 2 pi on the (F, H) filter
 
     def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b)).
         `embedding`: the layer's level embedding (N, H), which a subclass may use (the style-modulated
-        bank's style)."""
-        return torch.sin(self.config.w0 * self.trunk[index](h))
+        bank's style). w0 is folded into the (H, H) weights, not applied to the (N, H) product."""
+        layer, w0 = self.trunk[index], self.config.w0
+        return torch.sin(nn.functional.linear(h, w0 * layer.weight, w0 * layer.bias))
 
     def _level_weights(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor | None:
         """(N, L) weights of the levels' contributions; None = the plain mean over levels."""
@@ -277,7 +285,7 @@ class NFFB(Encoding):
         # accumulated, so no (N, L, H) tensor is made, nor the stack of its pieces' gradients the backward
         # pass would make (a NeuS step evaluates the bank at several hundred thousand points with gradient,
         # where such a tensor is a gigabyte: 1.6x the training path's speed on a CPU)
-        h = torch.sin(self.config.w0 * self.first(x / self.config.bound))
+        h = self._first_layer(x)
         for i, level_features in enumerate(grid_features.unbind(1)):
             embedding = self.level_embedding(i, level_features)
             h = self._trunk_layer(i, h, embedding) + embedding
