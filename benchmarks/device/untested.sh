@@ -36,7 +36,8 @@
 #       (issue 16; 52.5 / 130.7 against 6.1 ms at 1024 rays on an H200, the fused bank no help): the top kernels of
 #       an ordinary `neus-nffb-fused` step, then graphed steps of both banks with 32 + 32 samples a ray, with the
 #       analytic gradient (the PyTorch grid, double backward) and at 512 rays, against the preset; first the banks'
-#       training path alone and both renderers' graphed steps since it goes level by level (about 7 minutes)
+#       training path alone and both renderers' graphed steps since it goes level by level, after the GPU tests of
+#       the banks and the graphed step (about 8 minutes)
 #   bash benchmarks/device/untested.sh pace  what a 120 s batch run costs besides training since the GPU presets pace
 #       checkpoints, validation views and good copies by training time (30 / 30 / 2 s): `hashgrid-fused` on Spot,
 #       120 s, seed 2 (the seed the 2026-12-06 call could not finish), with the pacing and without (about 7 minutes)
@@ -165,6 +166,9 @@ spot120|schedule)
     python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
     ;;
 neusbanks)
+    timeout 120 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/engine/test_graph_step.py \
+        -m gpu > "$OUT/gpu_tests.log" 2>&1  # the level-by-level bank against the fused kernel, graphed steps
+    tail -n 2 "$OUT/gpu_tests.log"
     # the banks' training path alone at a NeuS step's size (1024 rays x 128 samples x 5 taps), then the graphed
     # steps of both renderers since the level-by-level PyTorch path (2026-12-06)
     timeout 100 python3 benchmarks/bench_bank_training.py --points 655360 --json "$OUT/bank_training.json" | cut -c1-200
