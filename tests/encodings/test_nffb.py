@@ -245,11 +245,16 @@ def test_modulation_matches_stylegan2_weights():
     assert torch.allclose(enc._trunk_layer(0, h, emb[:, 0]), plain, atol=1e-5)
 
 
+def _embeddings(enc, grid_features):
+    """All levels' Fourier embeddings at once, (N, L, F) -> (N, L, H): sin(2 pi g_i B_i)."""
+    return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, enc.projections))
+
+
 def _stylemod_per_level(enc, x):
     """The style-modulated bank written out from its docstring (the embeddings of all levels at once, the
     demodulated layer as a product, the levels' weighted heads stacked): the reference of its forward."""
     grid_features = enc.grid.level_features(x)
-    embeddings = enc.level_embeddings(grid_features)
+    embeddings = _embeddings(enc, grid_features)
     h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
     states = []
     for i, layer in enumerate(enc.trunk):
@@ -294,7 +299,7 @@ def test_modulation_matches_the_written_out_reference_forward_and_backward():
 
 def _nffb_reference(enc, x):
     """The plain bank as its docstring writes it: per-level heads, then their mean."""
-    embeddings = enc.level_embeddings(enc.grid.level_features(x))
+    embeddings = _embeddings(enc, enc.grid.level_features(x))
     h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
     states = []
     for i, layer in enumerate(enc.trunk):

@@ -185,10 +185,6 @@ class NFFB(Encoding):
     def require_double_backward(self) -> None:
         self.grid.require_double_backward()
 
-    def level_embeddings(self, grid_features: torch.Tensor) -> torch.Tensor:
-        """(N, L, F) grid features -> (N, L, H) Fourier embeddings sin(2 pi g_i B_i)."""
-        return torch.sin(2 * math.pi * torch.einsum("nlf,lfh->nlh", grid_features, self.projections))
-
     def _first_layer(self, x: torch.Tensor) -> torch.Tensor:
         """sin(w0 (W x / bound + b)), w0 and 1 / bound folded into the (H, D) weights."""
         w0 = self.config.w0
