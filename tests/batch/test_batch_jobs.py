@@ -59,6 +59,25 @@ def test_every_combination_is_one_run_and_every_budget_its_own(scenes_root, tmp_
     assert spec.train_key() not in others
 
 
+def test_exclude_leaves_out_the_runs_matching_every_key_of_an_entry(scenes_root, tmp_path):
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+        presets=["demo", "demo-cams"],
+        seeds=[0, 1],
+        max_seconds=[30, 60],
+        variants={"fixed": {"cameras.trainable": False}, "trained": {}},
+        exclude=[{"preset": "demo", "variant": "trained"}, {"scene": "b", "seed": 1, "max_seconds": 60}],
+    )
+    _, specs = load_runs(jobs_file)
+    names = {s.name for s in specs}
+    assert not any(s.preset == "demo" and s.variant == "trained" for s in specs)
+    assert "a_demo-cams_trained_4steps-30s_seed0" in names and "a_demo_fixed_4steps-60s_seed1" in names
+    assert not any(s.scene_label == "b" and s.seed == 1 and s.max_seconds == 60 for s in specs)
+    # 2 scenes x (demo fixed + demo-cams x 2 variants) x 2 budgets x 2 seeds, less b's seed 1 at 60 s
+    assert len(specs) == 2 * 3 * 2 * 2 - 3
+
+
 def test_relative_paths_are_relative_to_the_jobs_file(scenes_root):
     jobs_file = write_jobs(
         scenes_root / "jobs.yaml", scenes=["a", "b"], gt_meshes={"b": "b/gt_mesh.ply"}, steps=None
@@ -103,6 +122,11 @@ def test_unlimited_steps_make_time_only_budgets(scenes_root, tmp_path):
         ({"cpus_per_run": 0}, "cpus_per_run: must be > 0"),
         ({"cull_masks": "some"}, "cull_masks: 'some': expected a dilation in pixels >= 0 or auto"),
         ({"cull_masks": -1}, "cull_masks: -1: expected a dilation in pixels >= 0 or auto"),
+        ({"exclude": [{"presett": "demo"}]}, "exclude: 'presett': unknown key"),
+        ({"exclude": [{"seed": "zero"}]}, "exclude: seed: 'zero' is not an integer"),
+        ({"exclude": ["demo"]}, "exclude: 'demo': expected a mapping"),
+        ({"exclude": [{"preset": "nffb"}]}, "exclude: {'preset': 'nffb'}: matches no run of the grid"),
+        ({"exclude": [{"scene": "a"}]}, "exclude: leaves no run"),
     ],
 )
 def test_each_mistake_is_one_line_naming_the_file_and_key(scenes_root, tmp_path, keys, expected):

@@ -11,6 +11,7 @@ A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs fil
     overrides: {model.background: [1, 1, 1], cameras.pose_noise: "3,0.03,{seed}"}
     variants: {fixed: {cameras.trainable: false}, trained: {}}   # optional: named override sets
     gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
+    exclude: [{preset: hashgrid-fused, variant: unmasked}]   # optional: combinations not to run
 
 Every mistake is one `JobsError` line naming the file and the key.
 """
@@ -68,6 +69,10 @@ class BatchJobs:
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Optional named sets of overrides (applied after `overrides`): every variant is one more dimension
     of the batch, e.g. the same runs with fixed and with trained cameras, or a sweep of one setting."""
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    """Combinations of the grid not to run: each entry names some of `scene` (its label, as in run names),
+    `preset`, `variant`, `seed`, `max_seconds`, `steps`; a run that matches every key of an entry is left out.
+    An entry that matches no run is an error (a typo would otherwise run everything)."""
     gt_meshes: dict[str, str] = field(default_factory=dict)
     """Scene folder (as it resolves) -> its ground-truth mesh or point cloud in world units: Chamfer and
     F-score for the runs of that scene."""
@@ -225,12 +230,52 @@ def load_jobs(path: str | Path) -> BatchJobs:
                 path, "variants", f"{name!r}: expected NAME (letters, digits, _.-): {{key: value}}"
             )
         values["variants"][name] = {str(k): v for k, v in (overrides or {}).items()}
+    if data.get("exclude") is not None:
+        values["exclude"] = _exclusions(path, data["exclude"])
     jobs = BatchJobs(**values)
     base = path.parent
     jobs.scenes = _resolve_scenes(path, base, jobs.scenes)
     jobs.gt_meshes = _resolve_gt_meshes(path, base, jobs.gt_meshes, jobs.scenes)
     _check_values(path, jobs)
     return jobs
+
+
+EXCLUDE_KEYS = {
+    "scene": str,
+    "preset": str,
+    "variant": str,
+    "seed": int,
+    "max_seconds": (int, float),
+    "steps": int,
+}
+"""The keys of an `exclude` entry and their types."""
+
+
+def _exclusions(path: Path, value: Any) -> list[dict[str, Any]]:
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        if not isinstance(entry, dict) or not entry:
+            raise JobsError(
+                path, "exclude", f"{entry!r}: expected a mapping such as {{preset: P, variant: V}}"
+            )
+        for key, item in entry.items():
+            if key not in EXCLUDE_KEYS:
+                raise JobsError(path, "exclude", f"{key!r}: unknown key (known: {', '.join(EXCLUDE_KEYS)})")
+            _check(path, f"exclude: {key}", item, EXCLUDE_KEYS[key])
+    return [dict(entry) for entry in entries]
+
+
+def excluded(spec: RunSpec, entry: dict[str, Any]) -> bool:
+    """Whether `spec` matches every key of an `exclude` entry."""
+    values = {
+        "scene": spec.scene_label,
+        "preset": spec.preset,
+        "variant": spec.variant,
+        "seed": spec.seed,
+        "max_seconds": spec.max_seconds,
+        "steps": spec.steps,
+    }
+    return all(values[key] == value for key, value in entry.items())
 
 
 def _as_list(path: Path, key: str, value: Any, kind: type | tuple) -> list:
@@ -370,6 +415,8 @@ def expand(jobs: BatchJobs) -> list[RunSpec]:
             lpips=jobs.lpips,
             report=jobs.report,
         )
+        if any(excluded(spec, entry) for entry in jobs.exclude):
+            continue
         parts = [spec.scene_label, preset, variant, spec.budget, f"seed{seed}"]
         specs.append(dataclasses.replace(spec, name="_".join(p for p in parts if p)))
     return specs
@@ -395,6 +442,12 @@ def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
     before anything runs."""
     jobs = load_jobs(path)
     specs = expand(jobs)
+    everything = expand(dataclasses.replace(jobs, exclude=[]))
+    for entry in jobs.exclude:
+        if not any(excluded(spec, entry) for spec in everything):
+            raise JobsError(path, "exclude", f"{entry}: matches no run of the grid")
+    if not specs:
+        raise JobsError(path, "exclude", "leaves no run")
     checked = set()
     for spec in specs:
         key = (spec.preset, spec.variant, spec.steps, spec.max_seconds)
