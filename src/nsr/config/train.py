@@ -285,7 +285,8 @@ class TrainConfig:
     val_every: int = 1000
     """Render a validation view (colour + normals PNG) every N steps (0 = never)."""
     val_min_seconds: float = 0.0
-    """Seconds of training at least between two validation views (0 = every `val_every` steps)."""
+    """Seconds of training at least between two validation views (0 = every `val_every` steps); with it, the
+    run's last step also gets one (a short run might otherwise have none)."""
     log_every: int = 25
     """Write a line of RUN/train_log.jsonl (and TensorBoard scalars, with `tensorboard`) every N steps."""
     tensorboard: bool = True

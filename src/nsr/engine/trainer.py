@@ -220,6 +220,8 @@ class Trainer:
         self.step = 0
         self.seconds = 0.0
         self._last = dict.fromkeys(("val", "checkpoint", "good"), 0.0)
+        self._validated = -1
+        """The step of the last validation view."""
         self.schedule = ScheduleRecord(config.steps, config.max_seconds, self._schedule_fractions())
         self.health = HealthMonitor(config.health, self.model.coverage_key)
         self._suspect = False
@@ -645,6 +647,13 @@ class Trainer:
                     self._interrupt(stop[0])
                 if m is not None and m.step % cfg.log_every and m.step != 1:
                     self._log(m)  # the final step, for the curves' end
+                if (
+                    m is not None
+                    and cfg.val_every
+                    and cfg.val_min_seconds > 0
+                    and self._validated != self.step
+                ):
+                    self.validate()  # views paced by time may all have been skipped: the run's end has one
                 if self._suspect:
                     log.warning(
                         "the run ended while %s (since step %s); latest.pt stays at the last good checkpoint",
@@ -776,6 +785,7 @@ class Trainer:
         path = self.run_dir / "validation" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)
+        self._validated = self.step
         return path
 
 
