@@ -388,7 +388,8 @@ def scene_labels(scenes: list[str]) -> dict[str, str]:
 
 
 def expand(jobs: BatchJobs) -> list[RunSpec]:
-    """Every combination scene x preset x variant x budget x seed, in that order (seeds vary fastest)."""
+    """Every combination scene x preset x variant x budget x seed, in that order (seeds vary fastest);
+    `exclude` is applied by `load_runs`."""
     labels = scene_labels(jobs.scenes)
     budgets = [(s, t) for s in (jobs.steps or [None]) for t in (jobs.max_seconds or [None])]
     variants = jobs.variants or {"": {}}
@@ -415,8 +416,6 @@ def expand(jobs: BatchJobs) -> list[RunSpec]:
             lpips=jobs.lpips,
             report=jobs.report,
         )
-        if any(excluded(spec, entry) for entry in jobs.exclude):
-            continue
         parts = [spec.scene_label, preset, variant, spec.budget, f"seed{seed}"]
         specs.append(dataclasses.replace(spec, name="_".join(p for p in parts if p)))
     return specs
@@ -441,11 +440,11 @@ def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
     """The jobs file and its runs, with every distinct config built once so that a bad override is found
     before anything runs."""
     jobs = load_jobs(path)
-    specs = expand(jobs)
-    everything = expand(dataclasses.replace(jobs, exclude=[]))
+    grid = expand(jobs)
     for entry in jobs.exclude:
-        if not any(excluded(spec, entry) for spec in everything):
+        if not any(excluded(spec, entry) for spec in grid):
             raise JobsError(path, "exclude", f"{entry}: matches no run of the grid")
+    specs = [spec for spec in grid if not any(excluded(spec, entry) for entry in jobs.exclude)]
     if not specs:
         raise JobsError(path, "exclude", "leaves no run")
     checked = set()
