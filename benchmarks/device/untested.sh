@@ -1,6 +1,7 @@
 # The first device calls of a session: what was written since the last GPU call and only checked on a CPU
 # (or checked on a GPU but not yet timed). Run from the repo root on the GPU machine (the `run` tool), with
-# .data/synthetic_spot_mitsuba and .whl (benchmarks/device/setup.sh) carried, as calls of under 10 minutes
+# .data/synthetic_spot_mitsuba, .data/meshes (the GT meshes the batch modes score against) and .whl
+# (benchmarks/device/setup.sh) carried, as calls of under 10 minutes
 # each (results under $OUT):
 #   bash benchmarks/device/untested.sh tests   the GPU tests (fused filter bank, the step as one CUDA graph
 #       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
@@ -178,7 +179,7 @@ neusbanks)
         --table --set cuda_graph_step=false > "$OUT/neus_nffb_kernels.txt" 2>&1
     grep -m 25 -E "Name|---|^ *[a-z_]" "$OUT/neus_nffb_kernels.txt" | cut -c1-160
     r=model.renderer
-    for set in "$r.num_samples=64" "$r.num_samples=32 $r.num_importance=32" "model.sdf.gradient=analytic"; do
+    for set in "$r.num_samples=32 $r.num_importance=32" "model.sdf.gradient=analytic"; do
         timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused neus-stylemod-nffb-fused \
             --rays 1024 --steps 20 --set $set --json "$OUT/neusbanks_${set//[ =]/_}.json" | cut -c1-200
     done

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -94,6 +95,21 @@ def test_grid_presets_train_the_encoding_at_its_own_learning_rate(tiny_scene, tm
     assert groups["encodings"]["lr"] == config.optim.encoding_lr != groups["networks"]["lr"]
     table = trainer.model.sdf_field.encoding.table
     assert any(p is table for p in groups["encodings"]["params"])
+
+
+@pytest.mark.parametrize("name", ["hashgrid", "hashgrid-pe", "hashgrid-fused", "hashgrid-fused-cams"])
+def test_hash_grid_presets_decay_smoothly_to_their_final_rate(name):
+    """The hash-grid presets' exponential decay (measured against the step decay on an H200, 2026-12-06):
+    geometric from 1 at the start to `HASHGRID_FINAL_LR` at the end of the run, whatever its length."""
+    from nsr.config.presets import HASHGRID_FINAL_LR
+
+    optim = get_preset(name).optim
+    factors = [optim.lr_factor_at(t / 10) for t in range(11)]
+    assert factors[0] == pytest.approx(1.0) and factors[-1] == pytest.approx(HASHGRID_FINAL_LR)
+    ratios = [b / a for a, b in itertools.pairwise(factors)]
+    assert ratios == pytest.approx([HASHGRID_FINAL_LR**0.1] * 10)
+    # the filter banks keep the step decay they were measured with
+    assert get_preset("nffb-fused").optim.schedule == "step"
 
 
 def test_presets_are_independent_copies():

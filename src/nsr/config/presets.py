@@ -157,7 +157,8 @@ def _fast(
 FAST_IO_SECONDS = 30.0
 """Training seconds at least between two step checkpoints and between two validation views of the grid and
 filter-bank presets; at a few hundred steps a second a 1000-step cadence would write a 130 MiB checkpoint
-and render a view every few seconds."""
+and render a view every few seconds. On Spot (`hashgrid-fused`, 120 s, one H200, 2026-12-06) the run took 143 s
+in all with this pacing against 190 s by steps alone, at the same Chamfer (0.143 / 0.142%)."""
 
 
 def _paced(config: TrainConfig) -> TrainConfig:
@@ -180,25 +181,39 @@ def _points_grid(backend: str) -> HashGridConfig:
     )
 
 
+HASHGRID_FINAL_LR = 0.03
+"""The IDR hash-grid presets decay their learning rates exponentially (instant-ngp, NeuS2) to this fraction of
+the start over the run, instead of `_fast`'s two x0.3 steps at 53% and 80% of it (a final 0.09x). On Spot
+(`hashgrid-fused`, one H200, 2026-12-06, seeds 0-2, each budget its own run): 0.156% (0.150-0.167) Chamfer at
+30 s, 0.144% (0.139-0.148) at 60 s, 0.139% (0.135-0.141) at 120 s, against 0.162 / 0.161 / 0.148% with the
+steps; a cosine decay to 0.03 was 0.141 / 0.155% at 120 s (seeds 0-1; benchmarks/RESULTS.md section 2)."""
+
+
+def _hashgrid_decay(config: TrainConfig) -> TrainConfig:
+    """`HASHGRID_FINAL_LR`'s exponential decay on a `_fast` config."""
+    config.optim.schedule, config.optim.final_factor = "exponential", HASHGRID_FINAL_LR
+    return config
+
+
 def hashgrid() -> TrainConfig:
     """Hash grid for points and for view directions (PyTorch reference backend, analytic eikonal)."""
     views = HashGridConfig(
         num_levels=4, log2_table_size=12, base_resolution=4, finest_resolution=32, backend="torch"
     )
-    return _fast(_points_grid("torch"), views)
+    return _hashgrid_decay(_fast(_points_grid("torch"), views))
 
 
 def hashgrid_pe() -> TrainConfig:
     """Hash grid for points, positional encoding for view directions (PyTorch reference backend)."""
-    return _fast(_points_grid("torch"), PositionalEncodingConfig(num_frequencies=4))
+    return _hashgrid_decay(_fast(_points_grid("torch"), PositionalEncodingConfig(num_frequencies=4)))
 
 
 def hashgrid_fused() -> TrainConfig:
     """Hash grid on the fastest backend (`auto`: NSR's fused Triton kernel on CUDA, the original's
     tiny-cuda-nn variant), finite-difference eikonal gradient (the kernel is first-order), positional
     view directions. On a CPU it runs the PyTorch grid with the same finite differences."""
-    return _fast(
-        _points_grid("auto"), PositionalEncodingConfig(num_frequencies=4), gradient="finite_difference"
+    return _hashgrid_decay(
+        _fast(_points_grid("auto"), PositionalEncodingConfig(num_frequencies=4), gradient="finite_difference")
     )
 
 
