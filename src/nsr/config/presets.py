@@ -186,7 +186,9 @@ HASHGRID_FINAL_LR = 0.03
 the start over the run, instead of `_fast`'s two x0.3 steps at 53% and 80% of it (a final 0.09x). On Spot
 (`hashgrid-fused`, one H200, 2026-12-06, seeds 0-2, each budget its own run): 0.156% (0.150-0.167) Chamfer at
 30 s, 0.144% (0.139-0.148) at 60 s, 0.139% (0.135-0.141) at 120 s, against 0.162 / 0.161 / 0.148% with the
-steps; a cosine decay to 0.03 was 0.141 / 0.155% at 120 s (seeds 0-1; benchmarks/RESULTS.md section 2)."""
+steps; a cosine decay to 0.03 was 0.141 / 0.155% at 120 s (seeds 0-1; benchmarks/RESULTS.md section 2). The
+CPU `demo` preset keeps its steps: on the generated scene at 120 s (seeds 0-2, 2-core CPU) they gave 0.259%
+against 0.325% / 0.355% with exponential decays to 0.1x / 0.03x (RESULTS.md section 6)."""
 
 
 def _hashgrid_decay(config: TrainConfig) -> TrainConfig:
