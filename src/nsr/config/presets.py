@@ -192,8 +192,9 @@ against 0.325% / 0.355% with exponential decays to 0.1x / 0.03x (RESULTS.md sect
 
 
 def _hashgrid_decay(config: TrainConfig) -> TrainConfig:
-    """`HASHGRID_FINAL_LR`'s exponential decay on a `_fast` config."""
+    """`HASHGRID_FINAL_LR`'s exponential decay on a `_fast` config (its step milestones cleared: unused)."""
     config.optim.schedule, config.optim.final_factor = "exponential", HASHGRID_FINAL_LR
+    config.optim.lr_milestones = ()
     return config
 
 
