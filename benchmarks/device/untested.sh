@@ -33,6 +33,10 @@
 #       one run at a time (experiments/hashgrid_spot.yaml at that budget only, about 8 minutes)
 #   bash benchmarks/device/untested.sh schedule  the same at 120 s with smooth learning-rate decays against the
 #       preset's steps (experiments/hashgrid_schedule.yaml; two calls, finished runs are skipped)
+#   bash benchmarks/device/untested.sh synthdecay  the hash-grid presets' exponential decay (chosen on Spot) against the
+#       old steps on the two synthesised scenes, 120 s, seed 0 (experiments/hashgrid_schedule_synth.yaml; carry
+#       .data/synth_fuze and .data/synth_banana; 4 runs of about 143 s: the last may need a second call on the warm
+#       machine, finished runs are skipped)
 #   bash benchmarks/device/untested.sh neusbanks  why a NeuS step of the filter banks costs 8.5x / 21x the hash grid's
 #       (issue 16; 52.5 / 130.7 against 6.1 ms at 1024 rays on an H200, the fused bank no help): the top kernels of
 #       an ordinary `neus-nffb-fused` step, then graphed steps of both banks with 32 + 32 samples a ray, with the
@@ -153,13 +157,15 @@ dtu)
     cp /tmp/neus_dtu/results.json "$OUT/neus_dtu.json"
     python3 benchmarks/summarize.py /tmp/neus_dtu 2>/dev/null | tail -n 8
     ;;
-spot120|schedule)
+spot120|schedule|synthdecay)
     if [ "$1" = spot120 ]; then
         jobs=/tmp/spot120.yaml
         sed -e 's/^max_seconds: .*/max_seconds: 120/' -e "s#\.\./\.\./\.data/#$PWD/.data/#g" \
             benchmarks/experiments/hashgrid_spot.yaml > $jobs
-    else
+    elif [ "$1" = schedule ]; then
         jobs=benchmarks/experiments/hashgrid_schedule.yaml
+    else
+        jobs=benchmarks/experiments/hashgrid_schedule_synth.yaml
     fi
     timeout 560 python3 -m nsr.cli.main batch $jobs --address local --out /tmp/$1 > "$OUT/$1.log" 2>&1
     echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$1.log"
