@@ -167,9 +167,13 @@ spot120|schedule|synthdecay)
     else
         jobs=benchmarks/experiments/hashgrid_schedule_synth.yaml
     fi
+    # Runs finished in an earlier call whose machine has gone since: their RUN/batch_result.json files, carried
+    # back as .data/batch_state/MODE.tar (the previous call's $OUT/MODE.state.tar), mark them finished again.
+    [ -f .data/batch_state/$1.tar ] && mkdir -p /tmp/$1 && tar -xf .data/batch_state/$1.tar -C /tmp/$1
     timeout 560 python3 -m nsr.cli.main batch $jobs --address local --out /tmp/$1 > "$OUT/$1.log" 2>&1
     echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$1.log"
     cp /tmp/$1/results.json "$OUT/$1.json"
+    (cd /tmp/$1 && tar -cf "$OUT/$1.state.tar" runs/*/batch_result.json 2>/dev/null)
     python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
     ;;
 neusbanks)

@@ -76,6 +76,17 @@ def test_finished_runs_are_skipped_and_new_measurements_reuse_the_training(scene
     assert again.skipped == 1 and again.backend == "nothing to run"
     assert again.results[0].train_key == first.results[0].train_key
 
+    # On another machine the result files alone (no checkpoints, meshes or renders) mark the runs finished:
+    # how a batch goes on after its machine is gone (benchmarks/device/untested.sh carries them back).
+    moved = tmp_path / "moved"
+    for spec in specs:
+        marker = out / "runs" / spec.name / "batch_result.json"
+        (moved / "runs" / spec.name).mkdir(parents=True)
+        (moved / "runs" / spec.name / "batch_result.json").write_bytes(marker.read_bytes())
+    elsewhere = run_batch(jobs, specs, moved, address="local")
+    assert elsewhere.skipped == 1 and elsewhere.results[0].chamfer_pct == first.results[0].chamfer_pct
+    assert [r["name"] for r in read_results(moved)] == [spec.name for spec in specs]
+
     # Asking for another measurement re-measures the trained run without training it again.
     jobs, specs = load_runs(
         write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], mesh_resolution=16)
