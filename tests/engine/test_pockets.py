@@ -93,6 +93,19 @@ def test_the_fill_loss_closes_a_hidden_bubble_and_leaves_the_outer_surface():
     assert torch.equal(model.sdf_field.sdf(outside), with_bubble(outside))  # nothing outside moved
 
 
+def test_the_fill_on_a_cpu_says_what_it_costs(tiny_scene, tmp_path, caplog):
+    """On a CPU each refresh renders every training view's depth map (minutes on a few cores): the run says
+    so once, with the number of refreshes and how to turn the fill off."""
+    config = tiny_config(tiny_scene, steps=2)
+    config.pockets = PocketFillConfig(every=0.25, start=0.1, samples=4096, batch=64, max_side=24)
+    with caplog.at_level("WARNING", logger="nsr"):
+        Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    assert [r.getMessage() for r in caplog.records if "pocket fill" in r.getMessage()] == [
+        "the pocket fill on a CPU: each of its 4 refreshes renders a depth map of every training view"
+        " (one to a few minutes each on a few cores); --pockets.every 0 turns it off"
+    ]
+
+
 def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     def config(steps):
         c = tiny_config(tiny_scene, steps=steps)

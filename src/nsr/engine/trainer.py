@@ -214,6 +214,12 @@ class Trainer:
         self.pockets = (
             PocketFill(config.pockets, self.device, config.seed) if config.pockets.enabled else None
         )
+        if self.pockets is not None and self.device.type == "cpu":
+            log.warning(
+                "the pocket fill on a CPU: each of its %d refreshes renders a depth map of every training view"
+                " (one to a few minutes each on a few cores); --pockets.every 0 turns it off",
+                config.pockets.refresh_index(1.0),
+            )
         self.camera_guard = self._build_camera_guard()
         self.graphed_step = self._build_graphed_step()
         """The whole step as one CUDA graph (`cuda_graph_step`), or None: ordinary steps."""
