@@ -50,6 +50,9 @@
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
 #       and measured again (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
+#   bash benchmarks/device/untested.sh banks  issue 16's first quality numbers of the day: the banks' IDR presets with the
+#       hash grid's exponential decay against their steps (experiments/banks_decay.yaml), then the banks under NeuS
+#       on Spot (experiments/banks_neus.yaml's Spot runs), 120 s, seed 0, four runs a GPU each (about 8 minutes)
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -156,6 +159,19 @@ dtu)
     echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/neus_dtu.log"
     cp /tmp/neus_dtu/results.json "$OUT/neus_dtu.json"
     python3 benchmarks/summarize.py /tmp/neus_dtu 2>/dev/null | tail -n 8
+    ;;
+banks)
+    timeout 270 python3 -m nsr.cli.main batch benchmarks/experiments/banks_decay.yaml --address auto --out /tmp/banks_decay \
+        > "$OUT/banks_decay.log" 2>&1
+    echo "banks_decay rc $? at $SECONDS s"; cp /tmp/banks_decay/results.json "$OUT/banks_decay.json"
+    python3 benchmarks/summarize.py /tmp/banks_decay 2>/dev/null | tail -n 5
+    # banks_neus.yaml's Spot runs only (one scene a call)
+    python3 -c "import yaml; d = yaml.safe_load(open('benchmarks/experiments/banks_neus.yaml')); \
+d['scenes'] = d['scenes'][:1]; d['gt_meshes'] = {d['scenes'][0]: d['gt_meshes'][d['scenes'][0]]}; yaml.safe_dump(d, open('benchmarks/experiments/.banks_neus_spot.yaml', 'w'))"
+    timeout 270 python3 -m nsr.cli.main batch benchmarks/experiments/.banks_neus_spot.yaml --address auto \
+        --out /tmp/banks_neus > "$OUT/banks_neus.log" 2>&1
+    echo "banks_neus rc $? at $SECONDS s"; cp /tmp/banks_neus/results.json "$OUT/banks_neus_spot.json"
+    python3 benchmarks/summarize.py /tmp/banks_neus 2>/dev/null | tail -n 5
     ;;
 spot120|schedule|synthdecay)
     if [ "$1" = spot120 ]; then
