@@ -150,8 +150,9 @@ for r in json.load(open('$OUT/bench_registers.json')):
     done
     ;;
 bandwidth)
-    timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene --presets hashgrid-fused neus-hashgrid-fused \
-        nffb-fused stylemod-nffb-fused --timeout 130 --json "$OUT/step_bandwidth.json" --keep-csv "$OUT/ncu"
+    # PRESETS="..." for fewer (each takes up to 130 s)
+    timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene \
+        --presets ${PRESETS:-hashgrid-fused neus-hashgrid-fused nffb-fused stylemod-nffb-fused} --timeout 130 --json "$OUT/step_bandwidth.json" --keep-csv "$OUT/ncu"
     ;;
 dtu)
     timeout 560 python3 -m nsr.cli.main batch benchmarks/experiments/neus_dtu.yaml --address auto --out /tmp/neus_dtu \
