@@ -50,9 +50,11 @@
 #       120 s runs with and without masks alone on the GPU, each mesh taken apart by mesh_errors.py (inner
 #       sheets, unseen surface), then meshed again with the hidden pockets filled (`nsr mesh --fill-unseen`)
 #       and measured again (needs .data/jobs/nspot.yaml and .data/meshes/spot_cow)
-#   bash benchmarks/device/untested.sh banks  issue 16's first quality numbers of the day: the banks' IDR presets with the
-#       hash grid's exponential decay against their steps (experiments/banks_decay.yaml), then the banks under NeuS
-#       on Spot (experiments/banks_neus.yaml's Spot runs), 120 s, seed 0, four runs a GPU each (about 8 minutes)
+#   bash benchmarks/device/untested.sh banks  issue 16: graphed step times of the grid and the banks under both renderers
+#       with fp32 and with TF32 matrix products (`tf32`), then `nffb-fused` on Spot with the hash grid's exponential
+#       decay and / or TF32 against its preset (experiments/banks_decay.yaml, 120 s, four runs a GPU; about 7 minutes)
+#   bash benchmarks/device/untested.sh banksneus  the banks under NeuS on Spot (experiments/banks_neus.yaml's Spot
+#       runs: both banks, the hash grid and positional, 120 s, seed 0, four runs a GPU; about 4 minutes)
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -162,14 +164,25 @@ dtu)
     python3 benchmarks/summarize.py /tmp/neus_dtu 2>/dev/null | tail -n 8
     ;;
 banks)
-    timeout 270 python3 -m nsr.cli.main batch benchmarks/experiments/banks_decay.yaml --address auto --out /tmp/banks_decay \
-        > "$OUT/banks_decay.log" 2>&1
+    for tf in false true false true; do  # interleaved: each setting twice (once if the first round is slow)
+        [ $SECONDS -gt 200 ] && break
+        timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused nffb-fused \
+            stylemod-nffb-fused --rays 2048 --steps 20 --set tf32=$tf --json "$OUT/idr_tf32_$tf.$SECONDS.json" | cut -c1-160
+        timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets neus-hashgrid-fused neus-nffb-fused \
+            neus-stylemod-nffb-fused --rays 1024 --steps 20 --set tf32=$tf --json "$OUT/neus_tf32_$tf.$SECONDS.json" | cut -c1-160
+    done
+    echo "step times done at $SECONDS s"
+    timeout $((570 - SECONDS)) python3 -m nsr.cli.main batch benchmarks/experiments/banks_decay.yaml --address auto \
+        --out /tmp/banks_decay > "$OUT/banks_decay.log" 2>&1
     echo "banks_decay rc $? at $SECONDS s"; cp /tmp/banks_decay/results.json "$OUT/banks_decay.json"
     python3 benchmarks/summarize.py /tmp/banks_decay 2>/dev/null | tail -n 5
+    ;;
+banksneus)
     # banks_neus.yaml's Spot runs only (one scene a call)
     python3 -c "import yaml; d = yaml.safe_load(open('benchmarks/experiments/banks_neus.yaml')); \
-d['scenes'] = d['scenes'][:1]; d['gt_meshes'] = {d['scenes'][0]: d['gt_meshes'][d['scenes'][0]]}; yaml.safe_dump(d, open('benchmarks/experiments/.banks_neus_spot.yaml', 'w'))"
-    timeout 270 python3 -m nsr.cli.main batch benchmarks/experiments/.banks_neus_spot.yaml --address auto \
+d['scenes'] = d['scenes'][:1]; d['gt_meshes'] = {d['scenes'][0]: d['gt_meshes'][d['scenes'][0]]}; \
+yaml.safe_dump(d, open('benchmarks/experiments/.banks_neus_spot.yaml', 'w'))"
+    timeout 500 python3 -m nsr.cli.main batch benchmarks/experiments/.banks_neus_spot.yaml --address auto \
         --out /tmp/banks_neus > "$OUT/banks_neus.log" 2>&1
     echo "banks_neus rc $? at $SECONDS s"; cp /tmp/banks_neus/results.json "$OUT/banks_neus_spot.json"
     python3 benchmarks/summarize.py /tmp/banks_neus 2>/dev/null | tail -n 5

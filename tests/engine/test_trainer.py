@@ -117,3 +117,17 @@ def test_trains_on_the_real_scenes(shared_data, tmp_path, name, background):
     Trainer(config, scene, tmp_path / "run", on_step=seen.append).train()
     assert all(np.isfinite(m.loss) for m in seen) and max(m.metrics["hit_ratio"] for m in seen) > 0
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+
+
+def test_tf32_follows_each_runs_config(tiny_scene, tmp_path):
+    scene = load_idr_scene(tiny_scene)
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        config = tiny_config(tiny_scene, steps=1)
+        config.tf32 = True
+        Trainer(config, scene, tmp_path / "a")
+        assert torch.backends.cuda.matmul.allow_tf32
+        Trainer(tiny_config(tiny_scene, steps=1), scene, tmp_path / "b")  # the default: fp32 products
+        assert not torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before

@@ -306,6 +306,10 @@ class TrainConfig:
     replay it (`nsr.engine.graph_step`): for models with a static loss (IDR), with fixed or trained cameras,
     without the pocket fill; other runs take ordinary steps. Same results, fewer kernel launches from the
     host."""
+    tf32: bool = False
+    """On CUDA, let PyTorch's fp32 matrix products run on the tensor cores as TF32 (10-bit mantissa, fp32's
+    range; `torch.backends.cuda.matmul.allow_tf32`) for this run's training. Faster products; the SDF's
+    gradients get TF32's rounding too."""
 
     def validate(self) -> None:
         """Ranges of the run's own fields (`nsr.checks.validate_config` checks the nested configs)."""
@@ -338,6 +342,7 @@ RESUME_CHANGEABLE = (
     "device",
     "rays_per_batch",
     "cuda_graph_step",
+    "tf32",
     "optim",
     "health",
     "pockets",

@@ -195,6 +195,8 @@ class Trainer:
             log.info("training without masks (%s): whole images, a learned background", why)
 
         _seed_everything(config.seed)
+        # process-wide: the run's matrix products (its captured step's too) follow its own config
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
         self.model: Model = config.model.build().to(self.device)
         # The fused CUDA Adam updates all parameters in a few kernels instead of several per tensor.
         fused = self.device.type == "cuda"
