@@ -59,6 +59,18 @@ set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 scene=.data/synthetic_spot_mitsuba
+# `nsr batch` of a jobs file into /tmp/NAME (at most 560 s), its table back as $OUT/NAME.json and its finished runs
+# as $OUT/NAME.state.tar: copied to .data/batch_state/NAME.tar and carried, they mark those runs finished in the next
+# call (a machine and its /tmp go after 30 s idle), which then runs only what is left.
+batch_mode() {
+    local name=$1; shift
+    [ -f .data/batch_state/$name.tar ] && mkdir -p /tmp/$name && tar -xf .data/batch_state/$name.tar -C /tmp/$name
+    timeout ${BATCH_TIMEOUT:-560} python3 -m nsr.cli.main batch "$@" --out /tmp/$name > "$OUT/$name.log" 2>&1
+    echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$name.log" | cut -c1-400
+    cp /tmp/$name/results.json "$OUT/$name.json"
+    (cd /tmp/$name && tar -cf "$OUT/$name.state.tar" runs/*/batch_result.json 2>/dev/null)
+    python3 benchmarks/summarize.py /tmp/$name 2>/dev/null | tail -n 8
+}
 case "${1:-tests}" in
 tests)
     timeout 300 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/encodings/test_hashgrid.py \
@@ -177,34 +189,20 @@ banks)
     echo "banks_decay rc $? at $SECONDS s"; cp /tmp/banks_decay/results.json "$OUT/banks_decay.json"
     python3 benchmarks/summarize.py /tmp/banks_decay 2>/dev/null | tail -n 5
     ;;
-banksneus)
-    # banks_neus.yaml's Spot runs only (one scene a call)
-    python3 -c "import yaml; d = yaml.safe_load(open('benchmarks/experiments/banks_neus.yaml')); \
-d['scenes'] = d['scenes'][:1]; d['gt_meshes'] = {d['scenes'][0]: d['gt_meshes'][d['scenes'][0]]}; \
-yaml.safe_dump(d, open('benchmarks/experiments/.banks_neus_spot.yaml', 'w'))"
-    timeout 500 python3 -m nsr.cli.main batch benchmarks/experiments/.banks_neus_spot.yaml --address auto \
-        --out /tmp/banks_neus > "$OUT/banks_neus.log" 2>&1
-    echo "banks_neus rc $? at $SECONDS s"; cp /tmp/banks_neus/results.json "$OUT/banks_neus_spot.json"
-    python3 benchmarks/summarize.py /tmp/banks_neus 2>/dev/null | tail -n 5
+banksneus)  # banks_neus.yaml's Spot runs only (one scene a call)
+    batch_mode banksneus benchmarks/experiments/banks_neus.yaml --only 'synthetic_spot_mitsuba_*'
     ;;
-spot120|schedule|synthdecay)
-    if [ "$1" = spot120 ]; then
-        jobs=/tmp/spot120.yaml
-        sed -e 's/^max_seconds: .*/max_seconds: 120/' -e "s#\.\./\.\./\.data/#$PWD/.data/#g" \
-            benchmarks/experiments/hashgrid_spot.yaml > $jobs
-    elif [ "$1" = schedule ]; then
-        jobs=benchmarks/experiments/hashgrid_schedule.yaml
-    else
-        jobs=benchmarks/experiments/hashgrid_schedule_synth.yaml
-    fi
-    # Runs finished in an earlier call whose machine has gone since: their RUN/batch_result.json files, carried
-    # back as .data/batch_state/MODE.tar (the previous call's $OUT/MODE.state.tar), mark them finished again.
-    [ -f .data/batch_state/$1.tar ] && mkdir -p /tmp/$1 && tar -xf .data/batch_state/$1.tar -C /tmp/$1
-    timeout 560 python3 -m nsr.cli.main batch $jobs --address local --out /tmp/$1 > "$OUT/$1.log" 2>&1
-    echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$1.log"
-    cp /tmp/$1/results.json "$OUT/$1.json"
-    (cd /tmp/$1 && tar -cf "$OUT/$1.state.tar" runs/*/batch_result.json 2>/dev/null)
-    python3 benchmarks/summarize.py /tmp/$1 2>/dev/null | tail -n 8
+spot120)
+    batch_mode spot120 benchmarks/experiments/hashgrid_spot.yaml --address local --only '*_120s_*'
+    ;;
+schedule)
+    batch_mode schedule benchmarks/experiments/hashgrid_schedule.yaml --address local
+    ;;
+synthdecay)
+    batch_mode synthdecay benchmarks/experiments/hashgrid_schedule_synth.yaml --address local
+    ;;
+batch)  # bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options]
+    shift; batch_mode "$(basename "$1" .yaml)" "$@"
     ;;
 neusbanks)
     timeout 120 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/engine/test_graph_step.py \

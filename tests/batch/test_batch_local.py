@@ -102,6 +102,31 @@ def test_finished_runs_are_skipped_and_new_measurements_reuse_the_training(scene
     assert refused.status == "failed" and "holds a run of another job" in refused.error
 
 
+def test_only_runs_the_chosen_runs_and_keeps_the_finished_ones_in_the_tables(scenes_root, tmp_path, capsys):
+    jobs_file = write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], seeds=[0, 1])
+    jobs, specs = load_runs(jobs_file)
+    seed0, seed1 = (spec.name for spec in specs)
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs_file), "--out", str(out), "--address", "local", "--only", "*_seed1"]) == 0
+    assert [r["name"] for r in read_results(out)] == [seed1]
+    assert not (out / "runs" / seed0).exists()
+
+    capsys.readouterr()
+    assert main(["batch", str(jobs_file), "--out", str(out), "--dry-run", "--only", "*_seed1"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{seed0:60} not selected (--only)" in listed and f"{seed1:60} finished" in listed
+
+    # Without the filter the rest runs; with it again, nothing runs and the table keeps both.
+    rest = run_batch(jobs, specs, out, address="local")
+    assert rest.skipped == 1 and [r.name for r in rest.results] == [seed0, seed1]
+    again = run_batch(jobs, specs, out, address="local", only=["*_seed0"])
+    assert again.backend == "nothing to run" and [r["name"] for r in read_results(out)] == [seed0, seed1]
+
+    # A pattern that matches nothing is a one-line error naming the jobs file.
+    assert main(["batch", str(jobs_file), "--out", str(out), "--only", "*banana*"]) == 1
+    assert f"{jobs_file}: --only: *banana* matches none of its runs" in capsys.readouterr().err
+
+
 def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
     jobs_file = write_jobs(
         tmp_path / "jobs.yaml",

@@ -15,11 +15,12 @@ installed (docs/batch.md).
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,13 +94,15 @@ def run_batch(
     address: str = "auto",
     progress: Callable[[BatchProgress], None] | None = None,
     source: str = "",
+    only: Sequence[str] = (),
 ) -> BatchOutcome:
     """Run `specs` (from `nsr.batch.jobs.load_runs`) into OUT/runs/<name>, with the tables in OUT.
 
     `address`: `auto` (Ray: RAY_ADDRESS, a cluster started on this machine with `ray start`, or a new local
     instance; the in-process loop without Ray), `local` (the in-process loop), or a Ray address
     (`ray://HEAD:10001`, `HEAD:6379`). A Ray already initialised in this process is used as it is.
-    `source` (the jobs file) is recorded in the tables."""
+    `source` (the jobs file) is recorded in the tables. `only`: run only the runs whose names match one of
+    these shell patterns (`selected`); the finished runs of `specs` stay in the tables whatever they are."""
     out = Path(out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -109,13 +112,15 @@ def run_batch(
     todo = []
     for spec in specs:
         previous = finished_result(spec, runs_dir)
-        if previous is None:
-            todo.append(spec)
-        else:
+        if previous is not None:
             results[spec.name] = previous
+        elif selected(spec, only):
+            todo.append(spec)
     skipped = len(results)
-    state = BatchProgress(total=len(specs), skipped=skipped, done=0, failed=0, running=0, completed=0.0)
+    state = BatchProgress(total=skipped + len(todo), skipped=skipped, done=0, failed=0, running=0, completed=0.0)
     info = {"jobs": source, "started": started, "runs": len(specs), "skipped": skipped, "backend": ""}
+    if only:
+        info["only"] = list(only)
     earlier = _earlier_invocations(out)
 
     def write() -> None:
@@ -160,6 +165,11 @@ def run_batch(
     return BatchOutcome(
         results=ordered(), out=out, backend=info["backend"], seconds=info["seconds"], skipped=skipped
     )
+
+
+def selected(spec: RunSpec, only: Sequence[str]) -> bool:
+    """Whether `spec`'s name matches one of the shell patterns `only` (every run when there are none)."""
+    return not only or any(fnmatch.fnmatchcase(spec.name, pattern) for pattern in only)
 
 
 def _ray_task(spec: RunSpec, runs_dir: str, batch_id: str) -> RunResult:

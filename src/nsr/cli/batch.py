@@ -19,8 +19,9 @@ import tyro
 from tqdm import tqdm
 
 from nsr.batch import BatchProgress, RunResult, load_runs, run_batch
-from nsr.batch.jobs import packing_note
+from nsr.batch.jobs import JobsError, packing_note
 from nsr.batch.pipeline import finished_result
+from nsr.batch.runners import selected
 from nsr.cli.common import friendly
 
 
@@ -41,6 +42,9 @@ class BatchArgs:
     """GPUs per run under Ray, overriding the jobs file (0.25: four runs share a GPU)."""
     cpus_per_run: float | None = None
     """CPU cores per run under Ray, overriding the jobs file."""
+    only: tuple[str, ...] = ()
+    """Run only the runs whose names match one of these shell patterns (`'*spot*' '*_120s_*'`: a
+    scene, a budget, ...); the other finished runs stay in the tables. `--dry-run` shows the choice."""
     dry_run: bool = False
     """List the runs (and which are finished) without running anything."""
 
@@ -60,9 +64,14 @@ def _run(args: BatchArgs) -> int:
     note = packing_note(jobs.gpus_per_run)
     if note:
         print(f"nsr: warning: {note}", file=sys.stderr)
+    if not any(selected(spec, args.only) for spec in specs):
+        names = ", ".join(spec.name for spec in specs[:3]) + (", ..." if len(specs) > 3 else "")
+        raise JobsError(args.jobs, "--only", f"{' '.join(args.only)} matches none of its runs ({names})")
     if args.dry_run:
         for spec in specs:
             state = "finished" if finished_result(spec, out / "runs") else "to run"
+            if state == "to run" and not selected(spec, args.only):
+                state = "not selected (--only)"
             print(f"{spec.name:60} {state}")
         print(f"{len(specs)} runs into {out}")
         return 0
@@ -77,15 +86,16 @@ def _run(args: BatchArgs) -> int:
     print(f"{len(specs)} runs ({shape}) into {out}")
     bar = BatchBar()
     try:
-        outcome = run_batch(jobs, specs, out, args.address, bar, source=str(args.jobs))
+        outcome = run_batch(jobs, specs, out, args.address, bar, source=str(args.jobs), only=args.only)
     except KeyboardInterrupt:
         bar.close()
         print("nsr: interrupted (run the same command again to resume)", file=sys.stderr)
         return 130
     finally:
         bar.close()
+    ran = len(outcome.results) - outcome.skipped
     print(
-        f"{outcome.backend}: {len(specs) - outcome.skipped} runs in {outcome.seconds:.0f} s"
+        f"{outcome.backend}: {ran} runs in {outcome.seconds:.0f} s"
         f" ({outcome.skipped} finished earlier)"
     )
     print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {out / 'index.html'}")
