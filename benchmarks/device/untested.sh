@@ -54,7 +54,11 @@
 #       with fp32 and with TF32 matrix products (`tf32`), then `nffb-fused` on Spot with the hash grid's exponential
 #       decay and / or TF32 against its preset (experiments/banks_decay.yaml, 120 s, four runs a GPU; about 7 minutes)
 #   bash benchmarks/device/untested.sh banksneus  the banks under NeuS on Spot (experiments/banks_neus.yaml's Spot
-#       runs: both banks, the hash grid and positional, 120 s, seed 0, four runs a GPU; about 4 minutes)
+#       runs: both banks, the hash grid and positional, 120 s, seed 0, two runs a GPU; about 6.5 minutes on an H100;
+#       measured 2026-12-06); for the other scenes: batch benchmarks/experiments/banks_neus.yaml --only 'synth_fuze_*'
+#   bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]  any jobs file, its
+#       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar (the batch modes
+#       above do the same: spot120, schedule, synthdecay, banksneus)
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"

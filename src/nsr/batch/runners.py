@@ -117,7 +117,9 @@ def run_batch(
         elif selected(spec, only):
             todo.append(spec)
     skipped = len(results)
-    state = BatchProgress(total=skipped + len(todo), skipped=skipped, done=0, failed=0, running=0, completed=0.0)
+    state = BatchProgress(
+        total=skipped + len(todo), skipped=skipped, done=0, failed=0, running=0, completed=0.0
+    )
     info = {"jobs": source, "started": started, "runs": len(specs), "skipped": skipped, "backend": ""}
     if only:
         info["only"] = list(only)

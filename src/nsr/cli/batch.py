@@ -94,10 +94,7 @@ def _run(args: BatchArgs) -> int:
     finally:
         bar.close()
     ran = len(outcome.results) - outcome.skipped
-    print(
-        f"{outcome.backend}: {ran} runs in {outcome.seconds:.0f} s"
-        f" ({outcome.skipped} finished earlier)"
-    )
+    print(f"{outcome.backend}: {ran} runs in {outcome.seconds:.0f} s ({outcome.skipped} finished earlier)")
     print(f"wrote {out / 'results.csv'}, {out / 'results.json'} and {out / 'index.html'}")
     if outcome.failed:
         print(f"nsr: {len(outcome.failed)} of {len(specs)} runs failed:", file=sys.stderr)
