@@ -83,7 +83,10 @@ def _run(args: BatchArgs) -> int:
         (len(jobs.seeds), "seeds"),
     ]
     shape = " x ".join(f"{n} {what}" for n, what in counts if n > 0)
-    print(f"{len(specs)} runs ({shape}) into {out}")
+    chosen = (
+        f", {sum(selected(spec, args.only) for spec in specs)} of them chosen by --only" if args.only else ""
+    )
+    print(f"{len(specs)} runs ({shape}{chosen}) into {out}")
     bar = BatchBar()
     try:
         outcome = run_batch(jobs, specs, out, args.address, bar, source=str(args.jobs), only=args.only)
