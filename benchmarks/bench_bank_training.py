@@ -3,6 +3,7 @@ NeuS step evaluates it (every sample with its finite-difference taps, all with g
 minimum of the repeats). CPU or CUDA (synchronised around each repeat).
 
     python benchmarks/bench_bank_training.py --presets neus-nffb-fused neus-stylemod-nffb-fused --points 81920
+    python benchmarks/bench_bank_training.py --modes eager compiled     # also with `compile_training`
 
 Compare two commits by running it with PYTHONPATH pointing at each checkout's src/ in turn (RESULTS.md
 section 6, 2026-12-06)."""
@@ -25,9 +26,11 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_bank(preset: str, points: int, repeats: int, device: torch.device) -> dict:
+def time_bank(preset: str, points: int, repeats: int, device: torch.device, mode: str = "eager") -> dict:
     torch.manual_seed(0)
-    bank = get_preset(preset).model.sdf.encoding.build(3).to(device)
+    config = get_preset(preset).model.sdf.encoding
+    config.compile_training = mode == "compiled"
+    bank = config.build(3).to(device)
     bank.set_progress(1.0)  # every level unlocked, as at the end of a run
     x = torch.rand(points, 3, device=device) * 1.6 - 0.8
 
@@ -38,12 +41,21 @@ def time_bank(preset: str, points: int, repeats: int, device: torch.device) -> d
         sync(device)
         return (time.perf_counter() - start) * 1000
 
+    start = time.perf_counter()
     for _ in range(2):
-        once()
+        once()  # the compiled chain compiles here
+    warmup = time.perf_counter() - start
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = [once() for _ in range(repeats)]
+    failed = bank.compile_unavailable
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
         "preset": preset,
+        "mode": f"eager (compiling failed: {failed})" if failed else mode,
         "points": points,
+        "warmup_s": round(warmup, 1),
+        "peak_gib": None if peak is None else round(peak, 2),
         "device": str(device),
         "ms_median": round(statistics.median(times), 2),
         "ms_min": round(min(times), 2),
@@ -55,14 +67,16 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["neus-nffb-fused", "neus-stylemod-nffb-fused"])
     parser.add_argument("--points", type=int, nargs="+", default=[81920])
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=["eager"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     rows = []
     for preset in args.presets:
         for points in args.points:
-            rows.append(time_bank(preset, points, args.repeats, torch.device(args.device)))
-            print(json.dumps(rows[-1]), flush=True)
+            for mode in args.modes:
+                rows.append(time_bank(preset, points, args.repeats, torch.device(args.device), mode))
+                print(json.dumps(rows[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -59,6 +59,10 @@
 #   bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]  any jobs file, its
 #       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar (the batch modes
 #       above do the same: spot120, schedule, synthdecay, banksneus)
+#   bash benchmarks/device/untested.sh compile  issue 16's lever for the memory-bound NeuS bank step: the banks' PyTorch
+#       level chain compiled by Inductor (`model.sdf.encoding.compile_training`, new; CPU: 0.91x / 0.71x the
+#       eager chain's time for the plain / style bank at 81,920 points): its GPU tests, the training path alone at
+#       655,360 points eager and compiled, then graphed NeuS steps of 1024 rays and IDR steps of 2048 both ways
 set -u
 source benchmarks/device/setup.sh
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -192,6 +196,19 @@ banks)
         --out /tmp/banks_decay > "$OUT/banks_decay.log" 2>&1
     echo "banks_decay rc $? at $SECONDS s"; cp /tmp/banks_decay/results.json "$OUT/banks_decay.json"
     python3 benchmarks/summarize.py /tmp/banks_decay 2>/dev/null | tail -n 5
+    ;;
+compile)
+    timeout 200 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py -m gpu -k compiled \
+        > "$OUT/gpu_tests.log" 2>&1
+    tail -n 2 "$OUT/gpu_tests.log"
+    timeout 200 python3 benchmarks/bench_bank_training.py --points 655360 --modes eager compiled \
+        --json "$OUT/bank_training_compile.json" | cut -c1-220
+    for c in false true; do
+        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused neus-stylemod-nffb-fused \
+            --rays 1024 --steps 20 --set model.sdf.encoding.compile_training=$c --json "$OUT/neus_compile_$c.json" | cut -c1-160
+        timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+            --rays 2048 --steps 20 --set model.sdf.encoding.compile_training=$c --json "$OUT/idr_compile_$c.json" | cut -c1-160
+    done
     ;;
 banksneus)  # banks_neus.yaml's Spot runs only (one scene a call)
     batch_mode banksneus benchmarks/experiments/banks_neus.yaml --only 'synthetic_spot_mitsuba_*'

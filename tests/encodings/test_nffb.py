@@ -530,3 +530,73 @@ def test_kernel_registers_compiles_the_fused_bank_for_a_gpu_without_one():
     if row["registers"] > 96:  # a cap (PTX's .maxnreg) holds
         capped = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None, max_registers=96)
         assert capped["registers"] <= 96 and capped["mma"] == row["mma"]
+
+
+@pytest.mark.parametrize("cls", KINDS)
+def test_the_compiled_training_chain_matches_the_eager_one_forward_and_backward(cls):
+    """`compile_training`: an evaluation with gradient runs the chain compiled by Inductor (10-20 s to compile on
+    a 2-core CPU), with the eager chain's output and parameter and input gradients."""
+    torch.manual_seed(0)
+    eager = cls(**SMALL, backend="torch", w0=3.0).build(3)
+    _randomise_grid(eager)
+    compiled = cls(**SMALL, backend="torch", w0=3.0, compile_training=True).build(3)
+    compiled.load_state_dict(eager.state_dict())
+    results = []
+    for enc in (eager, compiled):
+        x = _points(300).requires_grad_(True)
+        assert enc.compiles(x) == (enc is compiled)
+        out = enc(x)
+        (out.square().sum() + out[:, 3:].sin().sum()).backward()
+        results.append([out.detach(), x.grad, *(p.grad for p in enc.parameters())])
+    assert compiled.compile_unavailable is None
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5 * a.abs().max().item())
+
+
+def test_the_compiled_chain_is_not_used_without_gradient_or_with_double_backward():
+    enc = NFFBConfig(**SMALL, backend="torch", compile_training=True).build(3)
+    x = _points(10)
+    with torch.no_grad():
+        assert not enc.compiles(x)
+    assert enc.compiles(x)
+    # the analytic normals differentiate the bank's gradient
+    for gradient in ("finite_difference", "analytic"):
+        field = SDFFieldConfig(encoding=enc.config, gradient=gradient, hidden_dim=32, num_layers=2).build()
+        assert field.encoding.compiles(x) == (gradient == "finite_difference")
+
+
+def test_a_failing_compile_leaves_the_eager_chain_with_a_warning(monkeypatch, caplog):
+    enc = NFFBConfig(**SMALL, backend="torch", compile_training=True).build(3)
+    x = _points(50)
+    expected = enc._chain(x, enc.grid.level_features(x)).detach()
+
+    def broken(*args):
+        raise RuntimeError("Inductor: no C++ compiler\nmore lines")
+
+    monkeypatch.setattr(enc, "_compiled_chain", lambda: broken)
+    assert torch.equal(enc(x).detach(), expected)
+    assert enc.compile_unavailable == "RuntimeError: Inductor: no C++ compiler" and not enc.compiles(x)
+    assert "compiling the bank's training chain failed" in caplog.text
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("cls", KINDS)
+def test_the_compiled_training_chain_matches_the_eager_one_on_the_gpu(cls):
+    """As the CPU test, on CUDA with the fused grid at a NeuS step's order of points (Inductor's Triton kernels)."""
+    pytest.importorskip("triton")
+    torch.manual_seed(0)
+    config = {**SMALL, "num_levels": 8, "hidden_dim": 64, "out_features": 64, "w0": 3.0, "backend": "fused"}
+    eager = cls(**config).build(3).cuda()
+    _randomise_grid(eager)
+    compiled = cls(**config, compile_training=True).build(3).cuda()
+    compiled.load_state_dict(eager.state_dict())
+    results = []
+    for enc in (eager, compiled):
+        x = _points(100_000).cuda().requires_grad_(True)
+        out = enc(x)
+        out.square().sum().backward()
+        results.append([out.detach(), x.grad, *(p.grad for p in enc.parameters())])
+    assert compiled.compile_unavailable is None
+    for a, b in zip(*results, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * a.abs().max().item())

@@ -77,6 +77,12 @@ class NFFBConfig:
     fused_bank_mod_precision: Literal["auto", "ieee", "tf32x3", "tf32"] = "auto"
     """Precision of the style-modulated bank's style and demodulation products in the fused kernel (auto: that
     of its other products, fp32-accurate; tf32: one tensor-core pass)."""
+    compile_training: bool = False
+    """Evaluations with gradient that need no double backward (finite-difference normals: the `-fused` bank
+    presets of both renderers) run the PyTorch bank's level chain compiled by `torch.compile` (Inductor: the
+    sines, sums and biases fused into fewer kernels, activations recomputed in the backward pass rather than
+    stored). For the NeuS bank step, which is memory-bound (benchmarks/RESULTS.md section 2). The first such
+    evaluation compiles (tens of seconds); where compiling fails the run goes on eager, with a warning."""
 
     def validate(self) -> None:
         check_grid_levels(self)
@@ -152,6 +158,12 @@ class NFFB(Encoding):
         self.config = config
         self.fused_unavailable: str | None = None
         """Why the fused kernel failed, once it has (evaluations then run the PyTorch trunk)."""
+        self.compile_unavailable: str | None = None
+        """Why `compile_training`'s compiled chain failed, once it has (evaluations then run eagerly)."""
+        self.double_backward = False
+        """Whether a model differentiates the bank's gradient (analytic normals): no compiled chain then."""
+        self._compiled: dict = {}
+        """`compile_training`'s compiled `_chain`, made at its first use (a dict: not a module attribute)."""
         self.in_dim = in_dim
         self.includes_input = config.include_input
         self.out_dim = in_dim * int(config.include_input) + config.out_features
@@ -183,6 +195,7 @@ class NFFB(Encoding):
         return self.grid.total_variation()
 
     def require_double_backward(self) -> None:
+        self.double_backward = True
         self.grid.require_double_backward()
 
     def _first_layer(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,6 +283,36 @@ class NFFB(Encoding):
                     self.config.kind,
                     self.fused_unavailable,
                 )
+        if self.compiles(x):
+            try:
+                return self._compiled_chain()(x, grid_features)
+            except Exception as error:  # e.g. no C++ compiler for Inductor on a CPU: the run goes on eagerly
+                self.compile_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                logger.warning(
+                    "%s: compiling the bank's training chain failed (%s); evaluations run eagerly",
+                    self.config.kind,
+                    self.compile_unavailable,
+                )
+        return self._chain(x, grid_features)
+
+    def compiles(self, x: torch.Tensor) -> bool:
+        """Whether an evaluation at x runs `compile_training`'s compiled chain: with gradient, for a model
+        that never differentiates the bank's gradient (Inductor's backward is not differentiable again)."""
+        return (
+            self.config.compile_training
+            and torch.is_grad_enabled()
+            and not self.double_backward
+            and not self.compile_unavailable
+        )
+
+    def _compiled_chain(self):
+        if "chain" not in self._compiled:
+            # dynamic=False: one graph for the fixed size of a training step (other sizes compile again)
+            self._compiled["chain"] = torch.compile(self._chain, fullgraph=True, dynamic=False)
+        return self._compiled["chain"]
+
+    def _chain(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
+        """The PyTorch bank from x (N, D) and its grid features (N, L, F): trunk, injections and heads."""
         weights = self._level_weights(x, grid_features)  # (N, L), None for a_l = 1 / L
         if weights is None:
             heads = self.head_weight / self.config.num_levels  # 1 / L on the (L, H, O) heads, not per point
