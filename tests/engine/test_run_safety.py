@@ -10,6 +10,7 @@ import torch
 
 from conftest import tiny_config
 from nsr.checks import InvalidValue, validate_config
+from nsr.config import get_preset
 from nsr.config.train import HealthConfig, resume_conflicts
 from nsr.data.idr import load_idr_scene
 from nsr.engine import CheckpointError, RunError, Trainer, TrainingError, TrainingInterrupted
@@ -112,7 +113,11 @@ def test_resume_conflicts_name_what_a_run_cannot_change(tiny_scene):
     saved = tiny_config(tiny_scene)
     new = tiny_config(tiny_scene)
     new.steps, new.optim.lr, new.device, new.checkpoint_every = 99, 1e-5, "cpu", 7
+    new.tf32 = True  # how the products are computed, not what the model is
     assert resume_conflicts(saved, new) == []
+    banked, compiled = get_preset("neus-nffb-fused"), get_preset("neus-nffb-fused")
+    compiled.model.sdf.encoding.compile_training = True
+    assert resume_conflicts(banked, compiled) == []
     new.model.sdf.hidden_dim, new.seed, new.data.holdout_every = 64, 3, 2
     assert [key for key, _, _ in resume_conflicts(saved, new)] == [
         "model.sdf.hidden_dim",

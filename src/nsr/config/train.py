@@ -343,6 +343,7 @@ RESUME_CHANGEABLE = (
     "rays_per_batch",
     "cuda_graph_step",
     "tf32",
+    "model.sdf.encoding.compile_training",
     "optim",
     "health",
     "pockets",
