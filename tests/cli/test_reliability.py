@@ -307,6 +307,23 @@ def test_resume_steps_extends_a_finished_run(capsys, tiny_scene, tmp_path):
     assert schedule["steps"] == 7 and schedule["last"][0] == 6  # the schedule follows the new length
 
 
+def test_resume_knows_the_flags_of_the_runs_own_kinds(capsys, tiny_scene, tmp_path):
+    """A run whose encoding is not the default preset's: `--resume` parses against its saved config, so its
+    encoding's flags are known (a changeable one applies, another is refused), not "unrecognized"."""
+    run = tmp_path / "run"
+    bank = ["--model.sdf.encoding", "nffb", "--model.sdf.encoding.num-levels", "2", "--model.sdf.encoding.backend",
+            "torch", "--model.sdf.encoding.hidden-dim", "16", "--model.sdf.encoding.out-features", "8"]  # fmt: skip
+    assert train(capsys, "--data", tiny_scene, "--out", run, *SMALL, *bank, "--steps", "2")[0] == 0
+    line = one_line_error(capsys, ["train", "--out", run, "--resume", "--model.sdf.encoding.num-levels", "3"])
+    assert "--model.sdf.encoding.num-levels 3: cannot change when resuming" in line
+    code, out, err = train(
+        capsys, "--out", run, "--resume", "--steps", "3", "--model.sdf.encoding.compile-training"
+    )
+    assert code == 0, err
+    assert "resuming with --model.sdf.encoding.compile-training True (was False)" in out
+    assert "compile_training: true" in (run / "config.yaml").read_text()
+
+
 def test_resume_applies_what_a_run_can_change_and_refuses_the_rest(capsys, tiny_scene, tmp_path):
     run = tmp_path / "run"
     white = ["--data.background", "white"]  # resolved into model.background by the trainer, not by the preset

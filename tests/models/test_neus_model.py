@@ -89,3 +89,21 @@ def test_static_loss_equals_the_ordinary_loss_with_its_schedules_in_tensors(unma
     assert static_grads.keys() == grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(static_grads[name], grad, msg=name)
+
+
+def test_evaluations_render_in_the_renderers_chunks(monkeypatch):
+    """A camera, a validation view or `nsr eval` renders `renderer.chunk_size` rays at a time (not IDR's 16384:
+    each NeuS ray has its samples, all evaluated with their normals), unless told another chunk size."""
+    model = small_neus()
+    model.config.renderer.chunk_size = 100
+    sizes = []
+    render_rays = model._render
+    monkeypatch.setattr(model, "_render", lambda o, d, **kw: sizes.append(len(o)) or render_rays(o, d, **kw))
+    k = torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]])
+    c2w = torch.eye(4)
+    c2w[2, 3] = -3.0
+    model.render_camera(k.numpy(), c2w.numpy(), 16, 16)
+    assert sizes == [100, 100, 56] and model.eval_chunk_size == 100
+    sizes.clear()
+    model.render_camera(k.numpy(), c2w.numpy(), 16, 16, chunk_size=128)
+    assert sizes == [128, 128]

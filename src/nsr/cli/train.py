@@ -193,8 +193,21 @@ def run(argv: list[str]) -> int:
     return friendly(lambda: _run(argv))
 
 
+def _first_parse(argv: list[str]) -> TrainArgs:
+    """`parse(argv)`; for `--resume` without `--preset`, against the run's saved config.yaml, so that the
+    flags of its own kinds (its encoding's, its renderer's) are known (the default preset has others)."""
+    expanded = expand_aliases(argv)
+    config_file = Path(_flag_value(expanded, "--out") or "runs/run") / "config.yaml"
+    if "--resume" in expanded and _flag_value(expanded, "--preset") is None and config_file.is_file():
+        try:
+            return parse(argv, run_config(config_file.parent))
+        except ConfigError:
+            pass  # a damaged config.yaml: the resume below says what is wrong with it
+    return parse(argv)
+
+
 def _run(argv: list[str]) -> int:
-    args = parse(argv)
+    args = _first_parse(argv)
     if args.from_checkpoint is not None and not args.resume:
         raise ConfigError("--from-checkpoint continues a run: give --resume too")
     if not args.resume:

@@ -141,7 +141,7 @@ class RayBatcher:
         return RayBatch(origins, dirs, self.images[view, pix], self.masks[view, pix])
 
 
-def render_view(model: Model, scene: SceneData, index: int, chunk: int = 16384) -> RenderOutputs:
+def render_view(model: Model, scene: SceneData, index: int, chunk: int | None = None) -> RenderOutputs:
     """Render one view of a scene at full resolution -> RenderOutputs with (H*W, ...) tensors."""
     return model.render_camera(scene.intrinsics[index], scene.c2w[index], scene.height, scene.width, chunk)
 

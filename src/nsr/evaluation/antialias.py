@@ -100,11 +100,12 @@ def render_camera_antialiased(
     height: int,
     width: int,
     config: AntialiasConfig | None = None,
-    chunk_size: int = 16384,
+    chunk_size: int | None = None,
 ) -> AntialiasedRender:
     """Render a (3, 3) K / (4, 4) camera-to-world camera (normalised frame), anti-aliased as `config` says
     (module docstring), in eval mode (the model's previous mode is restored)."""
     config = (config or AntialiasConfig()).validate()
+    chunk_size = chunk_size or model.eval_chunk_size
     plain = model.render_camera(intrinsics, c2w, height, width, chunk_size)
     if not config.enabled:
         none = torch.zeros(height * width, dtype=torch.bool, device=plain.rgb.device)

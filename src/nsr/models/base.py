@@ -186,14 +186,26 @@ class Model(nn.Module, ABC):
         background (a background model), and images are compared as they are."""
         return tuple(self.config.background)
 
+    @property
+    def eval_chunk_size(self) -> int:
+        """Rays an evaluation renders at once (`render`'s default): what bounds its memory. IDR's rays cost
+        little each (one traced point with gradient); a volume renderer overrides it."""
+        return 16384
+
     @abstractmethod
     def render(
-        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int | None = None
     ) -> RenderOutputs:
-        """Render N rays for evaluation (no gradients to parameters)."""
+        """Render N rays for evaluation (no gradients to parameters), `chunk_size` (default
+        `eval_chunk_size`) at a time."""
 
     def render_camera(
-        self, intrinsics: np.ndarray, c2w: np.ndarray, height: int, width: int, chunk_size: int = 16384
+        self,
+        intrinsics: np.ndarray,
+        c2w: np.ndarray,
+        height: int,
+        width: int,
+        chunk_size: int | None = None,
     ) -> RenderOutputs:
         """Render a (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs, in
         eval mode (the model's previous mode is restored)."""

@@ -258,8 +258,9 @@ class IDRModel(Model):
         )
 
     def render(
-        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int = 16384
+        self, origins: torch.Tensor, directions: torch.Tensor, chunk_size: int | None = None
     ) -> RenderOutputs:
+        chunk_size = chunk_size or self.eval_chunk_size
         outs = [
             self._render_chunk(o, d) for o, d in zip(origins.split(chunk_size), directions.split(chunk_size))
         ]

@@ -85,7 +85,8 @@ class VolumeRendererConfig:
     """The background samples reach this multiple of the depth of the sphere's exit; the last sample
     stands for everything beyond (it is as opaque as its density allows: an infinite section)."""
     chunk_size: int = 4096
-    """Rays per chunk in `render_chunked`."""
+    """Rays an evaluation renders at once (`render_chunked`; the NeuS model's `render`, `nsr eval`, validation
+    views): what bounds its memory."""
 
     def validate(self) -> None:
         checks.positive("bounding_radius", self.bounding_radius)
