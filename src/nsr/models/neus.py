@@ -226,8 +226,9 @@ class NeuSModel(Model):
 
     @property
     def eval_chunk_size(self) -> int:
-        """`renderer.chunk_size` (4096): every ray has its samples, each evaluated with its normal (16384 rays
-        of `neus-positional` held 38 GB of an H100; `neus-nffb-fused` overran a 24 GB CPU machine)."""
+        """`renderer.chunk_size` (4096): every ray has its samples, each evaluated with its normal; 16384 rays
+        of `neus-positional` need about 44 GB (`benchmarks/eval_memory.py`), and a validation view of
+        `neus-nffb-fused` at that size overran a 24 GB CPU machine."""
         return self.config.renderer.chunk_size
 
     def render(
