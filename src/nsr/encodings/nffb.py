@@ -7,8 +7,10 @@ The encoding returns `[x, features]`, so the SDF field's geometric (sphere) init
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -162,8 +164,6 @@ class NFFB(Encoding):
         """Why `compile_training`'s compiled chain failed, once it has (evaluations then run eagerly)."""
         self.double_backward = False
         """Whether a model differentiates the bank's gradient (analytic normals): no compiled chain then."""
-        self._compiled: dict = {}
-        """`compile_training`'s compiled `_chain`, made at its first use (a dict: not a module attribute)."""
         self.in_dim = in_dim
         self.includes_input = config.include_input
         self.out_dim = in_dim * int(config.include_input) + config.out_features
@@ -285,7 +285,7 @@ class NFFB(Encoding):
                 )
         if self.compiles(x):
             try:
-                return self._compiled_chain()(x, grid_features)
+                return self._compiled_chain(x, grid_features)
             except Exception as error:  # e.g. no C++ compiler for Inductor on a CPU: the run goes on eagerly
                 self.compile_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
                 logger.warning(
@@ -305,11 +305,11 @@ class NFFB(Encoding):
             and not self.compile_unavailable
         )
 
-    def _compiled_chain(self):
-        if "chain" not in self._compiled:
-            # dynamic=False: one graph for the fixed size of a training step (other sizes compile again)
-            self._compiled["chain"] = torch.compile(self._chain, fullgraph=True, dynamic=False)
-        return self._compiled["chain"]
+    @functools.cached_property
+    def _compiled_chain(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """`_chain` compiled at its first use; dynamic=False: one graph for the fixed size of a training step
+        (other sizes compile again)."""
+        return torch.compile(self._chain, fullgraph=True, dynamic=False)
 
     def _chain(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
         """The PyTorch bank from x (N, D) and its grid features (N, L, F): trunk, injections and heads."""
