@@ -2,7 +2,9 @@
 were measured with; a time budget goes through the whole schedule; old run folders still load."""
 
 import itertools
+import json
 import math
+import time
 
 import pytest
 import yaml
@@ -68,6 +70,46 @@ def test_progress_follows_whichever_limit_ends_the_run():
     assert run_progress(10, 30.0, 100, max_seconds=60.0) == 0.5  # the budget is half spent
     assert run_progress(90, 30.0, 100, max_seconds=60.0) == 0.9  # the steps are further
     assert run_progress(10, 90.0, 100, max_seconds=60.0) == 1.0
+    # the first steps' set-up time is left out of the schedules' clock, not out of the budget
+    assert run_progress(10, 20.0, 100, max_seconds=60.0, setup_seconds=20.0) == 0.1
+    assert run_progress(10, 40.0, 100, max_seconds=60.0, setup_seconds=20.0) == 0.5
+    assert run_progress(10, 60.0, 100, max_seconds=60.0, setup_seconds=20.0) == 1.0
+    assert run_progress(10, 70.0, 100, max_seconds=60.0, setup_seconds=70.0) == 1.0
+
+
+def test_a_slow_first_step_does_not_eat_the_warm_up(tiny_scene, tmp_path, monkeypatch):
+    """The first step of a process (CUDA-graph capture, Inductor's compiles) counts against the budget, but the
+    schedules run over the rest of it: the step after a first step of half the budget is still at the start
+    of the warm-up, and the run still ends annealed; a resumed run adds its own first step."""
+    config = tiny_config(tiny_scene, steps=10**6)
+    config.max_seconds = 3.0
+    config.optim.warmup = 0.1
+    config.checkpoint_every = 10**6
+    config.val_every = 0
+    config.tensorboard = False
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run")
+    loss = trainer.model.training_loss
+    calls = []
+
+    def slow_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer.model, "training_loss", slow_first)
+    after_first = []
+    trainer.on_step = lambda m: after_first.append(trainer.progress()) if m.step == 1 else None
+    trainer.train()
+    record = json.loads((tmp_path / "run" / "schedule.json").read_text())
+    assert record["setup_seconds"] >= 1.0 and trainer.seconds >= 3.0
+    # the second step's progress: without the set-up it would be 0.5 or more, past the warm-up
+    assert after_first[0] < 0.02 and config.optim.lr_factor_at(after_first[0]) < 0.2
+    assert record["last"][2] > 0.8  # and ends annealed
+    state = trainer.state_dict()
+    resumed = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "run2")
+    resumed.load_state(state)
+    assert resumed.schedule.setup_seconds == pytest.approx(record["setup_seconds"], abs=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["step", "cosine", "exponential"])
@@ -98,7 +140,9 @@ def test_a_time_budget_goes_through_the_whole_schedule(tiny_scene, tmp_path):
     step, _seconds, progress, lr_factor = record["last"]
     assert step == trainer.step - 1 and progress > 0.8  # the last step ran near the end of the schedule
     assert lr_factor == pytest.approx(config.optim.lr_factor_at(progress)) and lr_factor == 0.25  # annealed
-    assert record["progress"] == "max(step / steps, seconds / max_seconds)"
+    assert (
+        record["progress"] == "max(step / steps, (seconds - setup_seconds) / (max_seconds - setup_seconds))"
+    )
     assert record["fractions"]["model"]["mask_alpha_milestones"] == [0.2, 0.4, 0.6, 0.8]
     percents = [math.floor(100 * row[2] + 1e-9) for row in record["rows"]]
     assert percents == sorted(set(percents)) and percents[0] == 0

@@ -227,6 +227,8 @@ class Trainer:
         """The whole step as one CUDA graph (`cuda_graph_step`), or None: ordinary steps."""
         self.step = 0
         self.seconds = 0.0
+        self._first_step = True
+        """This process has not run a step yet: the next one's time is set-up for the schedules."""
         self._last = dict.fromkeys(("val", "checkpoint", "good"), 0.0)
         self._validated = -1
         """The step of the last validation view."""
@@ -486,7 +488,7 @@ class Trainer:
             self.camera_optimizer.step()  # no gradient while frozen: Adam leaves the cameras and its moments alone
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.seconds += time.perf_counter() - start
+        self._count_time(start)
         self.step += 1
         return StepMetrics(
             step=self.step,
@@ -512,7 +514,7 @@ class Trainer:
         if not math.isfinite(values["loss"]):
             detail = ", ".join(f"{k} {v:.4g}" for k, v in terms.items())
             raise TrainingError(f"the loss became {values['loss']} at step {self.step} ({detail})")
-        self.seconds += time.perf_counter() - start
+        self._count_time(start)
         self.step += 1
         return StepMetrics(
             step=self.step,
@@ -593,10 +595,19 @@ class Trainer:
         text = json.dumps(health, indent=1)
         atomic_write(self.run_dir / CAMERA_HEALTH, lambda file: file.write(text.encode()))
 
+    def _count_time(self, start: float) -> None:
+        """Add the step begun at `start` to the training time; the first step of a process (graph capture,
+        compiles) also to the schedules' set-up time (nsr.engine.schedule)."""
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        if self._first_step:
+            self.schedule.setup_seconds += seconds
+            self._first_step = False
+
     def progress(self) -> float:
         """How far the run is, in [0, 1] (nsr.engine.schedule.run_progress)."""
         cfg = self.config
-        return run_progress(self.step, self.seconds, cfg.steps, cfg.max_seconds)
+        return run_progress(self.step, self.seconds, cfg.steps, cfg.max_seconds, self.schedule.setup_seconds)
 
     def finished(self) -> bool:
         """Whether the run has reached `steps` (or spent `max_seconds`)."""
