@@ -115,9 +115,9 @@ def test_resume_conflicts_name_what_a_run_cannot_change(tiny_scene):
     new.steps, new.optim.lr, new.device, new.checkpoint_every = 99, 1e-5, "cpu", 7
     new.tf32 = True  # how the products are computed, not what the model is
     assert resume_conflicts(saved, new) == []
-    banked, compiled = get_preset("neus-nffb-fused"), get_preset("neus-nffb-fused")
-    compiled.model.sdf.encoding.compile_training = True
-    assert resume_conflicts(banked, compiled) == []
+    compiled, eager = get_preset("neus-nffb-fused"), get_preset("neus-nffb-fused")
+    eager.model.sdf.encoding.compile_training = False
+    assert compiled.model.sdf.encoding.compile_training and resume_conflicts(compiled, eager) == []
     new.model.sdf.hidden_dim, new.seed, new.data.holdout_every = 64, 3, 2
     assert [key for key, _, _ in resume_conflicts(saved, new)] == [
         "model.sdf.hidden_dim",

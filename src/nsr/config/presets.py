@@ -435,17 +435,32 @@ def neus_nffb() -> TrainConfig:
     return _neus_fast(_filter_bank(NFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
 
 
+def _compiled_bank(config_cls: type) -> NFFBConfig:
+    """The NeuS presets' fused bank with its training chain compiled by Inductor (`compile_training`). A NeuS
+    step evaluates the bank with gradient at every sample and is memory-bound (70% of an H100's bandwidth for
+    `neus-nffb-fused`); compiled, the graphed step at 1024 rays took 24.96 against 31.30 ms (plain) and 46.61
+    against 77.75 ms (style) on an H100, and on Spot at 120 s (two runs a GPU, seed 0) the plain bank reached
+    0.355% against 0.402% eager (benchmarks/RESULTS.md, 2026-12-06 fourth session). The first compile takes
+    4-20 s of the run's budget (not of its schedules: nsr.engine.schedule). The IDR presets keep the eager
+    chain: their steps gained 5-10%, less than a compile costs a short run."""
+    encoding = _filter_bank(config_cls, "auto")
+    encoding.compile_training = True
+    return encoding
+
+
 def neus_nffb_fused() -> TrainConfig:
-    """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal."""
+    """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal, the training
+    chain compiled."""
     return _neus_fast(
-        _filter_bank(NFFBConfig, "auto"), gradient="finite_difference", encoding_lr=FILTER_BANK_TABLE_LR
+        _compiled_bank(NFFBConfig), gradient="finite_difference", encoding_lr=FILTER_BANK_TABLE_LR
     )
 
 
 def neus_stylemod_nffb_fused() -> TrainConfig:
-    """NeuS with the style-modulated filter bank on the fastest hash-grid backend, finite differences."""
+    """NeuS with the style-modulated filter bank on the fastest hash-grid backend, finite differences, the
+    training chain compiled."""
     return _neus_fast(
-        _filter_bank(StyleModNFFBConfig, "auto"),
+        _compiled_bank(StyleModNFFBConfig),
         gradient="finite_difference",
         encoding_lr=FILTER_BANK_TABLE_LR,
     )
