@@ -56,6 +56,9 @@
 #   bash benchmarks/device/untested.sh banksneus  the banks under NeuS on Spot (experiments/banks_neus.yaml's Spot
 #       runs: both banks, the hash grid and positional, 120 s, seed 0, two runs a GPU; about 6.5 minutes on an H100;
 #       measured 2026-12-06); for the other scenes: batch benchmarks/experiments/banks_neus.yaml --only 'synth_fuze_*'
+#   bash benchmarks/device/untested.sh styleseeds  whether an early collapse is the compiled chain's or the preset's:
+#       `neus-stylemod-nffb-fused` on Spot alone (120 s budget cut at 45 s), seeds 0-2 compiled, 0-1 eager (measured
+#       2026-12-06: every run, either way, lost most of its opacity in its first ten steps and recovered)
 #   bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]  any jobs file, its
 #       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar (the batch modes
 #       above do the same: spot120, schedule, synthdecay, banksneus)
@@ -216,6 +219,18 @@ compile)
         timeout $((570 - SECONDS)) python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused \
             stylemod-nffb-fused --rays 2048 --steps 20 --set model.sdf.encoding.compile_training=$c \
             --json "$OUT/idr_compile_$c.json" | cut -c1-160
+    done
+    ;;
+styleseeds)  # did the compiled chain make neus-stylemod-nffb-fused diverge (banks_compile.yaml, 2026-12-06)? The
+    # batch's 120 s run alone, cut at 45 s of wall time (the divergence came at step 94), per seed, both ways
+    for run in "compile-training 0" "no-compile-training 0" "compile-training 1" "compile-training 2" \
+               "no-compile-training 1"; do
+        set -- $run; [ $SECONDS -gt $((${LIMIT:-300} - 50)) ] && break
+        timeout 45 python3 -m nsr.cli.main train --preset neus-stylemod-nffb-fused --data $scene --holdout 8 \
+            --max-seconds 120 --steps 1000000000 --seed $2 --model.sdf.encoding.$1 --out /tmp/ss_$1_$2 \
+            > "$OUT/styleseeds_$1_$2.log" 2>&1
+        echo "$1 seed $2: $(grep -o 'diverged at step [0-9]*' "$OUT/styleseeds_$1_$2.log" | head -1)" \
+            "$(tr '\r' '\n' < "$OUT/styleseeds_$1_$2.log" | grep -o 'step [0-9]*[/,].*opacity=[0-9.e+-]*' | tail -1)"
     done
     ;;
 banksneus)  # banks_neus.yaml's Spot runs only (one scene a call)
