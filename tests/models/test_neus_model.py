@@ -107,3 +107,37 @@ def test_evaluations_render_in_the_renderers_chunks(monkeypatch):
     sizes.clear()
     model.render_camera(k.numpy(), c2w.numpy(), 16, 16, chunk_size=128)
     assert sizes == [128, 128]
+
+
+def test_colour_init_mean_starts_the_colour_network_at_the_masked_pixels_mean(tiny_scene, tmp_path):
+    """`colour_init: mean` (the NeuS bank presets): a zero pre-activation of the colour network gives the mean
+    colour of the masked training pixels; `grey` (the default) leaves mid-grey, and the weights are the same."""
+    import numpy as np
+
+    from conftest import tiny_config
+    from nsr.data.idr import load_idr_scene
+    from nsr.engine import Trainer
+    from nsr.models.neus import mean_colour
+
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[0, :2] = (0.9, 0.6, 0.3)
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, :2] = True
+    assert np.allclose(mean_colour(images, masks), (0.9, 0.6, 0.3))
+    assert np.allclose(mean_colour(images, np.zeros_like(masks)), 0.5)  # no masked pixel: mid-grey
+
+    scene = load_idr_scene(tiny_scene)
+    trainers = {}
+    for init in ("grey", "mean"):
+        config = tiny_config(tiny_scene)
+        config.model = get_preset("neus-demo").model
+        config.model.colour_init = init
+        trainers[init] = Trainer(config, scene, tmp_path / init)
+    grey, mean = (trainers[k].model.appearance.layers[-1] for k in ("grey", "mean"))
+    train = trainers["mean"].train_scene
+    expected = train.images[train.masks].mean(0)
+    assert torch.allclose(torch.sigmoid(mean.bias), torch.from_numpy(expected), atol=1e-5)
+    assert not torch.allclose(torch.sigmoid(grey.bias), torch.from_numpy(expected), atol=0.05)
+    assert torch.equal(grey.weight, mean.weight)
+    assert get_preset("neus-nffb-fused").model.colour_init == "mean"
+    assert get_preset("neus-hashgrid-fused").model.colour_init == "grey"

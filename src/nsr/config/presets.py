@@ -430,11 +430,6 @@ def neus_hashgrid_fused() -> TrainConfig:
     return _neus_fast(_points_grid("auto"), gradient="finite_difference")
 
 
-def neus_nffb() -> TrainConfig:
-    """NeuS with the Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal)."""
-    return _neus_fast(_filter_bank(NFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
-
-
 def _compiled_bank(config_cls: type) -> NFFBConfig:
     """The NeuS presets' fused bank with its training chain compiled by Inductor (`compile_training`). A NeuS
     step evaluates the bank with gradient at every sample and is memory-bound (70% of an H100's bandwidth for
@@ -448,27 +443,37 @@ def _compiled_bank(config_cls: type) -> NFFBConfig:
     return encoding
 
 
+def _neus_bank(encoding: NFFBConfig, gradient: str = "analytic") -> TrainConfig:
+    """The NeuS filter-bank presets: the grid recipe (`_neus_fast`) with the banks' table learning rate and the
+    colour network started at the images' mean colour (`colour_init: mean`). Started mid-grey, every bank run
+    on Spot lost its opacity in its first 10-20 steps (to 0.000-0.004 of the masked rays, 128 rays on a CPU,
+    three seeds; on an H100 one `neus-stylemod-nffb-fused` run never recovered and was stopped as diverged);
+    started at the mean colour its lowest was 0.13-0.27 (benchmarks/RESULTS.md section 4)."""
+    config = _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
+    config.model.colour_init = "mean"
+    return config
+
+
+def neus_nffb() -> TrainConfig:
+    """NeuS with the Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal)."""
+    return _neus_bank(_filter_bank(NFFBConfig, "torch"))
+
+
 def neus_nffb_fused() -> TrainConfig:
     """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal, the training
     chain compiled."""
-    return _neus_fast(
-        _compiled_bank(NFFBConfig), gradient="finite_difference", encoding_lr=FILTER_BANK_TABLE_LR
-    )
+    return _neus_bank(_compiled_bank(NFFBConfig), gradient="finite_difference")
 
 
 def neus_stylemod_nffb_fused() -> TrainConfig:
     """NeuS with the style-modulated filter bank on the fastest hash-grid backend, finite differences, the
     training chain compiled."""
-    return _neus_fast(
-        _compiled_bank(StyleModNFFBConfig),
-        gradient="finite_difference",
-        encoding_lr=FILTER_BANK_TABLE_LR,
-    )
+    return _neus_bank(_compiled_bank(StyleModNFFBConfig), gradient="finite_difference")
 
 
 def neus_stylemod_nffb() -> TrainConfig:
     """NeuS with the style-modulated filter bank for points (PyTorch grid, analytic eikonal)."""
-    return _neus_fast(_filter_bank(StyleModNFFBConfig, "torch"), encoding_lr=FILTER_BANK_TABLE_LR)
+    return _neus_bank(_filter_bank(StyleModNFFBConfig, "torch"))
 
 
 _MLP = {"camera_lr_factor": 6.0, "fill_pockets": False}

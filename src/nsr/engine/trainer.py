@@ -198,6 +198,8 @@ class Trainer:
         # process-wide: the run's matrix products (its captured step's too) follow its own config
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         self.model: Model = config.model.build().to(self.device)
+        # what the model initialises from the data (a resume then loads its checkpoint over it)
+        self.model.start_from(self.train_scene.images, self.train_scene.masks)
         # The fused CUDA Adam updates all parameters in a few kernels instead of several per tensor.
         fused = self.device.type == "cuda"
         groups = self.model.param_groups(config.optim.lr, config.optim.encoding_lr)

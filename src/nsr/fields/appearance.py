@@ -75,3 +75,9 @@ class AppearanceField(nn.Module):
             if i < len(self.layers) - 1:
                 h = torch.relu(h)
         return torch.sigmoid(h)
+
+    @torch.no_grad()
+    def start_at(self, rgb: torch.Tensor) -> None:
+        """Set the last layer's bias so that the colour of a zero pre-activation is `rgb` (3,) instead of
+        mid-grey (sigmoid(0) = 0.5); the weights keep their initialisation."""
+        self.layers[-1].bias.copy_(torch.logit(rgb.to(self.layers[-1].bias).clamp(0.02, 0.98)))

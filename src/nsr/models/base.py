@@ -115,6 +115,11 @@ class Model(nn.Module, ABC):
         return SphereTracer(SphereTracerConfig(bounding_radius=self.bounding_radius))
 
     # ------------------------------------------------------------------ training
+    def start_from(self, images: np.ndarray, masks: np.ndarray) -> None:
+        """Called once by the trainer on a new run, before the first step, with the training views'
+        (N, H, W, 3) images and (N, H, W) masks (all True without masks): whatever a model initialises from
+        the data. The base model initialises nothing."""
+
     def param_groups(self, lr: float, encoding_lr: float = 0.0) -> list[dict]:
         """Optimiser parameter groups: grid tables (parameters named `table`, e.g. hash-grid entries) at
         `encoding_lr` (0 = `lr`), everything else at `lr`. Grid entries are each touched by few points per

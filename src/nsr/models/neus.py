@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
@@ -69,11 +70,24 @@ class NeuSModelConfig:
     cos_anneal: float = 0.1
     """Fraction of the run over which NeuS's cosine annealing ratio goes from 0 to 1 (NeuS: 50k of 300k
     steps)."""
+    colour_init: Literal["grey", "mean"] = "grey"
+    """Where the colour network starts: `grey` (as initialised: about mid-grey everywhere, the sigmoid of small
+    values) or `mean` (its output layer's bias set so that a zero pre-activation gives the training images'
+    mean colour inside the masks, over whole images without masks; `AppearanceField.start_at`).
+
+    Under NeuS with masks the colour loss is taken inside the masks, where a surface that vanishes shows
+    the constant background: on a light object (Spot: mean colour 0.84 / 0.76 / 0.72 on white) that fits
+    better than a grey colour network, and in the first 10-20 steps every NeuS preset loses opacity (Spot,
+    128 rays on a CPU: the grid to 0.05-0.25 of the masked rays, the filter bank to 0.000-0.004 before it
+    recovers or not; on an H100 a `neus-stylemod-nffb-fused` run never did). Starting at the mean colour
+    removes that pull: the bank's lowest opacity became 0.13-0.27 and the grid's 0.46-0.68, three seeds
+    each (`benchmarks/early_opacity.py`, benchmarks/RESULTS.md section 4)."""
 
     def validate(self) -> None:
         for value in self.background:
             checks.in_range("background", value, 0.0, 1.0, "an RGB colour")
         checks.fraction("cos_anneal", self.cos_anneal)
+        checks.one_of("colour_init", self.colour_init, ("grey", "mean"))
 
     def build(self) -> NeuSModel:
         return NeuSModel(self)
@@ -181,6 +195,11 @@ class NeuSModel(Model):
             training=training,
         )
 
+    def start_from(self, images: np.ndarray, masks: np.ndarray) -> None:
+        """`colour_init: mean`: the colour network starts at the mean colour of the masked training pixels."""
+        if self.config.colour_init == "mean":
+            self.appearance.start_at(torch.from_numpy(mean_colour(images, masks)))
+
     def training_loss(self, batch: RayBatch, static: bool = False) -> LossOutput:
         """Colour L1 (inside the mask with masks, else on every ray), eikonal on the samples inside the
         bounding sphere, opacity-mask BCE, and the optional curvature and TV terms.
@@ -244,3 +263,13 @@ class NeuSModel(Model):
             raise ModelError("render needs at least one ray")
         rgb, opacity, depth, normals = (torch.cat(p).detach() for p in zip(*parts))
         return RenderOutputs(rgb=rgb, opacity=opacity, depth=depth, normals=normals)
+
+
+def mean_colour(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The (3,) float32 mean colour of (N, H, W, 3) images over their (N, H, W) masks, a view at a time (no
+    copy of all the masked pixels); mid-grey where no pixel is masked."""
+    total, count = np.zeros(3, dtype=np.float64), 0
+    for image, mask in zip(images, masks, strict=True):
+        total += image[mask].sum(0, dtype=np.float64)
+        count += int(mask.sum())
+    return (total / count if count else np.full(3, 0.5)).astype(np.float32)
