@@ -448,7 +448,7 @@ def _neus_bank(encoding: NFFBConfig, gradient: str = "analytic") -> TrainConfig:
     colour network started at the images' mean colour (`colour_init: mean`). Started mid-grey, every bank run
     on Spot lost its opacity in its first 10-20 steps (to 0.000-0.004 of the masked rays, 128 rays on a CPU,
     three seeds; on an H100 one `neus-stylemod-nffb-fused` run never recovered and was stopped as diverged);
-    started at the mean colour its lowest was 0.13-0.27 (benchmarks/RESULTS.md section 4)."""
+    started at the mean colour its lowest was 0.11-0.48 (benchmarks/RESULTS.md section 4)."""
     config = _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
     config.model.colour_init = "mean"
     return config

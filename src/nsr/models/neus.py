@@ -80,7 +80,7 @@ class NeuSModelConfig:
     better than a grey colour network, and in the first 10-20 steps every NeuS preset loses opacity (Spot,
     128 rays on a CPU: the grid to 0.05-0.25 of the masked rays, the filter bank to 0.000-0.004 before it
     recovers or not; on an H100 a `neus-stylemod-nffb-fused` run never did). Starting at the mean colour
-    removes that pull: the bank's lowest opacity became 0.13-0.27 and the grid's 0.46-0.68, three seeds
+    removes that pull: the bank's lowest opacity became 0.11-0.48 and the grid's 0.46-0.68, three seeds
     each (`benchmarks/early_opacity.py`, benchmarks/RESULTS.md section 4)."""
 
     def validate(self) -> None:
