@@ -117,6 +117,7 @@ def test_resume_conflicts_name_what_a_run_cannot_change(tiny_scene):
     assert resume_conflicts(saved, new) == []
     compiled, eager = get_preset("neus-nffb-fused"), get_preset("neus-nffb-fused")
     eager.model.sdf.encoding.compile_training = False
+    eager.model.colour_init = "grey"  # only where a new run starts: a run from before the option resumes
     assert compiled.model.sdf.encoding.compile_training and resume_conflicts(compiled, eager) == []
     new.model.sdf.hidden_dim, new.seed, new.data.holdout_every = 64, 3, 2
     assert [key for key, _, _ in resume_conflicts(saved, new)] == [

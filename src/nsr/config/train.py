@@ -344,6 +344,7 @@ RESUME_CHANGEABLE = (
     "cuda_graph_step",
     "tf32",
     "model.sdf.encoding.compile_training",
+    "model.colour_init",
     "optim",
     "health",
     "pockets",
@@ -354,7 +355,8 @@ RESUME_CHANGEABLE = (
     "cameras.warmup_until",
     "data.path",
 )
-"""What a resumed run may change (dotted fields and sections): its length and budgets, cadences, the
+"""What a resumed run may change (dotted fields and sections): its length and budgets, cadences, how its
+products are computed, where a new NeuS run's colour network starts (a resumed one loads its own), the
 optimiser, the device, the health checks, the pocket fill, the cameras' learning rates, and where the
 scene is now. Everything else (the model, the data as read, the cameras' start, the seed) makes the run
 what it is: a resumed run keeps it."""
