@@ -62,8 +62,9 @@
 #   bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]  any jobs file, its
 #       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar (the batch modes
 #       above do the same: spot120, schedule, synthdecay, banksneus)
-#   bash benchmarks/device/untested.sh compile  issue 16's lever for the memory-bound NeuS bank step: the banks' PyTorch
-#       level chain compiled by Inductor (`model.sdf.encoding.compile_training`, new; CPU: 0.91x / 0.71x the
+#   bash benchmarks/device/untested.sh compile  (measured 2026-12-06 on an H100: the NeuS bank presets compile since)
+#       issue 16's lever for the memory-bound NeuS bank step: the banks' PyTorch
+#       level chain compiled by Inductor (`model.sdf.encoding.compile_training`; CPU: 0.91x / 0.71x the
 #       eager chain's time for the plain / style bank at 81,920 points): its GPU tests, the training path alone at
 #       655,360 points eager and compiled, then graphed NeuS steps of 1024 rays and IDR steps of 2048 both ways
 set -u
