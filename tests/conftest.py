@@ -19,6 +19,18 @@ SHARED_DATA = Path(
 """../shared/data beside the checkout, or $NSR_SHARED_DATA (e.g. from a worktree elsewhere)."""
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+"""The project's benchmark scripts (not a package: tests load them by path)."""
+
+
+def load_benchmark(name: str):
+    """The module of `benchmarks/NAME.py`, loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

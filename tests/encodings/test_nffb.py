@@ -1,10 +1,9 @@
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import needs_triton, under_triton_interpreter
+from conftest import load_benchmark, needs_triton, under_triton_interpreter
 from nsr.encodings import NFFBConfig, StyleModNFFBConfig
 from nsr.fields import SDFFieldConfig
 
@@ -514,12 +513,7 @@ def test_the_fused_bank_knobs_of_the_config_reach_the_kernel(monkeypatch, kind):
 @needs_triton
 def test_kernel_registers_compiles_the_fused_bank_for_a_gpu_without_one():
     """`benchmarks/kernel_registers.py` reads a setting's registers and spills from ptxas, on a CPU too."""
-    import importlib.util
-
-    path = Path(__file__).parents[2] / "benchmarks" / "kernel_registers.py"
-    spec = importlib.util.spec_from_file_location("kernel_registers", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_benchmark("kernel_registers")
     try:
         tool.ptxas()
     except SystemExit as missing:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-TOOL = Path(__file__).parents[2] / "benchmarks" / "early_opacity.py"
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("early_opacity", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+from conftest import load_benchmark
 
 
 def test_the_first_steps_opacity_of_a_neus_run_with_an_override(tiny_scene):
-    tool = load_tool()
+    tool = load_benchmark("early_opacity")
     ops = tool.opacities(
         "neus-demo", tiny_scene, ["model.colour_init=mean"], seed=0, rays=16, steps=3, run_steps=100
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
+
 TOOL = Path(__file__).parents[2] / "benchmarks" / "step_bandwidth.py"
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("step_bandwidth", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_benchmark("step_bandwidth")
 
 
 REPORT = """==PROF== Connected to process 4242 (/usr/bin/python3)
