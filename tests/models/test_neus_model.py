@@ -110,7 +110,7 @@ def test_evaluations_render_in_the_renderers_chunks(monkeypatch):
 
 
 def test_colour_init_mean_starts_the_colour_network_at_the_masked_pixels_mean(tiny_scene, tmp_path):
-    """`colour_init: mean` (the NeuS bank presets): a zero pre-activation of the colour network gives the mean
+    """`colour_init: mean`: a zero pre-activation of the colour network gives the mean
     colour of the masked training pixels; `grey` (the default) leaves mid-grey, and the weights are the same."""
     import numpy as np
 
@@ -139,5 +139,5 @@ def test_colour_init_mean_starts_the_colour_network_at_the_masked_pixels_mean(ti
     assert torch.allclose(torch.sigmoid(mean.bias), torch.from_numpy(expected), atol=1e-5)
     assert not torch.allclose(torch.sigmoid(grey.bias), torch.from_numpy(expected), atol=0.05)
     assert torch.equal(grey.weight, mean.weight)
-    assert get_preset("neus-nffb-fused").model.colour_init == "mean"
-    assert get_preset("neus-hashgrid-fused").model.colour_init == "grey"
+    for name in ("neus-nffb-fused", "neus-stylemod-nffb-fused", "neus-hashgrid-fused", "neus-positional"):
+        assert get_preset(name).model.colour_init == "grey"  # `mean` lost on the GPU (RESULTS.md section 4)

@@ -444,14 +444,13 @@ def _compiled_bank(config_cls: type) -> NFFBConfig:
 
 
 def _neus_bank(encoding: NFFBConfig, gradient: str = "analytic") -> TrainConfig:
-    """The NeuS filter-bank presets: the grid recipe (`_neus_fast`) with the banks' table learning rate and the
-    colour network started at the images' mean colour (`colour_init: mean`). Started mid-grey, every bank run
-    on Spot lost its opacity in its first 10-20 steps (to 0.000-0.004 of the masked rays, 128 rays on a CPU,
-    three seeds; on an H100 one `neus-stylemod-nffb-fused` run never recovered and was stopped as diverged);
-    started at the mean colour its lowest was 0.11-0.48 (benchmarks/RESULTS.md section 4)."""
-    config = _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
-    config.model.colour_init = "mean"
-    return config
+    """The NeuS filter-bank presets: the grid recipe (`_neus_fast`) with the banks' table learning rate. The
+    colour network starts mid-grey (`colour_init: grey`), though in their first 10-20 steps the banks lose most
+    of their opacity (to 0.000-0.004 of the masked rays, 128 rays on a CPU) and recover: started at the
+    images' mean colour (`mean`) they never dip, but their 120 s surfaces were worse in five pairs of six (H100,
+    Spot seeds 0-1 and the fuze bottle seed 0: 0.377 against 0.314% Chamfer for the plain bank on Spot, 0.862
+    against 0.743% for the style bank; benchmarks/RESULTS.md section 4)."""
+    return _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
 
 
 def neus_nffb() -> TrainConfig:

@@ -81,7 +81,8 @@ class NeuSModelConfig:
     128 rays on a CPU: the grid to 0.05-0.25 of the masked rays, the filter bank to 0.000-0.004 before it
     recovers or not; on an H100 a `neus-stylemod-nffb-fused` run never did). Starting at the mean colour
     removes that pull: the bank's lowest opacity became 0.11-0.48 and the grid's 0.46-0.68, three seeds
-    each (`benchmarks/early_opacity.py`, benchmarks/RESULTS.md section 4)."""
+    each (`benchmarks/early_opacity.py`). But the banks' 120 s surfaces were worse started at the mean in five
+    pairs of six on an H100 (benchmarks/RESULTS.md section 4), so every preset starts grey."""
 
     def validate(self) -> None:
         for value in self.background:
