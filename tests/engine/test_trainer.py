@@ -15,6 +15,41 @@ def test_split_views():
     assert split_views(3, 0) == ([0, 1, 2], [])
 
 
+@pytest.mark.parametrize("kind", ["demo", "neus-demo"])
+def test_a_validation_view_reports_its_chunks_and_renders_the_same(tiny_scene, tmp_path, kind):
+    """`Trainer.on_view` (the CLI's bar below the training bar) hears of each chunk of a validation view, and a
+    view rendered chunk by chunk for it is the view rendered at once."""
+    from nsr.config import get_preset
+    from nsr.engine.trainer import render_view
+
+    config = tiny_config(tiny_scene, steps=2)
+    config.model = get_preset(kind).model
+    scene = load_idr_scene(tiny_scene)
+    trainer = Trainer(config, scene, tmp_path / kind)
+    trainer.train()
+    calls = []
+    trainer.on_view = lambda done, total: calls.append((done, total))
+    trainer.validate()
+    chunks = -(-scene.height * scene.width // trainer.model.eval_chunk_size)
+    assert calls == [(i, chunks) for i in range(1, chunks + 1)]
+    assert chunks < 3 < -(-scene.height * scene.width // 100)  # below: many chunks
+    whole = render_view(trainer.model, scene, 0, chunk=100)
+    parts = render_view(trainer.model, scene, 0, chunk=100, progress=lambda done, total: None)
+    for name in ("rgb", "opacity", "depth", "normals"):
+        torch.testing.assert_close(getattr(parts, name), getattr(whole, name), msg=name)
+
+
+def test_the_view_bar_closes_when_its_view_is_done():
+    from nsr.cli.common import ViewProgress
+
+    bar = ViewProgress()
+    bar(1, 3)
+    assert bar.bar is not None and bar.bar.n == 1
+    bar(3, 3)
+    assert bar.bar is None
+    bar.close()  # nothing left to close
+
+
 def test_smoke_train_writes_a_complete_run_folder(tiny_scene, tmp_path):
     config = tiny_config(tiny_scene, steps=4)
     scene = load_idr_scene(tiny_scene)

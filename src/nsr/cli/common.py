@@ -116,10 +116,36 @@ def train_with_progress(trainer: Trainer, resume: bool) -> None:
         config.steps, config.max_seconds, trainer.step, trainer.seconds, keys=trainer.model.progress_keys
     )
     trainer.on_step = bar
+    trainer.on_view = ViewProgress()
     try:
         trainer.train()
     finally:
         bar.close()
+        trainer.on_view.close()
+
+
+class ViewProgress:
+    """A bar below the training bar while a validation view renders, shown once the view has taken a second
+    (a GPU preset's view on a CPU: minutes, the last one after the training bar reached 100%) and gone when
+    the view is done."""
+
+    def __init__(self, desc: str = "validation view") -> None:
+        self.desc = desc
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(
+                total=total, desc=self.desc, unit="chunk", dynamic_ncols=True, leave=False, delay=1.0
+            )
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class CountProgress:

@@ -141,9 +141,17 @@ class RayBatcher:
         return RayBatch(origins, dirs, self.images[view, pix], self.masks[view, pix])
 
 
-def render_view(model: Model, scene: SceneData, index: int, chunk: int | None = None) -> RenderOutputs:
-    """Render one view of a scene at full resolution -> RenderOutputs with (H*W, ...) tensors."""
-    return model.render_camera(scene.intrinsics[index], scene.c2w[index], scene.height, scene.width, chunk)
+def render_view(
+    model: Model,
+    scene: SceneData,
+    index: int,
+    chunk: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RenderOutputs:
+    """Render one view of a scene at full resolution -> RenderOutputs with (H*W, ...) tensors;
+    `progress(chunks done, chunks)` as `Model.render_camera`."""
+    k, c2w = scene.intrinsics[index], scene.c2w[index]
+    return model.render_camera(k, c2w, scene.height, scene.width, chunk, progress=progress)
 
 
 class Trainer:
@@ -161,6 +169,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = resolve_device(config.device)
         self.on_step = on_step
+        self.on_view: Callable[[int, int], None] | None = None
+        """Called with (chunks done, chunks) while a validation view renders (a GPU preset's view on a CPU
+        takes minutes, the last one after the final step)."""
         self.handle_signals = True
         """Whether `train` turns Ctrl-C and SIGTERM into a checkpoint and `TrainingInterrupted` (in the main
         thread only)."""
@@ -801,7 +812,7 @@ class Trainer:
 
         index = self.test_views[0] if self.test_views else 0
         scene = self.current_scene()
-        out = render_view(self.model, scene, index)
+        out = render_view(self.model, scene, index, progress=self.on_view)
         image = validation_image(out, scene, index)
         path = self.run_dir / "validation" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ implement it; code outside `models/` never asks which one it has.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,14 @@ class RenderOutputs:
     def hit(self) -> torch.Tensor:
         """(N,) bool, the ray sees the object (opacity above one half)."""
         return self.opacity > 0.5
+
+    @staticmethod
+    def cat(parts: list[RenderOutputs]) -> RenderOutputs:
+        """The outputs of consecutive ray batches as one."""
+        return RenderOutputs(*(torch.cat([getattr(p, f) for p in parts]) for f in RENDER_FIELDS))
+
+
+RENDER_FIELDS = ("rgb", "opacity", "depth", "normals")
 
 
 @dataclass
@@ -211,9 +220,11 @@ class Model(nn.Module, ABC):
         height: int,
         width: int,
         chunk_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> RenderOutputs:
         """Render a (3, 3) K / (4, 4) camera-to-world camera (normalised frame) -> (H*W, ...) outputs, in
-        eval mode (the model's previous mode is restored)."""
+        eval mode (the model's previous mode is restored). `progress(chunks done, chunks)` is called after
+        each `chunk_size` (default `eval_chunk_size`) rays."""
         device = next(self.parameters()).device
         k = torch.as_tensor(intrinsics, dtype=torch.float32, device=device)
         pose = torch.as_tensor(c2w, dtype=torch.float32, device=device)
@@ -221,6 +232,14 @@ class Model(nn.Module, ABC):
         was_training = self.training
         self.eval()
         try:
-            return self.render(origins, directions, chunk_size)
+            if progress is None:
+                return self.render(origins, directions, chunk_size)
+            chunk_size = chunk_size or self.eval_chunk_size
+            chunks = list(zip(origins.split(chunk_size), directions.split(chunk_size)))
+            parts = []
+            for done, (o, d) in enumerate(chunks, start=1):
+                parts.append(self.render(o, d, chunk_size))
+                progress(done, len(chunks))
+            return RenderOutputs.cat(parts)
         finally:
             self.train(was_training)

@@ -264,7 +264,7 @@ class IDRModel(Model):
         outs = [
             self._render_chunk(o, d) for o, d in zip(origins.split(chunk_size), directions.split(chunk_size))
         ]
-        return RenderOutputs(*(torch.cat(parts) for parts in zip(*(vars(o).values() for o in outs))))
+        return RenderOutputs.cat(outs)
 
     def _render_chunk(self, origins, directions) -> RenderOutputs:
         trace = self._trace(origins, directions)
