@@ -171,6 +171,36 @@ def test_health_monitor_sees_coverage_collapse_and_forgives_a_blip():
     assert "the opacity" in diverged and "below 0.02 of its peak" in diverged
 
 
+
+def test_a_surface_that_grows_back_early_is_not_a_divergence():
+    """The coverage rule alone waits `coverage_patience` of the run as well as `patience` steps: the shape of
+    a NeuS bank run on Spot (CPU, seed 2: opacity 0 from step 15 to 153 of 1000, then back), which `patience`
+    alone stopped; a surface that stays gone still stops the run, and the loss rule keeps its patience."""
+
+    def run(opacities, losses=None, steps=1000):
+        monitor = HealthMonitor(HealthConfig(), "opacity")
+        for step, opacity in enumerate(opacities, start=1):
+            loss = 0.1 if losses is None else losses[step - 1]
+            verdict = monitor.observe(step, loss, {"opacity": opacity}, progress=step / steps)
+            if verdict.diverged:
+                return step, verdict.diverged
+        return None, monitor
+
+    regrows = [0.9] * 14 + [0.0] * 139 + [0.6] * 47
+    assert run(regrows)[0] is None
+    assert run(regrows, steps=300)[0] is not None  # 139 steps are 46% of a 300-step run: gone for good
+    stays_gone = [0.9] * 14 + [0.0] * 400
+    step, diverged = run(stays_gone)
+    onset = int(diverged.rsplit("since step ", 1)[1])  # the running coverage falls below 2% of its peak
+    assert 14 < onset < 14 + 50 and step == onset + 250 and "below 0.02 of its peak" in diverged
+    exploding = [0.9] * 400
+    losses = [0.1] * 20 + [1e6] * 380
+    step, diverged = run(exploding, losses)
+    assert step == 20 + 50 and diverged.startswith("the loss")
+    monitor = HealthMonitor(HealthConfig(coverage_patience=0.0), "opacity")  # off: `patience` steps alone
+    verdicts = [monitor.observe(k, 0.1, {"opacity": o}, k / 1000) for k, o in enumerate(regrows, start=1)]
+    assert any(v.diverged for v in verdicts)
+
 def test_health_monitor_parameters():
     monitor = HealthMonitor(HealthConfig(max_parameter=100.0), None)
     assert monitor.check_parameters(3, [torch.ones(3)]).diverged is None

@@ -11,7 +11,9 @@ Beyond a NaN loss, three signs (thresholds in `nsr.config.train.HealthConfig`):
   at once (checked every `check_every` steps and before every checkpoint).
 
 A suspicion starts at its first suspect step (the onset) and clears after `RECOVERY` steps in a row
-that are not; if it lasts `patience` steps, the run has diverged. The trainer writes no checkpoint
+that are not; if it lasts `patience` steps, the run has diverged, except that a vanished surface alone
+must also have lasted `coverage_patience` of the run (a NeuS run can lose its surface early and grow it
+back). The trainer writes no checkpoint
 while a suspicion lasts, keeps a copy of the state once it has been followed by good steps, and on
 divergence makes that copy the run's latest checkpoint.
 """
@@ -63,6 +65,8 @@ class HealthMonitor:
         """Highest running coverage so far."""
         self.onset: int | None = None
         """Step at which the current suspicion started (None: no suspicion)."""
+        self.onset_progress: float | None = None
+        """The run's progress at the onset (None: no suspicion, or not told)."""
         self.reason = ""
         """What the current suspicion is about."""
         self.good_streak = 0
@@ -71,10 +75,14 @@ class HealthMonitor:
         """The last step that was suspect (-1: none yet)."""
 
     # ------------------------------------------------------------------ per step
-    def observe(self, step: int, loss: float, metrics: dict[str, float]) -> Verdict:
-        """Record step `step` (1-based: steps done) with its loss and indicators."""
+    def observe(
+        self, step: int, loss: float, metrics: dict[str, float], progress: float | None = None
+    ) -> Verdict:
+        """Record step `step` (1-based: steps done) with its loss and indicators; `progress`: how far the run
+        is, in [0, 1] (None: `coverage_patience` is not applied)."""
         cfg = self.config
         reasons = []
+        vanished = False
         if not math.isfinite(loss):
             return self._diverge(step, f"the loss became {loss}")
         if (
@@ -96,18 +104,22 @@ class HealthMonitor:
             self.peak = max(self.peak, self.coverage)
             floor = cfg.coverage_floor * self.peak
             if cfg.coverage_floor > 0 and self.peak >= MIN_PEAK and self.coverage < floor:
+                vanished = True
                 reasons.append(
                     f"the {self.coverage_key} ({self.coverage:.3g}) below {cfg.coverage_floor:g} of its peak "
                     f"({self.peak:.3g})"
                 )
         if reasons:
             if self.onset is None:
-                self.onset = step
+                self.onset, self.onset_progress = step, progress
+            elif self.onset_progress is None:  # a suspicion resumed from a checkpoint that had no progress
+                self.onset_progress = progress
             self.reason = " and ".join(reasons)
             self.good_streak = 0
             self.last_suspect = step
-            if step - self.onset + 1 >= cfg.patience:
-                return self._diverge(step, f"{self.reason} for {step - self.onset + 1} steps")
+            lasted = step - self.onset + 1
+            if lasted >= cfg.patience and not (len(reasons) == 1 and vanished and self._may_regrow(progress)):
+                return self._diverge(step, f"{self.reason} for {lasted} steps")
             return Verdict(suspect=True)
         self.level = loss if self.level is None else LEVEL_DECAY * self.level + (1 - LEVEL_DECAY) * loss
         self.best = self.level if self.best is None else min(self.best, self.level)
@@ -115,9 +127,15 @@ class HealthMonitor:
             self.good_streak += 1
             if self.good_streak < RECOVERY:
                 return Verdict(suspect=True)
-            self.onset = None
+            self.onset, self.onset_progress = None, None
             self.reason = ""
         return Verdict(suspect=False)
+
+    def _may_regrow(self, progress: float | None) -> bool:
+        """Whether a vanished surface has not yet lasted `coverage_patience` of the run."""
+        if progress is None or self.onset_progress is None:
+            return False
+        return progress - self.onset_progress < self.config.coverage_patience
 
     def check_parameters(self, step: int, parameters) -> Verdict:
         """Non-finite or exploded parameters end the run at once."""
@@ -143,6 +161,7 @@ class HealthMonitor:
             "coverage": self.coverage,
             "peak": self.peak,
             "onset": self.onset,
+            "onset_progress": self.onset_progress,
             "reason": self.reason,
             "good_streak": self.good_streak,
             "last_suspect": self.last_suspect,

@@ -712,7 +712,7 @@ class Trainer:
             if not parameters_finite(self.model.parameters()):
                 self._stop_diverged(f"parameters became non-finite (step {self.step} failed on them)")
             raise
-        verdict = self.health.observe(m.step, m.loss, m.metrics)
+        verdict = self.health.observe(m.step, m.loss, m.metrics, self.progress())
         if verdict.diverged is None and m.step % self.config.health.check_every == 0:
             verdict = self.health.check_parameters(m.step, self.model.parameters())
         if verdict.diverged is not None:
