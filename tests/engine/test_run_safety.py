@@ -171,7 +171,6 @@ def test_health_monitor_sees_coverage_collapse_and_forgives_a_blip():
     assert "the opacity" in diverged and "below 0.02 of its peak" in diverged
 
 
-
 def test_a_surface_that_grows_back_early_is_not_a_divergence():
     """The coverage rule alone waits `coverage_patience` of the run as well as `patience` steps: the shape of
     a NeuS bank run on Spot (CPU, seed 2: opacity 0 from step 15 to 153 of 1000, then back), which `patience`
@@ -200,6 +199,7 @@ def test_a_surface_that_grows_back_early_is_not_a_divergence():
     monitor = HealthMonitor(HealthConfig(coverage_patience=0.0), "opacity")  # off: `patience` steps alone
     verdicts = [monitor.observe(k, 0.1, {"opacity": o}, k / 1000) for k, o in enumerate(regrows, start=1)]
     assert any(v.diverged for v in verdicts)
+
 
 def test_health_monitor_parameters():
     monitor = HealthMonitor(HealthConfig(max_parameter=100.0), None)
