@@ -174,19 +174,30 @@ def test_health_monitor_sees_coverage_collapse_and_forgives_a_blip():
 def test_a_surface_that_grows_back_early_is_not_a_divergence():
     """The coverage rule alone waits `coverage_patience` of the run as well as `patience` steps: the shape of
     a NeuS bank run on Spot (CPU, seed 2: opacity 0 from step 15 to 153 of 1000, then back), which `patience`
-    alone stopped; a surface that stays gone still stops the run, and the loss rule keeps its patience."""
+    alone stopped; a surface that stays gone still stops the run, and the loss rule keeps its patience. The
+    user hears when the surface vanishes and when it is back, and the steps without it are counted."""
 
     def run(opacities, losses=None, steps=1000):
         monitor = HealthMonitor(HealthConfig(), "opacity")
+        notes = []
         for step, opacity in enumerate(opacities, start=1):
             loss = 0.1 if losses is None else losses[step - 1]
             verdict = monitor.observe(step, loss, {"opacity": opacity}, progress=step / steps)
+            notes += [verdict.note] if verdict.note else []
             if verdict.diverged:
                 return step, verdict.diverged
-        return None, monitor
+        return None, (monitor, notes)
 
     regrows = [0.9] * 14 + [0.0] * 139 + [0.6] * 47
-    assert run(regrows)[0] is None
+    step, (monitor, notes) = run(regrows)
+    assert step is None and 90 < monitor.vanished_steps < 139  # the running coverage: late by ~37 steps
+    assert len(notes) == 2
+    assert notes[0].endswith(
+        "the opacity fell below 0.02 of its peak; the run stops if it stays there for 0.25 of the run"
+    )
+    assert notes[1].startswith("step 154: the opacity is back") and notes[1].endswith(
+        f"after {monitor.vanished_steps} steps"
+    )
     assert run(regrows, steps=300)[0] is not None  # 139 steps are 46% of a 300-step run: gone for good
     stays_gone = [0.9] * 14 + [0.0] * 400
     step, diverged = run(stays_gone)

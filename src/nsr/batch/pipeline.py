@@ -97,6 +97,10 @@ class RunResult:
     its training views better than new ones."""
     inv_s: float | None = None
     """NeuS's learned inverse standard deviation at the end of training (None for IDR)."""
+    surface_lost_steps: int | None = None
+    """Steps the model's running coverage (IDR's hit ratio, NeuS's opacity, averaged over about 10 steps)
+    spent below the divergence guard's floor (`health.coverage_floor` of its peak): a NeuS run's early
+    collapse, grown back or not (nsr.engine.health)."""
     chamfer_pct: float | None = None
     fscore: float | None = None
     """F-score (0-1) at `fscore_threshold_pct` of the ground truth's diagonal."""
@@ -264,6 +268,7 @@ def _pipeline(
     result.it_per_s = trainer.step / trainer.seconds if trainer.seconds > 0 else None
     final = last_logged(run_dir)
     result.train_psnr, result.inv_s = final.get("psnr"), final.get("inv_s")
+    result.surface_lost_steps = trainer.health.vanished_steps
     result.device = torch.cuda.get_device_name(trainer.device) if cuda else trainer.device.type
     if cuda:
         result.gpu_mem_gib = torch.cuda.max_memory_allocated(trainer.device) / 2**30

@@ -46,6 +46,8 @@ class Verdict:
     """A suspicion is running (no checkpoint should become `latest` now)."""
     diverged: str | None = None
     """What was seen, when the run has diverged (one phrase, with the step where it started)."""
+    note: str | None = None
+    """A line worth telling the user: the surface vanished, or came back."""
 
 
 class HealthMonitor:
@@ -73,6 +75,10 @@ class HealthMonitor:
         """Good steps in a row since the last suspect one."""
         self.last_suspect: int = -1
         """The last step that was suspect (-1: none yet)."""
+        self.vanished_since: int | None = None
+        """The first step of the coverage's current stay below its floor (None: above it)."""
+        self.vanished_steps = 0
+        """Steps the coverage has spent below its floor, over the run (a NeuS run's early collapse)."""
 
     # ------------------------------------------------------------------ per step
     def observe(
@@ -109,6 +115,7 @@ class HealthMonitor:
                     f"the {self.coverage_key} ({self.coverage:.3g}) below {cfg.coverage_floor:g} of its peak "
                     f"({self.peak:.3g})"
                 )
+        note = self._vanishing(step, vanished)
         if reasons:
             if self.onset is None:
                 self.onset, self.onset_progress = step, progress
@@ -120,16 +127,33 @@ class HealthMonitor:
             lasted = step - self.onset + 1
             if lasted >= cfg.patience and not (len(reasons) == 1 and vanished and self._may_regrow(progress)):
                 return self._diverge(step, f"{self.reason} for {lasted} steps")
-            return Verdict(suspect=True)
+            return Verdict(suspect=True, note=note)
         self.level = loss if self.level is None else LEVEL_DECAY * self.level + (1 - LEVEL_DECAY) * loss
         self.best = self.level if self.best is None else min(self.best, self.level)
         if self.onset is not None:
             self.good_streak += 1
             if self.good_streak < RECOVERY:
-                return Verdict(suspect=True)
+                return Verdict(suspect=True, note=note)
             self.onset, self.onset_progress = None, None
             self.reason = ""
-        return Verdict(suspect=False)
+        return Verdict(suspect=False, note=note)
+
+    def _vanishing(self, step: int, vanished: bool) -> str | None:
+        """Count the steps of a vanished surface; a line when it vanishes and when it comes back."""
+        if vanished:
+            self.vanished_steps += 1
+            if self.vanished_since is None:
+                self.vanished_since = step
+                floor, patience = self.config.coverage_floor, self.config.coverage_patience
+                wait = f"; the run stops if it stays there for {patience:g} of the run" if patience else ""
+                return f"step {step}: the {self.coverage_key} fell below {floor:g} of its peak{wait}"
+            return None
+        if self.vanished_since is None:
+            return None
+        since, self.vanished_since = self.vanished_since, None
+        return (
+            f"step {step}: the {self.coverage_key} is back ({self.coverage:.3g}) after {step - since} steps"
+        )
 
     def _may_regrow(self, progress: float | None) -> bool:
         """Whether a vanished surface has not yet lasted `coverage_patience` of the run."""
@@ -165,6 +189,8 @@ class HealthMonitor:
             "reason": self.reason,
             "good_streak": self.good_streak,
             "last_suspect": self.last_suspect,
+            "vanished_since": self.vanished_since,
+            "vanished_steps": self.vanished_steps,
         }
 
     def load_state_dict(self, state: dict) -> None:

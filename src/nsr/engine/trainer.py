@@ -713,6 +713,8 @@ class Trainer:
                 self._stop_diverged(f"parameters became non-finite (step {self.step} failed on them)")
             raise
         verdict = self.health.observe(m.step, m.loss, m.metrics, self.progress())
+        if verdict.note:
+            log.warning("%s", verdict.note)
         if verdict.diverged is None and m.step % self.config.health.check_every == 0:
             verdict = self.health.check_parameters(m.step, self.model.parameters())
         if verdict.diverged is not None:
