@@ -141,3 +141,45 @@ def test_colour_init_mean_starts_the_colour_network_at_the_masked_pixels_mean(ti
     assert torch.equal(grey.weight, mean.weight)
     for name in ("neus-nffb-fused", "neus-stylemod-nffb-fused", "neus-hashgrid-fused", "neus-positional"):
         assert get_preset(name).model.colour_init == "grey"  # `mean` lost on the GPU (RESULTS.md section 4)
+
+
+@pytest.mark.parametrize("masked_colour", ["composite", "surface"])
+def test_the_surface_colour_inside_the_masks_does_not_see_the_background(masked_colour):
+    """`loss.masked_colour: surface` compares the foreground's colour over its opacity (at least
+    `surface_floor`) inside the masks: a ray that loses its surface no longer shows the background, so the
+    colour loss neither rewards nor punishes the opacity. The composite (NeuS's) changes with the background
+    behind a ray that is not opaque."""
+    torch.manual_seed(0)
+    model = small_neus()
+    model.config.loss.masked_colour = masked_colour
+    o, d, mask = rays()
+    target = torch.rand(o.shape[0], 3)
+    losses = {}
+    for colour in ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
+        model.background = torch.tensor(colour)
+        torch.manual_seed(1)  # the same samples along the rays
+        out = model.training_loss(RayBatch(o, d, target, mask))
+        losses[colour] = out.terms["rgb"]
+    torch.manual_seed(1)
+    rendered = model._render(o, d, training=True)
+    seen = mask & (rendered.opacity < 0.99)
+    assert seen.sum() > 5  # rays inside the masks that the initial sphere leaves partly transparent
+    if masked_colour == "composite":
+        assert not torch.allclose(losses[(0.0, 0.0, 0.0)], losses[(1.0, 1.0, 1.0)], atol=1e-3)
+    else:
+        torch.testing.assert_close(losses[(0.0, 0.0, 0.0)], losses[(1.0, 1.0, 1.0)])
+        colour = rendered.foreground / rendered.opacity.clamp_min(0.05)[:, None]
+        expected = (colour - target).abs().sum(-1)[mask].mean()
+        torch.testing.assert_close(losses[(1.0, 1.0, 1.0)], expected)
+
+
+def test_masked_colour_is_checked():
+    from nsr import checks
+
+    config = get_preset("neus-demo")
+    config.model.loss.masked_colour = "surfaces"
+    with pytest.raises(ValueError, match=r"model\.loss\.masked-colour surfaces: must be one of"):
+        checks.validate_config(config)
+    config.model.loss.masked_colour, config.model.loss.surface_floor = "surface", 0.0
+    with pytest.raises(ValueError, match=r"model\.loss\.surface-floor"):
+        checks.validate_config(config)

@@ -38,10 +38,24 @@ class NeuSLossConfig:
     """Fraction of the run over which the curvature weight ramps up from 0 (Neuralangelo)."""
     tv_weight: float = 0.0
     """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
+    masked_colour: Literal["composite", "surface"] = "composite"
+    """What the colour loss compares inside the masks: `composite`, the rendered colour (the foreground over
+    the background, as NeuS), or `surface`, the foreground's colour divided by its opacity (at least
+    `surface_floor`): the colour of the surface the ray sees, which neither rewards nor punishes the
+    opacity, so the mask loss alone sets it. With `composite` a ray whose surface vanishes shows the
+    background, and on a light object on white that fits better than an untrained colour network: every
+    NeuS run on Spot lost most of its opacity in its first steps, a filter-bank run for 139 steps (CPU,
+    128 rays, `benchmarks/early_opacity.py`); with `surface` the lowest was 0.47-0.56 over three seeds
+    (benchmarks/RESULTS.md section 4). Without masks the colour loss is always the composite's."""
+    surface_floor: float = 0.05
+    """`masked_colour: surface`: the opacity below which the foreground colour is divided by this instead (a
+    ray with almost no surface then reads dark, which pushes its opacity up rather than dividing by ~0)."""
 
     def validate(self) -> None:
         checks.non_negative("eikonal_weight", self.eikonal_weight)
         checks.non_negative("mask_weight", self.mask_weight, "0 = no masks")
+        checks.one_of("masked_colour", self.masked_colour, ("composite", "surface"))
+        checks.in_range("surface_floor", self.surface_floor, 1e-6, 1.0, "an opacity")
         checks.non_negative("curvature_weight", self.curvature_weight, "0 = off")
         checks.fraction("curvature_warmup", self.curvature_warmup)
         checks.non_negative("tv_weight", self.tv_weight, "0 = off")
@@ -213,8 +227,11 @@ class NeuSModel(Model):
         samples = out.samples
         masked = cfg.mask_weight > 0
         rgb_mask = batch.mask if masked else None
+        colour = out.rgb
+        if masked and cfg.masked_colour == "surface":
+            colour = out.foreground / out.opacity.clamp_min(cfg.surface_floor)[:, None]
         terms = {
-            "rgb": rgb_l1_loss(out.rgb, batch.rgb, rgb_mask),
+            "rgb": rgb_l1_loss(colour, batch.rgb, rgb_mask),
             "eikonal": eikonal_loss(samples.gradients, samples.inside),
         }
         total = terms["rgb"] + cfg.eikonal_weight * terms["eikonal"]

@@ -145,6 +145,8 @@ class VolumeRenderOutput:
     """0-d tensor, the inverse standard deviation used (clamped to [1e-6, 1e6])."""
     background_rgb: torch.Tensor | None = None
     """(N, 3) colour of the background alone (before the foreground's transmittance), or None."""
+    foreground: torch.Tensor | None = None
+    """(N, 3) the foreground's colour alone, sum(w c) (None from `render_chunked`)."""
     samples: VolumeSamples | None = None
     """Per-sample tensors (None from `render_chunked`)."""
 
@@ -368,7 +370,7 @@ class VolumeRenderer:
         alpha, log_keep = neus_alpha(sdf, true_cos, deltas, inv_s, cos_anneal_ratio)
         weights, remaining = composite_weights(alpha, log_keep)
         opacity = weights.sum(-1)
-        rgb = (weights[..., None] * colours).sum(1)
+        rgb = foreground = (weights[..., None] * colours).sum(1)
         seen = opacity > 1e-6
         depth = torch.where(
             seen, (weights * depths).sum(-1) / opacity.clamp_min(1e-6), torch.zeros_like(opacity)
@@ -404,6 +406,7 @@ class VolumeRenderer:
             normals=normals,
             inv_s=inv_s,
             background_rgb=background_rgb,
+            foreground=foreground,
             samples=samples,
         )
 
