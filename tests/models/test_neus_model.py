@@ -143,28 +143,28 @@ def test_colour_init_mean_starts_the_colour_network_at_the_masked_pixels_mean(ti
         assert get_preset(name).model.colour_init == "grey"  # `mean` lost on the GPU (RESULTS.md section 4)
 
 
-@pytest.mark.parametrize("masked_colour", ["composite", "surface"])
-def test_the_surface_colour_inside_the_masks_does_not_see_the_background(masked_colour):
-    """`loss.masked_colour: surface` compares the foreground's colour over its opacity (at least
-    `surface_floor`) inside the masks: a ray that loses its surface no longer shows the background, so the
-    colour loss neither rewards nor punishes the opacity. The composite (NeuS's) changes with the background
-    behind a ray that is not opaque."""
+@pytest.mark.parametrize("until", [0.0, 1.0])
+def test_the_surface_colour_inside_the_masks_does_not_see_the_background(until):
+    """`loss.surface_colour_until`: inside the masks the colour loss compares the foreground's colour over its
+    opacity (at least `surface_floor`), so a ray that loses its surface no longer shows the background and the
+    colour loss neither rewards nor punishes the opacity. The rendered colour (NeuS's) changes with the
+    background behind a ray that is not opaque."""
     torch.manual_seed(0)
     model = small_neus()
-    model.config.loss.masked_colour = masked_colour
+    model.config.loss.surface_colour_until = until
     o, d, mask = rays()
     target = torch.rand(o.shape[0], 3)
     losses = {}
     for colour in ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
         model.background = torch.tensor(colour)
         torch.manual_seed(1)  # the same samples along the rays
-        out = model.training_loss(RayBatch(o, d, target, mask))
-        losses[colour] = out.terms["rgb"]
+        losses[colour] = model.training_loss(RayBatch(o, d, target, mask)).terms["rgb"]
     torch.manual_seed(1)
     rendered = model._render(o, d, training=True)
-    seen = mask & (rendered.opacity < 0.99)
-    assert seen.sum() > 5  # rays inside the masks that the initial sphere leaves partly transparent
-    if masked_colour == "composite":
+    assert (
+        mask & (rendered.opacity < 0.99)
+    ).sum() > 5  # masked rays the initial sphere leaves part-transparent
+    if until == 0.0:
         assert not torch.allclose(losses[(0.0, 0.0, 0.0)], losses[(1.0, 1.0, 1.0)], atol=1e-3)
     else:
         torch.testing.assert_close(losses[(0.0, 0.0, 0.0)], losses[(1.0, 1.0, 1.0)])
@@ -173,13 +173,33 @@ def test_the_surface_colour_inside_the_masks_does_not_see_the_background(masked_
         torch.testing.assert_close(losses[(1.0, 1.0, 1.0)], expected)
 
 
-def test_masked_colour_is_checked():
+@pytest.mark.parametrize("static", [False, True])
+def test_the_surface_colour_holds_for_its_part_of_the_run(static):
+    """With `surface_colour_until` 0.2 the colour loss is the surface's before 20% of the run and the rendered
+    colour's after, in an ordinary step and in a captured one (which reads the switch from a tensor)."""
+    model = small_neus()
+    o, d, mask = rays()
+    batch = RayBatch(o, d, torch.rand(o.shape[0], 3), mask)
+
+    def rgb_term(until, progress):
+        model.config.loss.surface_colour_until = until
+        model.set_progress(progress)
+        torch.manual_seed(1)
+        return model.training_loss(batch, static=static).terms["rgb"]
+
+    surface, composite = rgb_term(1.0, 0.5), rgb_term(0.0, 0.5)
+    assert not torch.allclose(surface, composite)
+    torch.testing.assert_close(rgb_term(0.2, 0.1), surface)
+    torch.testing.assert_close(rgb_term(0.2, 0.3), composite)
+
+
+def test_surface_colour_settings_are_checked():
     from nsr import checks
 
     config = get_preset("neus-demo")
-    config.model.loss.masked_colour = "surfaces"
-    with pytest.raises(ValueError, match=r"model\.loss\.masked-colour surfaces: must be one of"):
+    config.model.loss.surface_colour_until = 1.5
+    with pytest.raises(ValueError, match=r"model\.loss\.surface-colour-until"):
         checks.validate_config(config)
-    config.model.loss.masked_colour, config.model.loss.surface_floor = "surface", 0.0
+    config.model.loss.surface_colour_until, config.model.loss.surface_floor = 0.2, 0.0
     with pytest.raises(ValueError, match=r"model\.loss\.surface-floor"):
         checks.validate_config(config)

@@ -38,23 +38,25 @@ class NeuSLossConfig:
     """Fraction of the run over which the curvature weight ramps up from 0 (Neuralangelo)."""
     tv_weight: float = 0.0
     """Weight of the SDF encoding's total-variation regulariser (grid encodings; 0 = off)."""
-    masked_colour: Literal["composite", "surface"] = "composite"
-    """What the colour loss compares inside the masks: `composite`, the rendered colour (the foreground over
-    the background, as NeuS), or `surface`, the foreground's colour divided by its opacity (at least
-    `surface_floor`): the colour of the surface the ray sees, which neither rewards nor punishes the
-    opacity, so the mask loss alone sets it. With `composite` a ray whose surface vanishes shows the
-    background, and on a light object on white that fits better than an untrained colour network: every
-    NeuS run on Spot lost most of its opacity in its first steps, a filter-bank run for 139 steps (CPU,
-    128 rays, `benchmarks/early_opacity.py`); with `surface` the lowest was 0.47-0.56 over three seeds
-    (benchmarks/RESULTS.md section 4). Without masks the colour loss is always the composite's."""
+    surface_colour_until: float = 0.0
+    """Inside the masks the colour loss compares the surface's colour (the foreground's colour divided by its
+    opacity, at least `surface_floor`) for this fraction of the run, and the rendered colour (the foreground
+    over the background, as NeuS) after it; 0 = the rendered colour throughout, 1 = the surface's throughout.
+    The surface's colour neither rewards nor punishes the opacity, which the mask loss alone then sets. With
+    the rendered colour a ray whose surface vanishes shows the background, and on a light object on white
+    that fits better than an untrained colour network: every NeuS run on Spot lost most of its opacity in its
+    first steps, a filter-bank run for 139 steps of 1000 (CPU, 128 rays, `benchmarks/early_opacity.py`); on
+    the surface's colour the lowest was 0.47-0.56 over three seeds. Throughout the run it leaves the
+    opacity inside the masks short of 1 (0.85 against 0.91 on the demo scene at 600 steps: in-mask PSNR 20.3
+    against 25.5 dB), hence a first part of the run (benchmarks/RESULTS.md section 4)."""
     surface_floor: float = 0.05
-    """`masked_colour: surface`: the opacity below which the foreground colour is divided by this instead (a
-    ray with almost no surface then reads dark, which pushes its opacity up rather than dividing by ~0)."""
+    """The opacity below which the surface's colour divides by this instead (a ray with almost no surface
+    then reads dark, which pushes its opacity up rather than dividing by ~0)."""
 
     def validate(self) -> None:
         checks.non_negative("eikonal_weight", self.eikonal_weight)
         checks.non_negative("mask_weight", self.mask_weight, "0 = no masks")
-        checks.one_of("masked_colour", self.masked_colour, ("composite", "surface"))
+        checks.fraction("surface_colour_until", self.surface_colour_until)
         checks.in_range("surface_floor", self.surface_floor, 1e-6, 1.0, "an opacity")
         checks.non_negative("curvature_weight", self.curvature_weight, "0 = off")
         checks.fraction("curvature_warmup", self.curvature_warmup)
@@ -142,6 +144,7 @@ class NeuSModel(Model):
         # The schedules a captured step reads, as tensors updated in place (`set_progress`).
         self.register_buffer("_anneal", torch.tensor(self._anneal_at(0.0)), persistent=False)
         self.register_buffer("_curvature_ramp", torch.tensor(self._curvature_ramp_at(0.0)), persistent=False)
+        self.register_buffer("_surface_colour", torch.tensor(self._surface_colour_at(0.0)), persistent=False)
 
     @property
     def bounding_radius(self) -> float:
@@ -151,6 +154,7 @@ class NeuSModel(Model):
         super().set_progress(progress)
         self._anneal.fill_(self._anneal_at(progress))
         self._curvature_ramp.fill_(self._curvature_ramp_at(progress))
+        self._surface_colour.fill_(self._surface_colour_at(progress))
 
     def _anneal_at(self, progress: float) -> float:
         cos_anneal = self.config.cos_anneal
@@ -159,6 +163,10 @@ class NeuSModel(Model):
     def _curvature_ramp_at(self, progress: float) -> float:
         warmup = self.config.loss.curvature_warmup
         return 1.0 if warmup <= 0 else min(1.0, progress / warmup)
+
+    def _surface_colour_at(self, progress: float) -> float:
+        """1 while the colour loss inside the masks is on the surface's colour, else 0."""
+        return float(progress < self.config.loss.surface_colour_until)
 
     @property
     def background_rgb(self) -> tuple[float, float, float] | None:
@@ -170,6 +178,7 @@ class NeuSModel(Model):
             **super().schedule_fractions(),
             "cos_anneal": cfg.cos_anneal,
             "curvature_warmup": cfg.loss.curvature_warmup,
+            "surface_colour_until": cfg.loss.surface_colour_until,
         }
 
     def before_step(self, step: int, progress: float) -> None:
@@ -228,8 +237,12 @@ class NeuSModel(Model):
         masked = cfg.mask_weight > 0
         rgb_mask = batch.mask if masked else None
         colour = out.rgb
-        if masked and cfg.masked_colour == "surface":
-            colour = out.foreground / out.opacity.clamp_min(cfg.surface_floor)[:, None]
+        if masked and cfg.surface_colour_until > 0:
+            surface = out.foreground / out.opacity.clamp_min(cfg.surface_floor)[:, None]
+            on_surface = self._surface_colour if static else self._surface_colour_at(self.progress)
+            colour = colour + on_surface * (
+                surface - colour
+            )  # one or the other (a tensor in a captured step)
         terms = {
             "rgb": rgb_l1_loss(colour, batch.rgb, rgb_mask),
             "eikonal": eikonal_loss(samples.gradients, samples.inside),
