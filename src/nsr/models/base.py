@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -65,10 +65,8 @@ class RenderOutputs:
     @staticmethod
     def cat(parts: list[RenderOutputs]) -> RenderOutputs:
         """The outputs of consecutive ray batches as one."""
-        return RenderOutputs(*(torch.cat([getattr(p, f) for p in parts]) for f in RENDER_FIELDS))
-
-
-RENDER_FIELDS = ("rgb", "opacity", "depth", "normals")
+        names = [f.name for f in fields(RenderOutputs)]
+        return RenderOutputs(**{name: torch.cat([getattr(p, name) for p in parts]) for name in names})
 
 
 @dataclass
