@@ -60,7 +60,8 @@
 #       `neus-stylemod-nffb-fused` on Spot alone (120 s budget cut at 45 s), seeds 0-2 compiled, 0-1 eager (measured
 #       2026-12-06: every run, either way, lost most of its opacity in its first ten steps and recovered)
 #   bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]  any jobs file, its
-#       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar (the batch modes
+#       finished runs returned as $OUT/NAME.state.tar and restored from .data/batch_state/NAME.tar, their training
+#       logs, configs and schedules as $OUT/NAME.logs.tar.gz (the batch modes
 #       above do the same: spot120, schedule, synthdecay, banksneus)
 #   bash benchmarks/device/untested.sh compile  (measured 2026-12-06 on an H100: the NeuS bank presets compile since)
 #       issue 16's lever for the memory-bound NeuS bank step: the banks' PyTorch
@@ -81,6 +82,9 @@ batch_mode() {
     echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$name.log" | cut -c1-400
     cp /tmp/$name/results.json "$OUT/$name.json"
     (cd /tmp/$name && tar -cf "$OUT/$name.state.tar" runs/*/batch_result.json 2>/dev/null)
+    # the runs' training logs, configs and resolved schedules, apart from the state (which a later call restores)
+    (cd /tmp/$name && tar -czf "$OUT/$name.logs.tar.gz" runs/*/train_log.jsonl runs/*/config.yaml \
+        runs/*/schedule.json 2>/dev/null)
     python3 benchmarks/summarize.py /tmp/$name 2>/dev/null | tail -n 8
 }
 case "${1:-tests}" in

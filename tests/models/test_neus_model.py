@@ -173,6 +173,46 @@ def test_the_surface_colour_inside_the_masks_does_not_see_the_background(until):
         torch.testing.assert_close(losses[(1.0, 1.0, 1.0)], expected)
 
 
+def test_a_random_background_inside_the_masks_charges_any_transparency():
+    """`loss.masked_background: random`: inside the masks the colour loss composites the foreground over a random
+    colour per ray (not the scene's background, which the loss then no longer sees), so a part-transparent ray
+    costs loss whatever the object's colour; the mask loss and the metrics are unchanged."""
+    torch.manual_seed(0)
+    model = small_neus()
+    model.config.loss.masked_background = "random"
+    o, d, mask = rays()
+    target = torch.rand(o.shape[0], 3)
+    batch = RayBatch(o, d, target, mask)
+    losses = {}
+    for colour in ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
+        model.background = torch.tensor(colour)
+        torch.manual_seed(1)
+        losses[colour] = model.training_loss(batch).terms
+    torch.testing.assert_close(losses[(0.0, 0.0, 0.0)]["rgb"], losses[(1.0, 1.0, 1.0)]["rgb"])
+    torch.testing.assert_close(losses[(0.0, 0.0, 0.0)]["mask"], losses[(1.0, 1.0, 1.0)]["mask"])
+    torch.manual_seed(1)
+    out = model._render(o, d, training=True)
+    assert (mask & (out.opacity < 0.99)).sum() > 5
+    noise = torch.rand_like(out.foreground)  # drawn right after the render, as the loss draws it
+    expected = (out.foreground + (1 - out.opacity)[:, None] * noise - target).abs().sum(-1)[mask].mean()
+    torch.testing.assert_close(losses[(1.0, 1.0, 1.0)]["rgb"], expected)
+    # a white object on the white background: the scene's background makes transparency free, a random one not
+    white = RayBatch(o, d, torch.ones_like(target), mask)
+    model.background = torch.ones(3)
+    rgb_loss = {}
+    for background in ("scene", "random"):
+        model.config.loss.masked_background = background
+        torch.manual_seed(1)
+        rgb_loss[background] = model.training_loss(white).terms["rgb"].item()
+    assert rgb_loss["random"] > rgb_loss["scene"] + 0.05
+    config = get_preset("neus-demo")
+    config.model.loss.masked_background = "white"
+    from nsr import checks
+
+    with pytest.raises(ValueError, match=r"model\.loss\.masked-background"):
+        checks.validate_config(config)
+
+
 @pytest.mark.parametrize("static", [False, True])
 def test_the_surface_colour_holds_for_its_part_of_the_run(static):
     """With `surface_colour_until` 0.2 the colour loss is the surface's before 20% of the run and the rendered

@@ -52,12 +52,19 @@ class NeuSLossConfig:
     surface_floor: float = 0.05
     """The opacity below which the surface's colour divides by this instead (a ray with almost no surface
     then reads dark, which pushes its opacity up rather than dividing by ~0)."""
+    masked_background: Literal["scene", "random"] = "scene"
+    """What the rendered colour inside the masks shows behind the foreground in the colour loss: the scene's
+    background (`scene`, NeuS) or a random colour per ray and step (`random`, as instant-ngp trains on
+    transparent images). Behind an object pixel a random colour fits nothing, so any transparency costs colour
+    loss whatever the object's colour, where the scene's white background rewards a vanishing surface on a light
+    object (a black one on a dark object). Outside the masks only the mask loss applies either way."""
 
     def validate(self) -> None:
         checks.non_negative("eikonal_weight", self.eikonal_weight)
         checks.non_negative("mask_weight", self.mask_weight, "0 = no masks")
         checks.fraction("surface_colour_until", self.surface_colour_until)
         checks.in_range("surface_floor", self.surface_floor, 1e-6, 1.0, "an opacity")
+        checks.one_of("masked_background", self.masked_background, ("scene", "random"))
         checks.non_negative("curvature_weight", self.curvature_weight, "0 = off")
         checks.fraction("curvature_warmup", self.curvature_warmup)
         checks.non_negative("tv_weight", self.tv_weight, "0 = off")
@@ -237,6 +244,8 @@ class NeuSModel(Model):
         masked = cfg.mask_weight > 0
         rgb_mask = batch.mask if masked else None
         colour = out.rgb
+        if masked and cfg.masked_background == "random":
+            colour = out.foreground + (1.0 - out.opacity)[:, None] * torch.rand_like(out.foreground)
         if masked and cfg.surface_colour_until > 0:
             surface = out.foreground / out.opacity.clamp_min(cfg.surface_floor)[:, None]
             on_surface = self._surface_colour if static else self._surface_colour_at(self.progress)
