@@ -73,3 +73,40 @@ def test_curvature_loss_is_the_mean_absolute_laplacian():
     lap = torch.tensor([[2.0, -4.0], [1.0, 100.0]])
     assert curvature_loss(lap).item() == pytest.approx(107 / 4)
     assert curvature_loss(lap, torch.tensor([[True, True], [True, False]])).item() == pytest.approx(7 / 3)
+
+
+def test_the_uniform_background_loss_is_the_random_backgrounds_expectation():
+    """`uniform_background_l1_loss`: the L1 of the foreground over a background drawn uniformly from [0, 1]^3,
+    in closed form: the Monte-Carlo mean of `rgb_l1_loss` over many backgrounds, value and gradient, with every
+    case of the closed form (the target above, below and inside the background's range), full and zero
+    opacity among the rays, and finite gradients there."""
+    from nsr.losses import rgb_l1_loss, uniform_background_l1_loss
+
+    torch.manual_seed(0)
+    n = 64
+    opacity = torch.rand(n)
+    opacity[:4], opacity[4:8] = 1.0, 0.0
+    foreground = (torch.rand(n, 3) * opacity[:, None]).requires_grad_()
+    opacity.requires_grad_()
+    target = torch.rand(n, 3)
+    mask = torch.rand(n) > 0.2
+    exact = uniform_background_l1_loss(foreground, opacity, target, mask)
+    grads = torch.autograd.grad(exact, [foreground, opacity])
+    assert all(torch.isfinite(g).all() for g in grads)
+    draws = 20_000
+    background = torch.rand(draws, 1, 3)
+    rendered = foreground[None] + (1 - opacity)[None, :, None] * background
+    per_draw = (rendered - target).abs().sum(-1)  # (draws, n)
+    sampled = (per_draw * mask).sum(-1).mean() / mask.sum()
+    torch.testing.assert_close(exact, sampled, rtol=0.01, atol=1e-3)
+    sampled_grads = torch.autograd.grad(sampled, [foreground, opacity])
+    for g, s in zip(grads, sampled_grads, strict=True):
+        torch.testing.assert_close(g, s, rtol=0.05, atol=2e-3)
+    # opaque rays see no background: the plain L1
+    opaque = torch.ones(n)
+    torch.testing.assert_close(
+        uniform_background_l1_loss(target * 0.5, opaque, target), rgb_l1_loss(target * 0.5, target)
+    )
+    # the right colour on a half-transparent ray still costs (1 - opacity) / 2 a channel: E|0.5 u| = 0.25
+    half, black = torch.full((n,), 0.5), torch.zeros(n, 3)
+    assert uniform_background_l1_loss(black, half, black).item() == pytest.approx(3 * 0.25)

@@ -213,6 +213,29 @@ def test_a_random_background_inside_the_masks_charges_any_transparency():
         checks.validate_config(config)
 
 
+def test_the_uniform_background_is_the_random_ones_expectation_inside_the_masks():
+    """`loss.masked_background: uniform`: the colour loss inside the masks is the closed-form expectation over a
+    uniformly random background (`uniform_background_l1_loss`), blind to the scene's background."""
+    from nsr.losses import uniform_background_l1_loss
+
+    torch.manual_seed(0)
+    model = small_neus()
+    model.config.loss.masked_background = "uniform"
+    o, d, mask = rays()
+    target = torch.rand(o.shape[0], 3)
+    losses = []
+    for colour in ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)):
+        model.background = torch.tensor(colour)
+        torch.manual_seed(1)
+        losses.append(model.training_loss(RayBatch(o, d, target, mask)).terms["rgb"])
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.manual_seed(1)
+    out = model._render(o, d, training=True)
+    torch.testing.assert_close(
+        losses[1], uniform_background_l1_loss(out.foreground, out.opacity, target, mask)
+    )
+
+
 @pytest.mark.parametrize("static", [False, True])
 def test_the_surface_colour_holds_for_its_part_of_the_run(static):
     """With `surface_colour_until` 0.2 the colour loss is the surface's before 20% of the run and the rendered

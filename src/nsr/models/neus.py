@@ -18,7 +18,14 @@ from torch.nn.utils import parametrize
 
 from nsr import checks
 from nsr.fields import AppearanceFieldConfig, BackgroundFieldConfig, SDFFieldConfig, VarianceConfig
-from nsr.losses import curvature_loss, eikonal_loss, opacity_mask_loss, ray_photometric_error, rgb_l1_loss
+from nsr.losses import (
+    curvature_loss,
+    eikonal_loss,
+    opacity_mask_loss,
+    ray_photometric_error,
+    rgb_l1_loss,
+    uniform_background_l1_loss,
+)
 from nsr.models.base import LossOutput, Model, ModelError, RayBatch, RenderOutputs
 from nsr.renderers import FieldSamples, VolumeRenderer, VolumeRendererConfig
 
@@ -52,19 +59,21 @@ class NeuSLossConfig:
     surface_floor: float = 0.05
     """The opacity below which the surface's colour divides by this instead (a ray with almost no surface
     then reads dark, which pushes its opacity up rather than dividing by ~0)."""
-    masked_background: Literal["scene", "random"] = "scene"
+    masked_background: Literal["scene", "random", "uniform"] = "scene"
     """What the rendered colour inside the masks shows behind the foreground in the colour loss: the scene's
-    background (`scene`, NeuS) or a random colour per ray and step (`random`, as instant-ngp trains on
-    transparent images). Behind an object pixel a random colour fits nothing, so any transparency costs colour
-    loss whatever the object's colour, where the scene's white background rewards a vanishing surface on a light
-    object (a black one on a dark object). Outside the masks only the mask loss applies either way."""
+    background (`scene`, NeuS), a random colour per ray and step (`random`, as instant-ngp trains on
+    transparent images), or the loss's expectation over such a colour in closed form (`uniform`: the same
+    pull without the noise, `nsr.losses.uniform_background_l1_loss`). Behind an object pixel a random colour
+    fits nothing, so any transparency costs colour loss whatever the object's colour, where the scene's white
+    background rewards a vanishing surface on a light object (a black one on a dark object). Outside the masks
+    only the mask loss applies either way."""
 
     def validate(self) -> None:
         checks.non_negative("eikonal_weight", self.eikonal_weight)
         checks.non_negative("mask_weight", self.mask_weight, "0 = no masks")
         checks.fraction("surface_colour_until", self.surface_colour_until)
         checks.in_range("surface_floor", self.surface_floor, 1e-6, 1.0, "an opacity")
-        checks.one_of("masked_background", self.masked_background, ("scene", "random"))
+        checks.one_of("masked_background", self.masked_background, ("scene", "random", "uniform"))
         checks.non_negative("curvature_weight", self.curvature_weight, "0 = off")
         checks.fraction("curvature_warmup", self.curvature_warmup)
         checks.non_negative("tv_weight", self.tv_weight, "0 = off")
@@ -243,19 +252,20 @@ class NeuSModel(Model):
         samples = out.samples
         masked = cfg.mask_weight > 0
         rgb_mask = batch.mask if masked else None
-        colour = out.rgb
-        if masked and cfg.masked_background == "random":
-            colour = out.foreground + (1.0 - out.opacity)[:, None] * torch.rand_like(out.foreground)
+        background = cfg.masked_background if masked else "scene"
+        if background == "uniform":
+            rgb = uniform_background_l1_loss(out.foreground, out.opacity, batch.rgb, rgb_mask)
+        elif background == "random":
+            noise = torch.rand_like(out.foreground)
+            rgb = rgb_l1_loss(out.foreground + (1.0 - out.opacity)[:, None] * noise, batch.rgb, rgb_mask)
+        else:
+            rgb = rgb_l1_loss(out.rgb, batch.rgb, rgb_mask)
         if masked and cfg.surface_colour_until > 0:
             surface = out.foreground / out.opacity.clamp_min(cfg.surface_floor)[:, None]
             on_surface = self._surface_colour if static else self._surface_colour_at(self.progress)
-            colour = colour + on_surface * (
-                surface - colour
-            )  # one or the other (a tensor in a captured step)
-        terms = {
-            "rgb": rgb_l1_loss(colour, batch.rgb, rgb_mask),
-            "eikonal": eikonal_loss(samples.gradients, samples.inside),
-        }
+            # one or the other (the switch a tensor in a captured step)
+            rgb = rgb + on_surface * (rgb_l1_loss(surface, batch.rgb, rgb_mask) - rgb)
+        terms = {"rgb": rgb, "eikonal": eikonal_loss(samples.gradients, samples.inside)}
         total = terms["rgb"] + cfg.eikonal_weight * terms["eikonal"]
         if masked:
             terms["mask"] = opacity_mask_loss(out.opacity, batch.mask)
