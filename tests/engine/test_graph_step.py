@@ -170,10 +170,9 @@ def small_config(scene, kind: str, steps: int):
         renderer.num_samples, renderer.num_importance, renderer.up_sample_steps = 16, 16, 2
         renderer.occupancy.resolution, renderer.occupancy.update_every = 16, 4
         config.model.loss.curvature_weight = 0.01
-        if (
-            kind == "neus-colour"
-        ):  # the colour loss's options: the surface's colour until 30%, a random background
-            config.model.loss.surface_colour_until, config.model.loss.masked_background = 0.3, "random"
+        if kind != "neus":  # the colour loss's options: the surface's colour until 30%, then a background
+            background = kind.removeprefix("neus-")
+            config.model.loss.surface_colour_until, config.model.loss.masked_background = 0.3, background
     config.device = "cuda"
     config.model.sdf.gradient = "finite_difference"
     config.model.sdf.encoding = HashGridConfig(
@@ -184,7 +183,7 @@ def small_config(scene, kind: str, steps: int):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("kind", ["idr", "neus", "neus-colour"])
+@pytest.mark.parametrize("kind", ["idr", "neus", "neus-random", "neus-uniform"])
 def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch, kind):
     """Same rays, same random numbers (the renderers' random depths, the eikonal points and the occupancy
     grid's jitter fixed): the losses of graphed and ordinary steps agree step by step, through a capture and a
