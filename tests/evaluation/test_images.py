@@ -117,7 +117,7 @@ def test_eval_needs_the_scene_or_data(run_folder, tiny_scene, tmp_path, capsys):
     moved = tmp_path / "copied_run"
     shutil.copytree(run_folder, moved)
     info = json.loads((moved / "scene.json").read_text())
-    info["root"] = str(tmp_path / "elsewhere" / "scene")
+    info["root"] = info["root_resolved"] = str(tmp_path / "elsewhere" / "scene")
     (moved / "scene.json").write_text(json.dumps(info))
     cfg = (moved / "config.yaml").read_text().replace(str(tiny_scene), str(tmp_path / "elsewhere" / "scene"))
     (moved / "config.yaml").write_text(cfg)
@@ -287,3 +287,23 @@ def test_report_measures_trained_cameras(tiny_scene, tmp_path, capsys):
     assert code == 0, stderr
     page = (tmp_path / "run" / "report.html").read_text()
     assert "rotation (deg) before: mean" in page and "of the distance" in page
+
+
+def test_a_run_finds_its_scene_from_another_folder(run_folder, tiny_scene, tmp_path, monkeypatch):
+    """scene.json keeps the scene folder as given to `nsr train` (relative paths travel with a run) and as
+    resolved where it ran, so `nsr eval RUN` works from any folder of that machine."""
+    from nsr.engine.run import open_run
+    from nsr.evaluation.images import scene_root
+
+    info = json.loads((run_folder / "scene.json").read_text())
+    assert info["root_resolved"] == str(tiny_scene.resolve())
+    moved = tmp_path / "copied_run"
+    shutil.copytree(run_folder, moved)
+    info["root"] = "relative/to/where/it/ran"
+    (moved / "scene.json").write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    assert scene_root(open_run(moved, device="cpu"), None) == tiny_scene.resolve()
+    info["root_resolved"] = str(tmp_path / "gone")
+    (moved / "scene.json").write_text(json.dumps(info))
+    with pytest.raises(Exception, match="--data"):
+        scene_root(open_run(moved, device="cpu"), None)

@@ -285,6 +285,8 @@ class Trainer:
         (self.run_dir / "split.json").write_text(json.dumps(split, indent=1))
         scene_info = {
             "root": str(self.scene.root) if self.scene.root else None,
+            # the same folder from anywhere on this machine (`root` stays as given: portable with the run)
+            "root_resolved": str(Path(self.scene.root).resolve()) if self.scene.root else None,
             "num_views": self.scene.num_views,
             "height": self.scene.height,
             "width": self.scene.width,

@@ -94,12 +94,14 @@ def scene_root(run: Run, data: str | Path | None) -> Path:
         return root
     info = json.loads((run.path / "scene.json").read_text())
     recorded = info.get("root") or (str(run.config.data.path) if run.config.data.path else None)
-    if recorded is None or not Path(recorded).is_dir():
-        raise RunError(
-            f"{run.path}: the scene folder recorded for this run ({recorded}) does not exist here; "
-            "pass it with --data DIR"
-        )
-    return Path(recorded)
+    # as given to `nsr train` (relative to where it ran, or to here), then resolved where it ran
+    for candidate in (recorded, info.get("root_resolved")):
+        if candidate is not None and Path(candidate).is_dir():
+            return Path(candidate)
+    raise RunError(
+        f"{run.path}: the scene folder recorded for this run ({recorded}) does not exist here; "
+        "pass it with --data DIR"
+    )
 
 
 def load_run_scene(run: Run, data: str | Path | None = None, downscale: float | None = None) -> SceneData:
