@@ -467,25 +467,43 @@ def _compiled_bank(config_cls: type) -> NFFBConfig:
     return encoding
 
 
-def _neus_bank(encoding: NFFBConfig, gradient: str = "analytic") -> TrainConfig:
+NEUS_BANK_MASKED_BACKGROUND = "uniform"
+"""`model.loss.masked_background` of the NeuS plain filter-bank presets: inside the masks the colour loss is its
+expectation over a uniformly random background colour, so no transparency there pays off whatever the object's
+colour. On an H100 at 120 s (two runs a GPU, seed 0, 2026-12-06) `neus-nffb-fused` ended at 0.271% Chamfer
+against 0.343% with the scene's background on Spot and 0.333% against 0.566% on the fuze bottle, with 0.1-0.7 dB
+more in-mask PSNR; the hash grid, with the surface's colour for its first 20%, was 7% behind with it on both (0.206
+against 0.192%, 0.204 against 0.190%) and keeps the scene's. The style bank is unmeasured with it and keeps the
+scene's (benchmarks/RESULTS.md section 4, experiments/neus_masked_background.yaml)."""
+
+
+def _neus_bank(
+    encoding: NFFBConfig, gradient: str = "analytic", masked_background: str = "scene"
+) -> TrainConfig:
     """The NeuS filter-bank presets: the grid recipe (`_neus_fast`) with the banks' table learning rate. The
     colour network starts mid-grey (`colour_init: grey`), though in their first 10-20 steps the banks lose most
     of their opacity (to 0.000-0.004 of the masked rays, 128 rays on a CPU) and recover: started at the
     images' mean colour (`mean`) they never dip, but their 120 s surfaces were worse in five pairs of six (H100,
     Spot seeds 0-1 and the fuze bottle seed 0: 0.377 against 0.314% Chamfer for the plain bank on Spot, 0.862
     against 0.743% for the style bank; benchmarks/RESULTS.md section 4)."""
-    return _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
+    config = _neus_fast(encoding, gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
+    config.model.loss.masked_background = masked_background
+    return config
 
 
 def neus_nffb() -> TrainConfig:
     """NeuS with the Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal)."""
-    return _neus_bank(_filter_bank(NFFBConfig, "torch"))
+    return _neus_bank(_filter_bank(NFFBConfig, "torch"), masked_background=NEUS_BANK_MASKED_BACKGROUND)
 
 
 def neus_nffb_fused() -> TrainConfig:
     """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal, the training
     chain compiled."""
-    return _neus_bank(_compiled_bank(NFFBConfig), gradient="finite_difference")
+    return _neus_bank(
+        _compiled_bank(NFFBConfig),
+        gradient="finite_difference",
+        masked_background=NEUS_BANK_MASKED_BACKGROUND,
+    )
 
 
 def neus_stylemod_nffb_fused() -> TrainConfig:
