@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,28 @@ def test_every_combination_is_one_run_and_every_budget_its_own(scenes_root, tmp_
     assert not fixed.cameras.trainable and fixed.cameras.pose_noise == "" and fixed.steps == 20
     others = [s.train_key() for s in specs if s.name != spec.name]
     assert spec.train_key() not in others
+
+
+def test_a_changed_preset_is_another_job(scenes_root, tmp_path, monkeypatch):
+    """The finished-run marker is keyed by the resolved config too: after a preset changes, a run of the
+    preset as it was is not taken for a finished run of the new one."""
+    from nsr.config import presets
+
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml", scenes=[str(scenes_root / "a")], presets=["demo"], steps=10
+    )
+    _, (spec,) = load_runs(jobs_file)
+    before = spec.train_key()
+    assert spec.train_key() == before  # deterministic
+    demo = presets.PRESETS["demo"]
+
+    def changed():
+        config = demo.make()
+        config.model.loss.eikonal_weight *= 2
+        return config
+
+    monkeypatch.setitem(presets.PRESETS, "demo", dataclasses.replace(demo, make=changed))
+    assert spec.train_key() != before
 
 
 def test_exclude_leaves_out_the_runs_matching_every_key_of_an_entry(scenes_root, tmp_path):

@@ -34,7 +34,7 @@ import yaml
 
 from nsr.cli.train import with_overrides
 from nsr.config import TrainConfig, get_preset
-from nsr.config.io import ConfigError
+from nsr.config.io import ConfigError, to_dict
 from nsr.config.presets import PRESETS
 
 
@@ -178,9 +178,11 @@ class RunSpec:
         return "-".join(parts) or "preset"
 
     def train_key(self) -> str:
-        """Fingerprint of what decides the training (a run folder never mixes two)."""
+        """Fingerprint of what decides the training (a run folder never mixes two): the job's fields and the
+        config they resolve to, so a run of a preset as it was before a change counts as another job."""
         keys = ("scene", "preset", "variant", "seed", "steps", "max_seconds", "overrides", "holdout")
-        return _digest({k: getattr(self, k) for k in keys})
+        fields = {k: getattr(self, k) for k in keys}
+        return _digest({**fields, "config": to_dict(build_config(self))})
 
     def eval_key(self) -> str:
         """Fingerprint of what decides the measurements of a trained run."""
