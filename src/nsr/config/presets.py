@@ -432,8 +432,9 @@ Chamfer against 0.205 / 0.219%, the fuze bottle 0.203 / 0.169% against 0.213 / 0
 PSNR (32.98 against 32.80 dB, 29.40 against 29.36 dB). The filter banks keep the rendered colour: on Spot they
 gained (0.272 against 0.355%) but on the fuze bottle lost (0.630 against 0.508%; one run's surface vanished for
 184 steps). On the CPU the grid's opacity also sank on the fuze bottle's first steps with it (to 0.1), where
-`loss.masked_background: random` held it (0.34-0.68): experiments/neus_masked_background.yaml compares the
-preset with `uniform` (the random background's expectation).
+`loss.masked_background: random` held it (0.34-0.68); with `uniform` (the random background's expectation)
+instead, the grid ended 7% behind this preset on Spot and the fuze bottle (0.206 against 0.192%, 0.204 against
+0.190%, H100, 120 s, seed 0; experiments/neus_masked_background.yaml).
 benchmarks/RESULTS.md section 4, experiments/neus_surface_colour.yaml."""
 
 
