@@ -97,10 +97,13 @@ def test_grid_presets_train_the_encoding_at_its_own_learning_rate(tiny_scene, tm
     assert any(p is table for p in groups["encodings"]["params"])
 
 
-@pytest.mark.parametrize("name", ["hashgrid", "hashgrid-pe", "hashgrid-fused", "hashgrid-fused-cams"])
+@pytest.mark.parametrize(
+    "name", ["hashgrid", "hashgrid-pe", "hashgrid-fused", "hashgrid-fused-cams", "nffb", "nffb-fused"]
+)
 def test_hash_grid_presets_decay_smoothly_to_their_final_rate(name):
-    """The hash-grid presets' exponential decay (measured against the step decay on an H200, 2026-12-06):
-    geometric from 1 at the start to `HASHGRID_FINAL_LR` at the end of the run, whatever its length."""
+    """The hash-grid and IDR plain filter-bank presets' exponential decay (measured against the step decay on
+    an H200 and an H100, 2026-12-06): geometric from 1 at the start to `HASHGRID_FINAL_LR` at the end of the
+    run, whatever its length."""
     from nsr.config.presets import HASHGRID_FINAL_LR
 
     optim = get_preset(name).optim
@@ -108,8 +111,24 @@ def test_hash_grid_presets_decay_smoothly_to_their_final_rate(name):
     assert factors[0] == pytest.approx(1.0) and factors[-1] == pytest.approx(HASHGRID_FINAL_LR)
     ratios = [b / a for a, b in itertools.pairwise(factors)]
     assert ratios == pytest.approx([HASHGRID_FINAL_LR**0.1] * 10)
-    # the filter banks keep the step decay they were measured with
-    assert get_preset("nffb-fused").optim.schedule == "step"
+    # the style-modulated bank keeps the step decay it was measured with
+    assert get_preset("stylemod-nffb-fused").optim.schedule == "step"
+
+
+@pytest.mark.parametrize("name", ["nffb", "nffb-fused", "nffb-fused-cams"])
+def test_idr_plain_bank_presets_unlock_their_levels_over_most_of_the_run(name):
+    """The IDR plain bank unlocks one level every `FILTER_BANK_IDR_UNLOCK_EVERY` of the run (all 8 by 60% of it):
+    unlocked by 20% at the full learning rate its eikonal loss grew mid-run (H100, 2026-12-06). The NeuS banks
+    keep the faster unlocking they were measured with."""
+    from nsr.config.presets import FILTER_BANK_IDR_UNLOCK_EVERY
+
+    encoding = get_preset(name).model.sdf.encoding
+    assert encoding.unlock_every == FILTER_BANK_IDR_UNLOCK_EVERY
+    assert encoding.start_levels + (1 - 1e-9) // encoding.unlock_every >= encoding.num_levels
+    assert (
+        encoding.start_levels + 0.5 // encoding.unlock_every < encoding.num_levels
+    )  # not all by half the run
+    assert get_preset("neus-nffb-fused").model.sdf.encoding.unlock_every < FILTER_BANK_IDR_UNLOCK_EVERY
 
 
 def test_presets_are_independent_copies():

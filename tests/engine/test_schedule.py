@@ -31,13 +31,21 @@ def test_the_grid_presets_schedules_at_15000_steps_are_the_measured_schedules():
     assert steps == 15000
     progress = [run_progress(s, 0.0, steps) for s in range(steps)]
     lr = [config.optim.lr_factor_at(p) for p in progress]
-    # the hash grid's smooth decay (since 2026-12-06) reaches 0.03x at the run's end; the filter banks keep the
-    # two steps at 8000 and 12000
+    # the hash grid's smooth decay (since 2026-12-06) reaches 0.03x at the run's end, as does the plain bank's;
+    # the style-modulated bank keeps the two steps at 8000 and 12000
     assert lr[0] == 1.0 and all(b < a for a, b in itertools.pairwise(lr))
     assert lr[-1] == pytest.approx(0.03, rel=1e-3)
-    bank = get_preset("nffb-fused-cams").optim
-    bank_lr = [bank.lr_factor_at(p) for p in progress]
-    assert changes(bank_lr) == [8000, 12000] and bank_lr[-1] == pytest.approx(0.09)
+    bank = get_preset("nffb-fused-cams")
+    assert [bank.optim.lr_factor_at(p) for p in progress] == lr
+    style = get_preset("stylemod-nffb-fused-cams").optim
+    style_lr = [style.lr_factor_at(p) for p in progress]
+    assert changes(style_lr) == [8000, 12000] and style_lr[-1] == pytest.approx(0.09)
+    bank_encoding = bank.model.sdf.encoding.build(3)
+    bank_levels = []
+    for p in progress:
+        bank_encoding.set_progress(p)
+        bank_levels.append(bank_encoding.grid.active_levels)
+    assert bank_levels[0] == 2 and changes(bank_levels) == list(range(1500, 9001, 1500))
     alpha = [mask_alpha(config.model.loss, p) for p in progress]
     assert changes(alpha) == [1000, 2000, 3000, 4000, 5000]
     grid = config.model.sdf.encoding.build(3)

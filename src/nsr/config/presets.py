@@ -182,7 +182,7 @@ def _points_grid(backend: str) -> HashGridConfig:
 
 
 HASHGRID_FINAL_LR = 0.03
-"""The IDR hash-grid presets decay their learning rates exponentially (instant-ngp, NeuS2) to this fraction of
+"""The IDR hash-grid (and plain filter-bank: `FILTER_BANK_IDR_UNLOCK_EVERY`) presets decay their learning rates exponentially (instant-ngp, NeuS2) to this fraction of
 the start over the run, instead of `_fast`'s two x0.3 steps at 53% and 80% of it (a final 0.09x). On Spot
 (`hashgrid-fused`, one H200, 2026-12-06, seeds 0-2, each budget its own run): 0.156% (0.150-0.167) Chamfer at
 30 s, 0.144% (0.139-0.148) at 60 s, 0.139% (0.135-0.141) at 120 s, against 0.162 / 0.161 / 0.148% with the
@@ -191,7 +191,7 @@ CPU `demo` preset keeps its steps: on the generated scene at 120 s (seeds 0-2, 2
 against 0.325% / 0.355% with exponential decays to 0.1x / 0.03x (RESULTS.md section 6)."""
 
 
-def _hashgrid_decay(config: TrainConfig) -> TrainConfig:
+def _exponential_decay(config: TrainConfig) -> TrainConfig:
     """`HASHGRID_FINAL_LR`'s exponential decay on a `_fast` config (its step milestones cleared: unused)."""
     config.optim.schedule, config.optim.final_factor = "exponential", HASHGRID_FINAL_LR
     config.optim.lr_milestones = ()
@@ -203,19 +203,19 @@ def hashgrid() -> TrainConfig:
     views = HashGridConfig(
         num_levels=4, log2_table_size=12, base_resolution=4, finest_resolution=32, backend="torch"
     )
-    return _hashgrid_decay(_fast(_points_grid("torch"), views))
+    return _exponential_decay(_fast(_points_grid("torch"), views))
 
 
 def hashgrid_pe() -> TrainConfig:
     """Hash grid for points, positional encoding for view directions (PyTorch reference backend)."""
-    return _hashgrid_decay(_fast(_points_grid("torch"), PositionalEncodingConfig(num_frequencies=4)))
+    return _exponential_decay(_fast(_points_grid("torch"), PositionalEncodingConfig(num_frequencies=4)))
 
 
 def hashgrid_fused() -> TrainConfig:
     """Hash grid on the fastest backend (`auto`: NSR's fused Triton kernel on CUDA, the original's
     tiny-cuda-nn variant), finite-difference eikonal gradient (the kernel is first-order), positional
     view directions. On a CPU it runs the PyTorch grid with the same finite differences."""
-    return _hashgrid_decay(
+    return _exponential_decay(
         _fast(_points_grid("auto"), PositionalEncodingConfig(num_frequencies=4), gradient="finite_difference")
     )
 
@@ -273,9 +273,29 @@ def _filter_bank_views() -> PositionalEncodingConfig:
     return PositionalEncodingConfig(num_frequencies=4)
 
 
+FILTER_BANK_IDR_UNLOCK_EVERY = 0.1
+"""Fraction of the run between two level unlocks of the IDR plain filter-bank presets (`nffb`, `nffb-fused`; 2
+levels at the start, all 8 by 60% of the run), which also take the hash grid's exponential decay
+(`HASHGRID_FINAL_LR`). With all 8 levels unlocked by 20% of the run at the full learning rate (`_filter_bank`'s
+500 / 15000 under `_fast`'s steps) the bank's eikonal loss grew mid-run (0.03 to 0.13-0.16 on the synthesised
+armadillo): its SDF stopped being a distance where the detail is. On one H100 at 120 s, each run alone, seeds 0 / 1
+(2026-12-06, benchmarks/RESULTS.md section 4): armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze
+bottle 0.119 / 0.121% against 0.133 / 0.136%, Spot 0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139,
+0.108 and 0.138%, seed 0)."""
+
+
+def _idr_bank(config_cls: type, backend: str, gradient: str = "analytic") -> TrainConfig:
+    """The IDR plain filter-bank presets: `_fast` with the banks' table learning rate, their levels unlocked
+    over 60% of the run and the exponential decay (`FILTER_BANK_IDR_UNLOCK_EVERY`)."""
+    encoding = _filter_bank(config_cls, backend)
+    encoding.unlock_every = FILTER_BANK_IDR_UNLOCK_EVERY
+    config = _fast(encoding, _filter_bank_views(), gradient=gradient, encoding_lr=FILTER_BANK_TABLE_LR)
+    return _exponential_decay(config)
+
+
 def nffb() -> TrainConfig:
     """Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal), positional view directions."""
-    return _fast(_filter_bank(NFFBConfig, "torch"), _filter_bank_views(), encoding_lr=FILTER_BANK_TABLE_LR)
+    return _idr_bank(NFFBConfig, "torch")
 
 
 def stylemod_nffb() -> TrainConfig:
@@ -302,12 +322,7 @@ def stylemod_nffb_fused() -> TrainConfig:
 def nffb_fused() -> TrainConfig:
     """Filter bank on the fastest hash-grid backend (fused Triton kernel on CUDA), finite-difference
     eikonal gradient."""
-    return _fast(
-        _filter_bank(NFFBConfig, "auto"),
-        _filter_bank_views(),
-        gradient="finite_difference",
-        encoding_lr=FILTER_BANK_TABLE_LR,
-    )
+    return _idr_bank(NFFBConfig, "auto", gradient="finite_difference")
 
 
 # ------------------------------------------------------------------------------------------- NeuS
