@@ -182,13 +182,14 @@ def _points_grid(backend: str) -> HashGridConfig:
 
 
 HASHGRID_FINAL_LR = 0.03
-"""The IDR hash-grid (and plain filter-bank: `FILTER_BANK_IDR_UNLOCK_EVERY`) presets decay their learning rates exponentially (instant-ngp, NeuS2) to this fraction of
-the start over the run, instead of `_fast`'s two x0.3 steps at 53% and 80% of it (a final 0.09x). On Spot
-(`hashgrid-fused`, one H200, 2026-12-06, seeds 0-2, each budget its own run): 0.156% (0.150-0.167) Chamfer at
-30 s, 0.144% (0.139-0.148) at 60 s, 0.139% (0.135-0.141) at 120 s, against 0.162 / 0.161 / 0.148% with the
-steps; a cosine decay to 0.03 was 0.141 / 0.155% at 120 s (seeds 0-1; benchmarks/RESULTS.md section 2). The
-CPU `demo` preset keeps its steps: on the generated scene at 120 s (seeds 0-2, 2-core CPU) they gave 0.259%
-against 0.325% / 0.355% with exponential decays to 0.1x / 0.03x (RESULTS.md section 6)."""
+"""The IDR hash-grid presets (and the plain filter bank's: `FILTER_BANK_IDR_UNLOCK_EVERY`) decay their learning
+rates exponentially (instant-ngp, NeuS2) to this fraction of the start over the run, instead of `_fast`'s two
+x0.3 steps at 53% and 80% of it (a final 0.09x). On Spot (`hashgrid-fused`, one H200, 2026-12-06, seeds 0-2, each
+budget its own run): 0.156% (0.150-0.167) Chamfer at 30 s, 0.144% (0.139-0.148) at 60 s, 0.139% (0.135-0.141) at
+120 s, against 0.162 / 0.161 / 0.148% with the steps; a cosine decay to 0.03 was 0.141 / 0.155% at 120 s (seeds
+0-1; benchmarks/RESULTS.md section 2). The CPU `demo` preset keeps its steps: on the generated scene at 120 s
+(seeds 0-2, 2-core CPU) they gave 0.259% against 0.325% / 0.355% with exponential decays to 0.1x / 0.03x
+(RESULTS.md section 6)."""
 
 
 def _exponential_decay(config: TrainConfig) -> TrainConfig:
@@ -277,7 +278,7 @@ FILTER_BANK_IDR_UNLOCK_EVERY = 0.1
 """Fraction of the run between two level unlocks of the IDR plain filter-bank presets (`nffb`, `nffb-fused`; 2
 levels at the start, all 8 by 60% of the run), which also take the hash grid's exponential decay
 (`HASHGRID_FINAL_LR`). With all 8 levels unlocked by 20% of the run at the full learning rate (`_filter_bank`'s
-500 / 15000 under `_fast`'s steps) the bank's eikonal loss grew mid-run (0.03 to 0.13-0.16 on the synthesised
+500 / 15000 under `_fast`'s steps) the bank's eikonal loss grew mid-run (0.04 to 0.18-0.21 on the synthesised
 armadillo): its SDF stopped being a distance where the detail is. On one H100 at 120 s, each run alone, seeds 0 / 1
 (2026-12-06, benchmarks/RESULTS.md section 4): armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze
 bottle 0.119 / 0.121% against 0.133 / 0.136%, Spot 0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139,
