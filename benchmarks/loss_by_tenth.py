@@ -28,7 +28,8 @@ def logs(path: Path) -> list[tuple[str, list[str]]]:
     log = path / "train_log.jsonl" if path.is_dir() else path
     if not log.is_file():
         raise SystemExit(f"{log}: no training log there")
-    return [(log.parent.name, log.read_text().splitlines())]
+    name = log.parent.name if log.name == "train_log.jsonl" else log.name.split(".")[0]
+    return [(name, log.read_text().splitlines())]
 
 
 def tenths(lines: list[str], key: str) -> list[float | None]:

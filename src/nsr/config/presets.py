@@ -275,18 +275,20 @@ def _filter_bank_views() -> PositionalEncodingConfig:
 
 
 FILTER_BANK_IDR_UNLOCK_EVERY = 0.1
-"""Fraction of the run between two level unlocks of the IDR plain filter-bank presets (`nffb`, `nffb-fused`; 2
-levels at the start, all 8 by 60% of the run), which also take the hash grid's exponential decay
-(`HASHGRID_FINAL_LR`). With all 8 levels unlocked by 20% of the run at the full learning rate (`_filter_bank`'s
-500 / 15000 under `_fast`'s steps) the bank's eikonal loss grew mid-run (0.04 to 0.18-0.21 on the synthesised
-armadillo): its SDF stopped being a distance where the detail is. On one H100 at 120 s, each run alone, seeds 0 / 1
-(2026-12-06, benchmarks/RESULTS.md section 4): armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze
-bottle 0.119 / 0.121% against 0.133 / 0.136%, Spot 0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139,
-0.108 and 0.138%, seed 0)."""
+"""Fraction of the run between two level unlocks of the IDR filter-bank presets (2 levels at the start, all 8 by 60%
+of the run), which also take the hash grid's exponential decay (`HASHGRID_FINAL_LR`). With all 8 levels unlocked by
+20% of the run at the full learning rate (`_filter_bank`'s 500 / 15000 under `_fast`'s steps) the bank's eikonal loss
+grew mid-run (0.04 to 0.18-0.21 on the synthesised armadillo): its SDF stopped being a distance where the detail is.
+`nffb-fused` on one H100 at 120 s, each run alone, seeds 0 / 1 (2026-12-06, benchmarks/RESULTS.md section 4):
+armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze bottle 0.119 / 0.121% against 0.133 / 0.136%, Spot
+0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139, 0.108 and 0.138%, seed 0). The style-modulated bank
+drifted the same way on a 2-core CPU (2500 steps of 512 rays, seed 0: eikonal 0.33-0.46 in the run's third tenth)
+and the same schedule took it from 0.404 to 0.257% on the armadillo and from 0.371 to 0.263% on Spot; it is not yet
+measured on a GPU (benchmarks/experiments/banks_idr_style.yaml)."""
 
 
 def _idr_bank(config_cls: type, backend: str, gradient: str = "analytic") -> TrainConfig:
-    """The IDR plain filter-bank presets: `_fast` with the banks' table learning rate, their levels unlocked
+    """The IDR filter-bank presets: `_fast` with the banks' table learning rate, their levels unlocked
     over 60% of the run and the exponential decay (`FILTER_BANK_IDR_UNLOCK_EVERY`)."""
     encoding = _filter_bank(config_cls, backend)
     encoding.unlock_every = FILTER_BANK_IDR_UNLOCK_EVERY
@@ -302,22 +304,13 @@ def nffb() -> TrainConfig:
 def stylemod_nffb() -> TrainConfig:
     """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points (PyTorch
     grid, analytic eikonal), positional view directions."""
-    return _fast(
-        _filter_bank(StyleModNFFBConfig, "torch"),
-        _filter_bank_views(),
-        encoding_lr=FILTER_BANK_TABLE_LR,
-    )
+    return _idr_bank(StyleModNFFBConfig, "torch")
 
 
 def stylemod_nffb_fused() -> TrainConfig:
     """Style-modulated filter bank on the fastest hash-grid backend (the fused Triton kernel on CUDA, the
     kernel `nffb-fused` uses), finite-difference eikonal gradient (the kernel is first-order)."""
-    return _fast(
-        _filter_bank(StyleModNFFBConfig, "auto"),
-        _filter_bank_views(),
-        gradient="finite_difference",
-        encoding_lr=FILTER_BANK_TABLE_LR,
-    )
+    return _idr_bank(StyleModNFFBConfig, "auto", gradient="finite_difference")
 
 
 def nffb_fused() -> TrainConfig:
