@@ -282,9 +282,9 @@ grew mid-run (0.04 to 0.18-0.21 on the synthesised armadillo): its SDF stopped b
 `nffb-fused` on one H100 at 120 s, each run alone, seeds 0 / 1 (2026-12-06, benchmarks/RESULTS.md section 4):
 armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze bottle 0.119 / 0.121% against 0.133 / 0.136%, Spot
 0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139, 0.108 and 0.138%, seed 0). The style-modulated bank
-drifted the same way on a 2-core CPU (2500 steps of 512 rays, seed 0: eikonal 0.33-0.46 in the run's third tenth)
-and the same schedule took it from 0.404 to 0.257% on the armadillo and from 0.371 to 0.263% on Spot; it is not yet
-measured on a GPU (benchmarks/experiments/banks_idr_style.yaml)."""
+drifted the same way on a 2-core CPU (2500 steps of 512 rays, seed 0: eikonal up to 0.15-0.46 mid-run)
+and the same schedule took it from 0.404 to 0.257% on the armadillo, from 0.371 to 0.263% on Spot and from 0.388
+to 0.272% on the fuze bottle; it is not yet measured on a GPU (benchmarks/experiments/banks_idr_style.yaml)."""
 
 
 def _idr_bank(config_cls: type, backend: str, gradient: str = "analytic") -> TrainConfig:
