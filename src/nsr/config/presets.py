@@ -284,7 +284,9 @@ armadillo 0.154 / 0.156% Chamfer against 0.391 / 0.542%, fuze bottle 0.119 / 0.1
 0.148 / 0.141% against 0.141 / 0.143% (the hash grid: 0.139, 0.108 and 0.138%, seed 0). The style-modulated bank
 drifted the same way on a 2-core CPU (2500 steps of 512 rays, seed 0: eikonal up to 0.15-0.46 mid-run)
 and the same schedule took it from 0.404 to 0.257% on the armadillo, from 0.371 to 0.263% on Spot and from 0.388
-to 0.272% on the fuze bottle; it is not yet measured on a GPU (benchmarks/experiments/banks_idr_style.yaml)."""
+to 0.272% on the fuze bottle. With it on the H100 (alone, 120 s, seed 0, ninth session) the style bank ended at
+0.207% on the armadillo, 0.148% on Spot and 0.170% on the fuze bottle, on 0.42x the plain bank's steps
+(benchmarks/experiments/banks_idr_style.yaml; its schedule as it was not rerun on the GPU)."""
 
 
 def _idr_bank(config_cls: type, backend: str, gradient: str = "analytic") -> TrainConfig:
@@ -487,6 +489,17 @@ against 0.192%, 0.204 against 0.190%) and keeps the scene's. The style bank is u
 scene's (benchmarks/RESULTS.md section 4, experiments/neus_masked_background.yaml)."""
 
 
+NEUS_BANK_UNLOCK_EVERY = FILTER_BANK_IDR_UNLOCK_EVERY
+"""Fraction of the run between two level unlocks of the NeuS plain filter-bank presets (all 8 levels by 60% of the
+run, as the IDR banks'; `_filter_bank`'s 500 / 15000 unlocked them by 20%). On an H100 at 120 s (two runs a GPU,
+seeds 0-1, 2026-12-06 ninth session) `neus-nffb-fused` ended better on the mean of all three scenes, in four seed
+pairs of six: Spot 0.232% Chamfer (0.218-0.245) against 0.262% (0.256-0.267), the fuze bottle 0.310% (0.289-0.330)
+against 0.358% (0.305-0.411), the armadillo 0.330% (0.281-0.379) against 0.365% (0.338-0.391); with fewer levels
+for longer it also ran 3-12% more steps. Its eikonal loss did not drift as the IDR bank's had (it falls from the
+second tenth of the run either way). The style bank is unmeasured with it and keeps `_filter_bank`'s
+(benchmarks/RESULTS.md section 4, experiments/banks_neus_unlock.yaml)."""
+
+
 def _neus_bank(
     encoding: NFFBConfig, gradient: str = "analytic", masked_background: str = "scene"
 ) -> TrainConfig:
@@ -501,19 +514,22 @@ def _neus_bank(
     return config
 
 
+def _neus_plain_bank(encoding: NFFBConfig, gradient: str) -> TrainConfig:
+    """The NeuS plain filter-bank presets: `_neus_bank` with the uniform masked background
+    (`NEUS_BANK_MASKED_BACKGROUND`) and levels unlocked over 60% of the run (`NEUS_BANK_UNLOCK_EVERY`)."""
+    encoding.unlock_every = NEUS_BANK_UNLOCK_EVERY
+    return _neus_bank(encoding, gradient=gradient, masked_background=NEUS_BANK_MASKED_BACKGROUND)
+
+
 def neus_nffb() -> TrainConfig:
     """NeuS with the Neural Fourier Filter Bank for points (PyTorch grid, analytic eikonal)."""
-    return _neus_bank(_filter_bank(NFFBConfig, "torch"), masked_background=NEUS_BANK_MASKED_BACKGROUND)
+    return _neus_plain_bank(_filter_bank(NFFBConfig, "torch"), gradient="analytic")
 
 
 def neus_nffb_fused() -> TrainConfig:
     """NeuS with the filter bank on the fastest hash-grid backend, finite-difference eikonal, the training
     chain compiled."""
-    return _neus_bank(
-        _compiled_bank(NFFBConfig),
-        gradient="finite_difference",
-        masked_background=NEUS_BANK_MASKED_BACKGROUND,
-    )
+    return _neus_plain_bank(_compiled_bank(NFFBConfig), gradient="finite_difference")
 
 
 def neus_stylemod_nffb_fused() -> TrainConfig:
