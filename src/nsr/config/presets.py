@@ -495,8 +495,8 @@ run, as the IDR banks'; `_filter_bank`'s 500 / 15000 unlocked them by 20%). On a
 seeds 0-1, 2026-12-06 ninth session) `neus-nffb-fused` ended better on the mean of all three scenes, in four seed
 pairs of six: Spot 0.232% Chamfer (0.218-0.245) against 0.262% (0.256-0.267), the fuze bottle 0.310% (0.289-0.330)
 against 0.358% (0.305-0.411), the armadillo 0.330% (0.281-0.379) against 0.365% (0.338-0.391); with fewer levels
-for longer it also ran 3-12% more steps. Its eikonal loss did not drift as the IDR bank's had (it falls from the
-second tenth of the run either way). The style bank is unmeasured with it and keeps `_filter_bank`'s
+for longer it also ran 3-12% more steps. Its eikonal loss did not drift as the IDR bank's had (it falls after the
+second or third tenth of the run either way). The style bank is unmeasured with it and keeps `_filter_bank`'s
 (benchmarks/RESULTS.md section 4, experiments/banks_neus_unlock.yaml)."""
 
 
