@@ -44,6 +44,7 @@ import torch
 from nsr.cameras import pixel_rays
 from nsr.cameras.refine import CameraRefinement, so3_exp
 from nsr.config.train import CameraGuardConfig
+from nsr.engine.checkpoint import rng_tensor
 from nsr.metrics.poses import rotation_errors_deg
 from nsr.models import Model
 
@@ -367,7 +368,7 @@ class CameraGuard:
         self.last_progress = state["last_progress"]
         self.checks = state["checks"]
         self.history = [Recovery(**r) for r in state["history"]]
-        self.generator.set_state(state["rng"])
+        self.generator.set_state(rng_tensor(state["rng"]))
 
 
 MOVE_FAMILIES = ("turn", "shift", "orbit")

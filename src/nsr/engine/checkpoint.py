@@ -217,9 +217,17 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
+def rng_tensor(state: torch.Tensor) -> torch.Tensor:
+    """A generator's saved state as the setters take it: a CPU byte tensor. A checkpoint loaded onto a GPU
+    (`map_location`) brings its RNG states there too, which `torch.set_rng_state`,
+    `torch.cuda.set_rng_state_all` and `Generator.set_state` refuse ("RNG state must be a torch.ByteTensor")."""
+    return state.detach().to(device="cpu", dtype=torch.uint8)
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved, wherever the checkpoint was loaded to."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(rng_tensor(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([rng_tensor(s) for s in state["cuda"]])

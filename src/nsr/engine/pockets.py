@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from nsr.config.train import PocketFillConfig
+from nsr.engine.checkpoint import rng_tensor
 from nsr.mesh.visibility import hidden_pockets, render_depth_views
 from nsr.models import Model
 
@@ -92,7 +93,7 @@ class PocketFill:
     def load_state_dict(self, state: dict) -> None:
         self.points = state["points"].to(self.device)
         self.values = state["values"].to(self.device)
-        self.generator.set_state(state["rng"])
+        self.generator.set_state(rng_tensor(state["rng"]))
         self.refreshes = state.get("refreshes", 0)
 
 

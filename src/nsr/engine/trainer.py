@@ -45,6 +45,7 @@ from nsr.engine.checkpoint import (
     prune_step_checkpoints,
     remove_temporaries,
     rng_state,
+    rng_tensor,
     save_atomic,
     set_rng_state,
     step_checkpoints,
@@ -373,7 +374,7 @@ class Trainer:
         self.step = state["step"]
         self.seconds = state["seconds"]
         set_rng_state(state["rng"])
-        self.generator.set_state(state["sampler_rng"])
+        self.generator.set_state(rng_tensor(state["sampler_rng"]))
         if self.cameras is not None:
             if "cameras" not in state:
                 raise RunError(f"{path}: checkpoint of a run without trainable cameras")
