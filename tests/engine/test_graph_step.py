@@ -6,9 +6,11 @@ import pytest
 import torch
 from tests.conftest import tiny_config
 
+import nsr.engine.pockets as pockets_module
 import nsr.engine.trainer as trainer_module
 from nsr.cameras.refine import CameraRefinement
 from nsr.config import get_preset
+from nsr.config.train import PocketFillConfig
 from nsr.data.idr import load_idr_scene
 from nsr.encodings import HashGridConfig
 from nsr.engine.graph_step import (
@@ -47,9 +49,9 @@ def build_graphed_step(trainer: Trainer, monkeypatch, step_class=GraphedStep):
 class EagerStep(GraphedStep):
     """The captured step's body, run eagerly at every call (a CPU cannot capture)."""
 
-    def __call__(self, view, pix, moving=False):
+    def __call__(self, view, pix, moving=False, inputs=()):
         self._zero_grad()
-        values, errors = self._step(view, pix, moving)
+        values, errors = self._step(view, pix, moving, inputs)
         return values.tolist(), errors
 
 
@@ -62,7 +64,9 @@ def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, 
     assert trainer.step == 1
 
 
-def test_trained_cameras_are_captured_and_the_pocket_fill_is_not(tiny_scene, tmp_path, monkeypatch, caplog):
+def test_trained_cameras_are_captured_and_the_pocket_fill_when_asked(
+    tiny_scene, tmp_path, monkeypatch, caplog
+):
     config = cams_config(tiny_scene, steps=4)
     config.cuda_graph_step = True
     trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "cams")
@@ -75,6 +79,35 @@ def test_trained_cameras_are_captured_and_the_pocket_fill_is_not(tiny_scene, tmp
     with caplog.at_level("INFO", logger="nsr.engine"):
         assert build_graphed_step(trainer, monkeypatch) is None
     assert "cuda_graph_step off: the pocket fill runs ordinary steps" in caplog.text
+    config.pockets.in_graph = True
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "pockets_in_graph")
+    step = build_graphed_step(trainer, monkeypatch)
+    assert step.extra.name == "pocket" and step.extra.weight == config.pockets.weight
+
+
+def test_the_step_body_with_the_pocket_fill_trains_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
+    """`pockets.in_graph`, the captured step's body run eagerly (as above) with trained cameras: the same
+    losses and pocket terms as ordinary steps, through refreshes at 25 / 50 / 75% of the run (every 7th
+    candidate kept as a pocket, so that a tiny run has some; none before the first refresh)."""
+    monkeypatch.setattr(
+        pockets_module, "hidden_pockets", lambda sdf, views, points, *rest: torch.arange(len(points)) % 7 == 0
+    )
+    runs = {}
+    for graphed in (False, True):
+        config = cams_config(tiny_scene, steps=8)
+        config.cuda_graph_step = True
+        config.pockets = PocketFillConfig(
+            every=0.25, start=0.2, samples=4096, batch=64, max_side=24, in_graph=True
+        )
+        trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
+        if graphed:
+            trainer.graphed_step = build_graphed_step(trainer, monkeypatch, EagerStep)
+        metrics = [trainer.train_step() for _ in range(8)]
+        runs[graphed] = [m.loss for m in metrics], [m.terms["pocket"] for m in metrics]
+    (losses, pocket), (ordinary_losses, ordinary_pocket) = runs[True], runs[False]
+    assert ordinary_pocket[:2] == [0.0, 0.0] and all(p > 0 for p in ordinary_pocket[2:])
+    torch.testing.assert_close(torch.tensor(pocket), torch.tensor(ordinary_pocket), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ordinary_losses), rtol=1e-5, atol=1e-7)
 
 
 def test_drawn_indices_gather_the_rays_that_sample_draws(tiny_scene):
@@ -262,3 +295,46 @@ def test_graphed_steps_with_trained_cameras_train_as_ordinary_steps(tiny_scene, 
     # Adam's steps are about lr whatever the gradient's size: a small component's rounding shows more.
     torch.testing.assert_close(correction, ordinary[2], rtol=1e-2, atol=1e-4)
     torch.testing.assert_close(sums, ordinary[3], rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_the_pocket_fill_in_the_graph_trains_as_in_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
+    """`pockets.in_graph`: the fill's term computed inside the captured step from points drawn on the host
+    (zeros and a weight of 0 before the first refresh) gives the losses and the pocket terms of ordinary
+    steps, with trained cameras, through refreshes at 25 / 50 / 75% of the run (every 7th candidate kept as a
+    pocket, so that a tiny run has some) and the re-capture when a grid level unlocks."""
+    steps = 12
+    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
+    monkeypatch.setattr(
+        pockets_module,
+        "hidden_pockets",
+        lambda sdf, views, points, *rest: torch.arange(len(points), device=points.device) % 7 == 0,
+    )
+    runs = {}
+    for graphed in (False, True):
+        config = small_config(tiny_scene, "idr", steps=steps)
+        config.cuda_graph_step = graphed
+        config.cameras.trainable, config.cameras.pose_noise, config.cameras.lr = True, "1,0.01", 1e-3
+        config.camera_guard.every = 0.0
+        config.pockets = PocketFillConfig(
+            every=0.25, start=0.2, samples=4096, batch=64, max_side=24, in_graph=True
+        )
+        trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
+        assert (trainer.graphed_step is not None) == graphed
+        monkeypatch.setattr(
+            torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
+        )
+        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
+        monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
+        metrics = [trainer.train_step() for _ in range(steps)]
+        monkeypatch.setattr(torch, "rand", rand)
+        monkeypatch.setattr(torch, "rand_like", rand_like)
+        monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
+        runs[graphed] = [m.loss for m in metrics], [m.terms["pocket"] for m in metrics]
+        if graphed:
+            assert trainer.graphed_step.captures >= 2
+    (losses, pocket), (ordinary_losses, ordinary_pocket) = runs[True], runs[False]
+    assert ordinary_pocket[:3] == [0.0, 0.0, 0.0] and all(p > 0 for p in ordinary_pocket[3:])
+    torch.testing.assert_close(torch.tensor(pocket), torch.tensor(ordinary_pocket), rtol=2e-3, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ordinary_losses), rtol=2e-3, atol=1e-5)

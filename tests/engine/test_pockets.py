@@ -127,3 +127,21 @@ def test_a_run_with_the_fill_resumes_exactly(tiny_scene, tmp_path):
     second.train()
     for a, b in zip(straight.model.parameters(), second.model.parameters()):
         assert torch.equal(a, b)
+
+
+def test_drawn_points_give_the_loss_with_the_same_shapes_before_and_after_a_refresh():
+    """What a captured step (`pockets.in_graph`) is given: before a refresh zeros and a weight of 0, drawing
+    nothing from the fill's generator; after, the points the ordinary loss would draw, with weight 1."""
+    intrinsics, c2w = ring_of_cameras()
+    model = TinyModel(with_bubble)
+    config = PocketFillConfig(every=1, samples=20000, batch=256, tolerance=0.02)
+    fill, twin = (PocketFill(config, torch.device("cpu"), 5) for _ in range(2))
+    points, values, weight = fill.draw()
+    assert points.shape == (256, 3) and values.shape == (256,) and weight.item() == 0.0
+    assert PocketFill.term(model, points, values, weight).item() == 0.0 == fill.loss(model).item()
+    assert torch.equal(fill.generator.get_state(), twin.generator.get_state())
+    assert fill.refresh(model, intrinsics, c2w, 64, 64) == twin.refresh(model, intrinsics, c2w, 64, 64) > 50
+    points, values, weight = fill.draw()
+    assert points.shape == (256, 3) and values.shape == (256,) and weight.item() == 1.0
+    term = PocketFill.term(model, points, values, weight)
+    assert term.item() > 0 and torch.equal(term, twin.loss(model))

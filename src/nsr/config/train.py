@@ -122,6 +122,10 @@ class PocketFillConfig:
     (normalised units)."""
     max_side: int = 200
     """Long side of the depth maps, in pixels."""
+    in_graph: bool = False
+    """With `cuda_graph_step`, compute the fill's loss inside the captured step (its points drawn on the host
+    and copied in, as the batch's indices are) instead of running ordinary steps. Off until a GPU has run
+    `tests/engine/test_graph_step.py::test_the_pocket_fill_in_the_graph_trains_as_in_ordinary_steps`."""
 
     @property
     def enabled(self) -> bool:

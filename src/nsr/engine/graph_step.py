@@ -43,6 +43,20 @@ class TrainedCameras:
     """(V,) long scene indices of the training views, in the order of the batch's view positions."""
 
 
+@dataclass
+class ExtraTerm:
+    """A loss term the model does not compute, added to a captured step's total (the pocket fill's,
+    `nsr.engine.pockets`): evaluated inside the step on inputs drawn on the host before each call and copied
+    into the captured ones, as the batch's indices are."""
+
+    name: str
+    """Its name among the step's terms (`term/<name>`)."""
+    weight: float
+    """Its weight in the total."""
+    loss: Callable[..., torch.Tensor]
+    """(*inputs) -> () the term; the inputs keep their shapes from call to call."""
+
+
 class GraphedStep:
     """Replays one training step of `model` (and of its trained cameras) as a CUDA graph for every batch of
     the same size.
@@ -64,6 +78,7 @@ class GraphedStep:
         cameras: TrainedCameras | None = None,
         grad_clip: float = 0.0,
         warmup: int = 2,
+        extra: ExtraTerm | None = None,
     ):
         if not model.graphable:
             raise ValueError(f"{type(model).__name__} has no static loss to capture (graphable is False)")
@@ -73,6 +88,7 @@ class GraphedStep:
         self.cameras = cameras
         self.grad_clip = grad_clip
         self.warmup = warmup
+        self.extra = extra
         self.captures = 0
         """How many times the step was captured (the tests read it)."""
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -80,6 +96,7 @@ class GraphedStep:
         self._warm_key: tuple | None = None
         self._view: torch.Tensor | None = None
         self._pix: torch.Tensor | None = None
+        self._inputs: tuple[torch.Tensor, ...] = ()
         self._outputs: torch.Tensor | None = None
         self._errors: torch.Tensor | None = None
         self.names: list[str] = []
@@ -90,33 +107,47 @@ class GraphedStep:
         call runs eagerly and the one after captures again."""
         self._graph = self._key = self._warm_key = None
         self._view = self._pix = self._outputs = self._errors = None
+        self._inputs = ()
 
     def __call__(
-        self, view: torch.Tensor, pix: torch.Tensor, moving: bool = False
+        self,
+        view: torch.Tensor,
+        pix: torch.Tensor,
+        moving: bool = False,
+        inputs: tuple[torch.Tensor, ...] = (),
     ) -> tuple[list[float], torch.Tensor | None]:
         """One training step on the rays of (N,) view positions and (N,) pixel indices (`RayBatcher.draw`).
 
         `moving`: the trained cameras move in this step (their learning rate is above zero); while they are
         frozen their rays carry no gradient and their Adam is not stepped, as in ordinary steps. False
-        without trained cameras.
+        without trained cameras. `inputs`: the extra term's (`ExtraTerm.loss`), same shapes at every call.
 
         Returns:
             The values named by `names` (one host synchronisation), and the (N,) detached per-ray errors
             (`LossOutput.ray_error`, None when the model gives none), which the next call overwrites.
         """
-        key = (view.shape[0], self.model.schedule_key(), moving)
+        if (self.extra is None) != (not inputs):
+            raise ValueError("GraphedStep: inputs are given exactly when there is an extra term")
+        key = (view.shape[0], self.model.schedule_key(), moving, tuple(t.shape for t in inputs))
         if key == self._key:
             self._view.copy_(view)
             self._pix.copy_(pix)
+            for captured, given in zip(self._inputs, inputs):
+                captured.copy_(given)
         elif self.warmup > 0 or key != self._warm_key:
-            return self._eager(view, pix, moving, key)
+            return self._eager(view, pix, moving, inputs, key)
         else:
-            self._capture(view, pix, moving, key)
+            self._capture(view, pix, moving, inputs, key)
         self._graph.replay()
         return self._outputs.tolist(), self._errors
 
     def _eager(
-        self, view: torch.Tensor, pix: torch.Tensor, moving: bool, key: tuple
+        self,
+        view: torch.Tensor,
+        pix: torch.Tensor,
+        moving: bool,
+        inputs: tuple[torch.Tensor, ...],
+        key: tuple,
     ) -> tuple[list[float], torch.Tensor | None]:
         """The step run eagerly on a side stream; `key` is captured on the next call."""
         self.invalidate()  # a step captured for an older key is not replayed again: its memory is freed
@@ -129,18 +160,26 @@ class GraphedStep:
             # this eager step is meant to be.
             warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
             self._zero_grad()
-            values, errors = self._step(view, pix, moving)
+            values, errors = self._step(view, pix, moving, inputs)
         torch.cuda.current_stream(view.device).wait_stream(stream)
         return values.tolist(), errors
 
-    def _capture(self, view: torch.Tensor, pix: torch.Tensor, moving: bool, key: tuple) -> None:
+    def _capture(
+        self,
+        view: torch.Tensor,
+        pix: torch.Tensor,
+        moving: bool,
+        inputs: tuple[torch.Tensor, ...],
+        key: tuple,
+    ) -> None:
         self._view, self._pix = view.clone(), pix.clone()
+        self._inputs = tuple(t.clone() for t in inputs)
         for optimizer in self._optimizers():
             tensor_learning_rates(optimizer)
         self._zero_grad()  # the captured backward pass allocates the gradients
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self._outputs, self._errors = self._step(self._view, self._pix, moving)
+            self._outputs, self._errors = self._step(self._view, self._pix, moving, self._inputs)
         self._graph, self._key = graph, key
         self.captures += 1
 
@@ -152,17 +191,25 @@ class GraphedStep:
             optimizer.zero_grad(set_to_none=True)
 
     def _step(
-        self, view: torch.Tensor, pix: torch.Tensor, moving: bool
+        self, view: torch.Tensor, pix: torch.Tensor, moving: bool, inputs: tuple[torch.Tensor, ...]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The step itself, as an ordinary step computes it (the gradients zeroed before): the training
-        views' poses, the batch's rays from them, the static loss, its backward pass, the gradient clip (of
-        the model's parameters), the optimisers' steps. Returns the values named by `names` in one tensor
-        and the detached per-ray errors (or None)."""
+        views' poses, the batch's rays from them, the static loss (and the extra term), its backward pass,
+        the gradient clip (of the model's parameters), the optimisers' steps. Returns the values named by
+        `names` in one tensor and the detached per-ray errors (or None)."""
         poses = None
         if self.cameras is not None:
             with torch.set_grad_enabled(moving):
                 poses = self.cameras.module(self.cameras.views)
         losses = self.model.training_loss(self.rays(view, pix, poses), static=True)
+        if self.extra is not None:
+            term = self.extra.loss(*inputs)
+            losses = LossOutput(
+                total=losses.total + self.extra.weight * term,
+                terms={**losses.terms, self.extra.name: term},
+                metrics=losses.metrics,
+                ray_error=losses.ray_error,
+            )
         losses.total.backward()
         if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)

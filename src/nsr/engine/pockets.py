@@ -74,13 +74,28 @@ class PocketFill:
         self.points, self.values = points[found], values[found]
         return int(found.sum())
 
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`batch` pocket points drawn at random from the last refresh's: (B, 3) points, (B,) their values and
+        a () weight of 1; before any was found, zeros and a weight of 0 (drawing nothing), so that a
+        captured step (`term` inside a CUDA graph) has the same shapes all run long."""
+        batch = self.config.batch
+        if not self.points.shape[0]:
+            zeros = torch.zeros(batch, 3, device=self.device)
+            return zeros, zeros[:, 0], torch.zeros((), device=self.device)
+        index = torch.randint(self.points.shape[0], (batch,), generator=self.generator)
+        index = index.to(self.device)
+        return self.points[index], self.values[index], torch.ones((), device=self.device)
+
+    @staticmethod
+    def term(model: Model, points: torch.Tensor, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """weight * mean(relu(sdf(p) + s_p)) of drawn points (`draw`)."""
+        return torch.relu(model.sdf(points) + values).mean() * weight
+
     def loss(self, model: Model) -> torch.Tensor:
         """mean(relu(sdf(p) + s_p)) over `batch` pocket points drawn at random (0 without any)."""
         if not self.points.shape[0]:
             return torch.zeros((), device=self.device)
-        index = torch.randint(self.points.shape[0], (self.config.batch,), generator=self.generator)
-        index = index.to(self.device)
-        return torch.relu(model.sdf(self.points[index]) + self.values[index]).mean()
+        return self.term(model, *self.draw())
 
     def state_dict(self) -> dict:
         return {

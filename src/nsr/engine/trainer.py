@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -54,6 +55,7 @@ from nsr.engine.checkpoint import (
 )
 from nsr.engine.errors import RunError, TrainingError, TrainingInterrupted
 from nsr.engine.graph_step import (
+    ExtraTerm,
     GraphedStep,
     TrainedCameras,
     portable_optimizer_state,
@@ -520,8 +522,17 @@ class Trainer:
         indices are drawn here, the rays made inside the graph (from the cameras' poses of this step, which
         move when `moving`). A non-finite loss is seen after the update (the graph does not wait for the
         host): the run then stops at its last good state as for any divergence."""
+        inputs = ()
+        if self.pockets is not None and self.pockets.due(progress):
+            poses = None
+            if self.cameras is not None:
+                with torch.no_grad():
+                    poses = self.cameras(self._train_view_ids)
+            self._refresh_pockets(poses, progress)
         view, pix = self.batcher.draw(self.config.rays_per_batch)
-        raw, errors = self.graphed_step(view, pix, moving)
+        if self.pockets is not None:
+            inputs = self.pockets.draw()
+        raw, errors = self.graphed_step(view, pix, moving, inputs)
         if self.camera_guard is not None and errors is not None:
             self.camera_guard.observe(view, errors, progress)
         values = dict(zip(self.graphed_step.names, raw))
@@ -543,22 +554,27 @@ class Trainer:
 
     def _build_graphed_step(self) -> GraphedStep | None:
         """The captured step when `cuda_graph_step` asks for it and this run can have it (CUDA, a model with
-        a static loss, no pocket fill: its loss draws on the host from points replaced at every refresh)."""
+        a static loss, and no pocket fill unless `pockets.in_graph`: its points are drawn on the host)."""
         cfg = self.config
         if not cfg.cuda_graph_step or self.device.type != "cuda":
             return None
         why = None
         if not self.model.graphable:
             why = f"the {cfg.model.kind} model has no static loss"
-        elif self.pockets is not None:
-            why = "the pocket fill runs ordinary steps"
+        elif self.pockets is not None and not cfg.pockets.in_graph:
+            why = "the pocket fill runs ordinary steps (--pockets.in-graph puts it in the graph)"
         if why:
             log.info("cuda_graph_step off: %s", why)
             return None
         cameras = None
         if self.cameras is not None:
             cameras = TrainedCameras(self.cameras, self.camera_optimizer, self._train_view_ids)
-        return GraphedStep(self.model, self.optimizer, self.batcher.gather, cameras, cfg.optim.grad_clip)
+        extra = None
+        if self.pockets is not None:
+            extra = ExtraTerm("pocket", cfg.pockets.weight, partial(PocketFill.term, self.model))
+        return GraphedStep(
+            self.model, self.optimizer, self.batcher.gather, cameras, cfg.optim.grad_clip, extra=extra
+        )
 
     def _refresh_pockets(self, poses: torch.Tensor | None, progress: float) -> None:
         """Find the hidden pockets of the current SDF, seen from the training cameras at their current poses."""
