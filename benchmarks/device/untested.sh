@@ -78,7 +78,9 @@ scene=.data/synthetic_spot_mitsuba
 batch_mode() {
     local name=$1; shift
     [ -f .data/batch_state/$name.tar ] && mkdir -p /tmp/$name && tar -xf .data/batch_state/$name.tar -C /tmp/$name
-    timeout ${BATCH_TIMEOUT:-560} python3 -m nsr.cli.main batch "$@" --out /tmp/$name > "$OUT/$name.log" 2>&1
+    # SIGTERM at the limit winds the batch down (its training runs save a checkpoint and stop, recorded as
+    # interrupted; a few seconds); SIGKILL 30 s later if it has not ended
+    timeout -k 30 ${BATCH_TIMEOUT:-560} python3 -m nsr.cli.main batch "$@" --out /tmp/$name > "$OUT/$name.log" 2>&1
     echo "batch rc $? at $SECONDS s"; tail -n 3 "$OUT/$name.log" | cut -c1-400
     cp /tmp/$name/results.json "$OUT/$name.json"
     (cd /tmp/$name && tar -cf "$OUT/$name.state.tar" runs/*/batch_result.json 2>/dev/null)

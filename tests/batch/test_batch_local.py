@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 
 import pytest
 from batch_helpers import make_scenes, write_jobs
@@ -148,3 +150,42 @@ def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
     assert 0.5 < result.centre_pct_mean_before < 3 and result.chamfer_pct is not None
     run_dir = tmp_path / "out" / "runs" / result.name
     assert (run_dir / "mesh_aligned_0000004.ply").is_file() and (run_dir / "eval_cameras.json").is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_path, signum):
+    """Ctrl-C or SIGTERM (a scheduler's time limit) while a run trains: it finishes its step, saves a
+    checkpoint and is recorded as `interrupted`; the batch stops before its next run; the next invocation
+    resumes the run from that checkpoint and runs the rest."""
+    jobs, specs = load_runs(
+        write_jobs(
+            tmp_path / "jobs.yaml",
+            scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+            steps=30,
+            report=False,
+            overrides={"checkpoint_every": 1000},  # no periodic checkpoint: the stop's own is the one
+        )
+    )
+    out = tmp_path / "out"
+    sent = []
+
+    def stop_a_third_of_the_way(state):
+        if not sent and state.completed > 0.3:
+            sent.append(signum)
+            os.kill(os.getpid(), signum)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(jobs, specs, out, address="local", progress=stop_a_third_of_the_way)
+    [row] = read_results(out)  # the second run never started
+    assert row["status"] == "interrupted" and row["name"] == specs[0].name
+    stopped_at = int(row["error"].split(" at step ")[1].split(",")[0])
+    assert 0 < stopped_at < 30
+    assert row["error"].startswith(
+        f"stopped by {signal.Signals(signum).name} at step {stopped_at}, checkpoint"
+    )
+    assert open_run(out / "runs" / specs[0].name, device="cpu").step == stopped_at
+
+    outcome = run_batch(jobs, specs, out, address="local")
+    resumed, second = outcome.results
+    assert resumed.status == second.status == "ok" and resumed.steps == second.steps == 30
+    assert resumed.resumed_from_step == stopped_at and second.resumed_from_step == 0

@@ -128,3 +128,45 @@ def test_a_killed_worker_is_retried_and_resumes_exactly(scenes_root, tmp_path):
     for key in final[0]:
         assert torch.equal(final[0][key], final[1][key]), key
     assert resumed.psnr == twin.psnr and resumed.chamfer_pct == twin.chamfer_pct
+
+
+@pytest.mark.slow
+def test_sigterm_winds_the_batch_down_and_the_next_invocation_resumes(scenes_root, tmp_path):
+    """SIGTERM to the driver (a scheduler's time limit, `timeout`) while two runs train on Ray workers: each
+    is sent SIGINT by `ray.cancel`, saves a checkpoint and returns as `interrupted`; the tables record both;
+    the next invocation resumes both from where they stopped."""
+    steps = 400
+    jobs, specs = load_runs(
+        write_jobs(
+            tmp_path / "jobs.yaml",
+            scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+            steps=steps,
+            report=False,
+            overrides={"checkpoint_every": 10000},  # no periodic checkpoint: the stop's own is the one
+        )
+    )
+    out = tmp_path / "out"
+    logs = [out / "runs" / s.name / "train_log.jsonl" for s in specs]
+
+    def stop_once_both_train() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all(log.is_file() and log.stat().st_size > 0 for log in logs):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_once_both_train, daemon=True)
+    stopper.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(jobs, specs, out)
+    stopper.join()
+    rows = read_results(out)
+    assert [r["status"] for r in rows] == ["interrupted", "interrupted"], [r["error"] for r in rows]
+    stopped = [int(r["error"].split(" at step ")[1].split(",")[0]) for r in rows]
+    assert all(0 < s < steps for s in stopped) and all("by SIGINT" in r["error"] for r in rows)
+
+    outcome = run_batch(jobs, specs, out)
+    assert [r.status for r in outcome.results] == ["ok", "ok"]
+    assert [r.resumed_from_step for r in outcome.results] == stopped
+    assert all(r.steps == steps for r in outcome.results)

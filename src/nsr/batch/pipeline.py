@@ -31,6 +31,7 @@ from nsr.batch.jobs import RunSpec, build_config
 from nsr.data.formats import load_scene
 from nsr.data.meshes import read_mesh
 from nsr.engine.cameras import CameraEvaluation, poses_in_model_frame
+from nsr.engine.errors import TrainingInterrupted
 from nsr.engine.run import Run, RunError, cameras_start_elsewhere, evaluate_run_cameras, open_run, run_poses
 from nsr.engine.schedule import run_progress
 from nsr.engine.train_log import last_logged
@@ -76,9 +77,10 @@ class RunResult:
     seed: int
     budget: str
     status: str
-    """`ok` or `failed`."""
+    """`ok`, `failed` or `interrupted` (stopped by Ctrl-C or SIGTERM after a checkpoint: the next invocation
+    resumes it)."""
     error: str = ""
-    """The one-line error of a failed run."""
+    """The one-line error of a failed run (of an interrupted one: where it stopped)."""
     seconds: float | None = None
     """Wall time of the run's last attempt (training, mesh, evaluation, report)."""
     train_seconds: float | None = None
@@ -149,14 +151,22 @@ def run_one(
 
     A run fails alone: an NSR error (bad input, NaN loss, ...) becomes its one-line `error`; any other
     exception too, with its traceback in RUN/batch_error.log. `progress(fraction)` follows training.
-    Only a killed process (or KeyboardInterrupt) ends it otherwise; started again, it resumes from its
-    latest checkpoint. `batch_id` names the invocation: `attempt` counts the starts within it."""
+    Ctrl-C or SIGTERM while it trains stops it after a checkpoint, as `interrupted` (the next invocation
+    resumes it); a killed process, or a KeyboardInterrupt elsewhere, ends it without a result, and started
+    again it resumes from its latest checkpoint. `batch_id` names the invocation: `attempt` counts the
+    starts within it."""
     runs_dir = Path(runs_dir)
     run_dir = runs_dir / spec.name
     start = time.perf_counter()
     result = new_result(spec, runs_dir, "ok", attempt=_record_worker(run_dir, batch_id))
     try:
         _pipeline(spec, run_dir, result, progress)
+    except TrainingInterrupted as err:
+        saved = f", checkpoint {err.checkpoint.name}" if err.checkpoint is not None else ""
+        result.status = "interrupted"
+        result.error = (
+            f"stopped by {err.signal_name} at step {err.step}{saved}; the next invocation resumes it"
+        )
     except USER_ERRORS as err:
         result.status, result.error = "failed", one_line(err)
     except Exception as err:

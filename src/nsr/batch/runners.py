@@ -8,6 +8,11 @@ checkpoint; a run that fails on its input reports its error and is not retried. 
 earlier invocation (RUN/batch_result.json of the same job) are skipped, and OUT/results.csv,
 OUT/results.json and OUT/index.html are rewritten as runs finish.
 
+Stopping: Ctrl-C or SIGTERM (a job scheduler's time limit, `timeout`) stops the batch gracefully. Each run
+in training finishes its step, saves a checkpoint and is recorded as `interrupted` (Ray gets up to
+`STOP_GRACE_SECONDS` for it); runs not started are dropped; the tables are written; the next invocation
+resumes the interrupted runs. A second Ctrl-C stops at once.
+
 Multi-node: every node must see the scenes and OUT at the same paths (a shared filesystem) and have NSR
 installed (docs/batch.md).
 """
@@ -18,9 +23,12 @@ import dataclasses
 import fnmatch
 import json
 import logging
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +45,9 @@ from nsr.batch.pipeline import (
 from nsr.batch.results import write_results
 
 log = logging.getLogger("nsr.batch")
+
+STOP_GRACE_SECONDS = 60.0
+"""How long a stopped Ray batch waits for its running runs to save their checkpoints before ending them."""
 
 
 @dataclass
@@ -159,14 +170,29 @@ def run_batch(
         _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick, info)
     else:
         info["backend"] = "in-process loop"
-        for spec in todo:
-            tick(1)
-            finish(run_one(spec, runs_dir, lambda f: tick(1, f), batch_id))
+        with sigterm_as_interrupt():
+            _run_in_process(todo, runs_dir, batch_id, finish, tick)
     tick(0)
     write()
     return BatchOutcome(
         results=ordered(), out=out, backend=info["backend"], seconds=info["seconds"], skipped=skipped
     )
+
+
+def _run_in_process(
+    todo: list[RunSpec],
+    runs_dir: Path,
+    batch_id: str,
+    finish: Callable[[RunResult], None],
+    tick: Callable[..., None],
+) -> None:
+    """Run `todo` one after another in this process; a run interrupted while training stops the batch."""
+    for spec in todo:
+        tick(1)
+        result = run_one(spec, runs_dir, lambda f: tick(1, f), batch_id)
+        finish(result)
+        if result.status == "interrupted":  # the trainer noted Ctrl-C / SIGTERM and saved: stop here
+            raise KeyboardInterrupt(result.error)
 
 
 def selected(spec: RunSpec, only: Sequence[str]) -> bool:
@@ -221,28 +247,68 @@ def _run_on_ray(
         }
         for spec in todo:
             pending[task.options(name=spec.name, **options).remote(spec, str(runs_dir), batch_id)] = spec
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                spec = pending.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayError as err:
-                    lines = str(err).strip().splitlines()
-                    reason = lines[0] if lines else type(err).__name__
-                    tries = jobs.max_retries + 1
-                    result = new_result(
-                        spec, runs_dir, "failed", error=f"its worker died {tries} time(s): {reason}"
-                    )
-                finish(result)
-            tick(sum(1 for spec in pending.values() if _started(runs_dir / spec.name, batch_id)))
+        with sigterm_as_interrupt():
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    spec = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        lines = str(err).strip().splitlines()
+                        reason = lines[0] if lines else type(err).__name__
+                        tries = jobs.max_retries + 1
+                        result = new_result(
+                            spec, runs_dir, "failed", error=f"its worker died {tries} time(s): {reason}"
+                        )
+                    finish(result)
+                tick(sum(1 for spec in pending.values() if _started(runs_dir / spec.name, batch_id)))
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        _wind_down(pending, finish)
         raise
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _wind_down(pending: dict, finish: Callable[[RunResult], None]) -> None:
+    """The batch was stopped: ask every task to stop (`ray.cancel` without force sends a running task SIGINT,
+    which the trainer takes as Ctrl-C: it saves a checkpoint and its run returns as `interrupted`; a task not
+    started is dropped), record the runs that return within `STOP_GRACE_SECONDS`, then end the rest."""
+    import ray
+
+    for ref in pending:
+        ray.cancel(ref, force=False)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while pending and time.monotonic() < deadline:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in ready:
+            pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue  # dropped before it started, or stopped outside training: nothing to record
+            finish(result)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While in the block (main thread only), SIGTERM raises KeyboardInterrupt as Ctrl-C does, so that a
+    scheduler's or `timeout`'s stop winds the batch down instead of killing it (and its runs) outright."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _earlier_invocations(out: Path) -> list[dict]:

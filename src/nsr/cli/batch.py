@@ -109,7 +109,7 @@ def _run(args: BatchArgs) -> int:
 
 def _describe(r: RunResult) -> str:
     if r.status != "ok":
-        return f"failed {r.name}: {r.error}"
+        return f"{r.status} {r.name}: {r.error}"
     parts = [f"{r.steps} steps", f"{r.seconds:.0f} s"]
     if r.chamfer_pct is not None:
         parts.append(f"Chamfer {r.chamfer_pct:.3f}%")
