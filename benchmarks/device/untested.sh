@@ -3,6 +3,10 @@
 # .data/synthetic_spot_mitsuba, .data/meshes (the GT meshes the batch modes score against) and .whl
 # (benchmarks/device/setup.sh) carried, as calls of under 10 minutes
 # each (results under $OUT):
+#   bash benchmarks/device/untested.sh resume  what the tenth session (2026-12-06) wrote without a GPU: a run resumed
+#       on the GPU (RNG states loaded onto the device) and the pocket fill inside the captured step
+#       (`--pockets.in-graph`), then a graphed `hashgrid-fused-cams` step with the fill in the graph against the
+#       preset's ordinary steps (about 2 minutes). If both tests pass, `pockets.in_graph` can become the default
 #   bash benchmarks/device/untested.sh tests   the GPU tests (fused filter bank, the step as one CUDA graph
 #       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
 #       then the fused bank's kernel alone against the PyTorch bank at the sizes a training step evaluates
@@ -90,6 +94,15 @@ batch_mode() {
     python3 benchmarks/summarize.py /tmp/$name 2>/dev/null | tail -n 8
 }
 case "${1:-tests}" in
+resume)
+    timeout 200 python3 -m pytest -q -rf -p no:cacheprovider tests/engine/test_resume_device.py \
+        tests/engine/test_graph_step.py > "$OUT/gpu_tests.log" 2>&1
+    tail -n 5 "$OUT/gpu_tests.log"
+    for in_graph in false true; do
+        timeout 120 python3 benchmarks/profile_step.py --scene $scene --presets hashgrid-fused-cams --rays 2048 \
+            --steps 40 --set pockets.in_graph=$in_graph --json "$OUT/profile_cams_pockets_in_graph_$in_graph.json"
+    done
+    ;;
 tests)
     timeout 300 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py tests/encodings/test_hashgrid.py \
         tests/engine/test_graph_step.py tests/engine/test_resume_device.py tests/renderers/test_tracer.py tests/models > "$OUT/gpu_tests.log" 2>&1
