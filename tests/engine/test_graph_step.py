@@ -2,6 +2,9 @@
 steps on a GPU, also with trained cameras; the step's body run eagerly on a CPU trains as ordinary steps;
 ordinary steps (and a saved reason) where it does not apply; checkpoints that resume anywhere."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 from tests.conftest import tiny_config
@@ -214,29 +217,32 @@ def small_config(scene, kind: str, steps: int):
     return config
 
 
+@contextmanager
+def fixed_random_numbers() -> Iterator[None]:
+    """Within the block, the renderers' random depths, the eikonal points and the occupancy grid's jitter are
+    fixed numbers, so that graphed and ordinary steps draw the same."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device))
+        patch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
+        patch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
+        yield
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kind", ["idr", "neus", "neus-random", "neus-uniform"])
-def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch, kind):
+def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, kind):
     """Same rays, same random numbers (the renderers' random depths, the eikonal points and the occupancy
     grid's jitter fixed): the losses of graphed and ordinary steps agree step by step, through a capture and a
     re-capture when a grid level unlocks, and (NeuS) through the occupancy grid's in-place updates."""
-    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
     losses, captures = {}, 0
     for graphed in (False, True):
         config = small_config(tiny_scene, kind, steps=12)
         config.cuda_graph_step = graphed
         trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
         assert (trainer.graphed_step is not None) == graphed
-        monkeypatch.setattr(
-            torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
-        )
-        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
-        monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
-        losses[graphed] = [trainer.train_step().loss for _ in range(12)]
-        monkeypatch.setattr(torch, "rand", rand)
-        monkeypatch.setattr(torch, "rand_like", rand_like)
-        monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
+        with fixed_random_numbers():
+            losses[graphed] = [trainer.train_step().loss for _ in range(12)]
         if graphed:
             captures = trainer.graphed_step.captures
     assert captures == 2  # after the warm-up steps, and when the fourth level unlocked half-way
@@ -245,14 +251,13 @@ def test_graphed_steps_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_graphed_steps_with_trained_cameras_train_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
+def test_graphed_steps_with_trained_cameras_train_as_ordinary_steps(tiny_scene, tmp_path):
     """Trained cameras inside the graph (same random numbers as `test_graphed_steps_train_as_ordinary_steps`):
     the same losses step by step, the same cameras at the end, as many camera Adam steps as steps with moving
     cameras (its moments created by an eager step, not re-zeroed by every replay) and the same running errors
     of the camera guard (read from the graph's output), through the captures after the warm-up steps, when
     the cameras start to move and when a grid level unlocks."""
     steps = 12
-    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
     runs = {}
     for graphed in (False, True):
         config = small_config(tiny_scene, "idr", steps=steps)
@@ -265,19 +270,12 @@ def test_graphed_steps_with_trained_cameras_train_as_ordinary_steps(tiny_scene, 
         trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
         assert (trainer.graphed_step is not None) == graphed
         assert trainer.camera_guard is not None
-        monkeypatch.setattr(
-            torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
-        )
-        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
-        monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
         losses, keys = [], []
-        for _ in range(steps):
-            moving = config.cameras.lr_factor_at(trainer.progress()) > 0
-            losses.append(trainer.train_step().loss)
-            keys.append((trainer.model.schedule_key(), moving))
-        monkeypatch.setattr(torch, "rand", rand)
-        monkeypatch.setattr(torch, "rand_like", rand_like)
-        monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
+        with fixed_random_numbers():
+            for _ in range(steps):
+                moving = config.cameras.lr_factor_at(trainer.progress()) > 0
+                losses.append(trainer.train_step().loss)
+                keys.append((trainer.model.schedule_key(), moving))
         adam_steps = int(trainer.camera_optimizer.state[trainer.cameras.correction]["step"])
         captures = trainer.graphed_step.captures if graphed else 0
         correction = trainer.cameras.correction.detach().cpu()
@@ -305,7 +303,6 @@ def test_the_pocket_fill_in_the_graph_trains_as_in_ordinary_steps(tiny_scene, tm
     steps, with trained cameras, through refreshes at 25 / 50 / 75% of the run (every 7th candidate kept as a
     pocket, so that a tiny run has some) and the re-capture when a grid level unlocks."""
     steps = 12
-    rand, rand_like, uniform = torch.rand, torch.rand_like, torch.Tensor.uniform_
     monkeypatch.setattr(
         pockets_module,
         "hidden_pockets",
@@ -322,15 +319,8 @@ def test_the_pocket_fill_in_the_graph_trains_as_in_ordinary_steps(tiny_scene, tm
         )
         trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / f"run{graphed}")
         assert (trainer.graphed_step is not None) == graphed
-        monkeypatch.setattr(
-            torch, "rand", lambda *size, device=None, **kw: torch.full(size, 0.5, device=device)
-        )
-        monkeypatch.setattr(torch, "rand_like", lambda t, **kw: torch.full_like(t, 0.5))
-        monkeypatch.setattr(torch.Tensor, "uniform_", lambda t, a=0.0, b=1.0: t.fill_(0.3 * a + 0.7 * b))
-        metrics = [trainer.train_step() for _ in range(steps)]
-        monkeypatch.setattr(torch, "rand", rand)
-        monkeypatch.setattr(torch, "rand_like", rand_like)
-        monkeypatch.setattr(torch.Tensor, "uniform_", uniform)
+        with fixed_random_numbers():
+            metrics = [trainer.train_step() for _ in range(steps)]
         runs[graphed] = [m.loss for m in metrics], [m.terms["pocket"] for m in metrics]
         if graphed:
             assert trainer.graphed_step.captures >= 2
