@@ -91,7 +91,7 @@ def run_table(rows: list[dict]) -> str:
             )
         lines.append(line)
     failed = [r for r in rows if r["status"] != "ok"]
-    lines += [f"\nfailed: {r['name']}: {r['error']}" for r in failed]
+    lines += [f"\n{r['status']}: {r['name']}: {r['error']}" for r in failed]
     return "\n".join(lines)
 
 

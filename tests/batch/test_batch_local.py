@@ -184,6 +184,8 @@ def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_
         f"stopped by {signal.Signals(signum).name} at step {stopped_at}, checkpoint"
     )
     assert open_run(out / "runs" / specs[0].name, device="cpu").step == stopped_at
+    index = (out / "index.html").read_text()
+    assert "0 ok, 0 failed, 1 interrupted" in index and "<tr class='interrupted'>" in index
 
     outcome = run_batch(jobs, specs, out, address="local")
     resumed, second = outcome.results

@@ -75,9 +75,11 @@ def _cell(value, spec: str) -> str:
 def index_html(results: list[RunResult], info: dict) -> str:
     """One page: how the batch ran, then the table of runs, each linked to its report."""
     ok = sum(r.status == "ok" for r in results)
+    stopped = sum(r.status == "interrupted" for r in results)
     when = datetime.datetime.fromtimestamp(info.get("started", 0), datetime.timezone.utc)
     summary = (
-        f"{len(results)} of {info.get('runs', len(results))} runs reported: {ok} ok, {len(results) - ok} failed"
+        f"{len(results)} of {info.get('runs', len(results))} runs reported: {ok} ok,"
+        f" {len(results) - ok - stopped} failed, {stopped} interrupted (resumed by the next invocation)"
         f" ({info.get('skipped', 0)} finished by an earlier invocation). Started {when:%Y-%m-%d %H:%M} UTC,"
         f" {info.get('seconds', 0):.0f} s so far; {info.get('backend', '')}. Jobs file: {info.get('jobs', '')}."
     )
@@ -93,7 +95,7 @@ def index_html(results: list[RunResult], info: dict) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>NSR batch</title><style>"
         "body{font-family:sans-serif;margin:24px}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
-        "tr.failed{background:#fde8e8}td.error{text-align:left;color:#a00;max-width:40em}"
+        "tr.failed{background:#fde8e8}tr.interrupted{background:#fdf6e0}td.error{text-align:left;color:#a00;max-width:40em}"
         "</style></head><body><h1>NSR batch</h1>"
         f"<p>{html.escape(summary)}</p><p><a href='results.csv'>results.csv</a> · "
         "<a href='results.json'>results.json</a></p>"
