@@ -153,7 +153,7 @@ def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_path, signum):
+def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_path, signum, capsys):
     """Ctrl-C or SIGTERM (a scheduler's time limit) while a run trains: it finishes its step, saves a
     checkpoint and is recorded as `interrupted`; the batch stops before its next run; the next invocation
     resumes the run from that checkpoint and runs the rest."""
@@ -186,6 +186,10 @@ def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_
     assert open_run(out / "runs" / specs[0].name, device="cpu").step == stopped_at
     index = (out / "index.html").read_text()
     assert "0 ok, 0 failed, 1 interrupted" in index and "<tr class='interrupted'>" in index
+    assert main(["batch", str(tmp_path / "jobs.yaml"), "--out", str(out), "--dry-run"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert f"{specs[0].name:60} to run (resumes; last attempt interrupted: {row['error']})" in listed
+    assert f"{specs[1].name:60} to run" in listed
 
     outcome = run_batch(jobs, specs, out, address="local")
     resumed, second = outcome.results

@@ -198,6 +198,14 @@ def finished_result(spec: RunSpec, runs_dir: str | Path) -> RunResult | None:
     return result
 
 
+def last_attempt(spec: RunSpec, runs_dir: str | Path) -> RunResult | None:
+    """The row of this run's last attempt that did not finish (`failed` or `interrupted`), else None."""
+    try:
+        return RunResult(**json.loads((Path(runs_dir) / spec.name / FAILED_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 def new_result(spec: RunSpec, runs_dir: str | Path, status: str, **values) -> RunResult:
     """A row for `spec` with nothing measured yet (`values`: other fields, e.g. the error of a run whose
     worker died more often than it was retried)."""

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from nsr.batch import BatchProgress, RunResult, load_runs, run_batch
 from nsr.batch.jobs import JobsError, packing_note
-from nsr.batch.pipeline import finished_result
+from nsr.batch.pipeline import finished_result, last_attempt
 from nsr.batch.runners import selected
 from nsr.cli.common import friendly
 
@@ -72,6 +72,9 @@ def _run(args: BatchArgs) -> int:
             state = "finished" if finished_result(spec, out / "runs") else "to run"
             if state == "to run" and not selected(spec, args.only):
                 state = "not selected (--only)"
+            elif state == "to run" and (last := last_attempt(spec, out / "runs")) is not None:
+                again = "resumes" if last.status == "interrupted" else "runs again"
+                state = f"to run ({again}; last attempt {last.status}: {last.error})"
             print(f"{spec.name:60} {state}")
         print(f"{len(specs)} runs into {out}")
         return 0
