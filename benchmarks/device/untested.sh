@@ -6,7 +6,8 @@
 #   bash benchmarks/device/untested.sh resume  what the tenth session (2026-12-06) wrote without a GPU: a run resumed
 #       on the GPU (RNG states loaded onto the device) and the pocket fill inside the captured step
 #       (`--pockets.in-graph`), then a graphed `hashgrid-fused-cams` step with the fill in the graph against the
-#       preset's ordinary steps (about 2 minutes). If both tests pass, `pockets.in_graph` can become the default
+#       preset's ordinary steps (about 2 minutes; run 2026-12-07 on an H100: 16 of 16 passed, 4.10 against 13.48 ms a
+#       step, and `pockets.in_graph` became the default)
 #   bash benchmarks/device/untested.sh tests   the GPU tests (fused filter bank, the step as one CUDA graph
 #       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
 #       then the fused bank's kernel alone against the PyTorch bank at the sizes a training step evaluates

@@ -67,7 +67,7 @@ def test_ordinary_steps_on_a_cpu_and_with_trained_cameras(tiny_scene, tmp_path, 
     assert trainer.step == 1
 
 
-def test_trained_cameras_are_captured_and_the_pocket_fill_when_asked(
+def test_trained_cameras_are_captured_and_the_pocket_fill_unless_told_not_to(
     tiny_scene, tmp_path, monkeypatch, caplog
 ):
     config = cams_config(tiny_scene, steps=4)
@@ -78,14 +78,15 @@ def test_trained_cameras_are_captured_and_the_pocket_fill_when_asked(
     assert step.cameras.optimizer is trainer.camera_optimizer
     assert step.cameras.views.tolist() == trainer.train_views
     config.pockets.every = 0.5
+    assert config.pockets.in_graph  # the default
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "pockets_in_graph")
+    step = build_graphed_step(trainer, monkeypatch)
+    assert step.extra.name == "pocket" and step.extra.weight == config.pockets.weight
+    config.pockets.in_graph = False
     trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "pockets")
     with caplog.at_level("INFO", logger="nsr.engine"):
         assert build_graphed_step(trainer, monkeypatch) is None
     assert "cuda_graph_step off: the pocket fill runs ordinary steps" in caplog.text
-    config.pockets.in_graph = True
-    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "pockets_in_graph")
-    step = build_graphed_step(trainer, monkeypatch)
-    assert step.extra.name == "pocket" and step.extra.weight == config.pockets.weight
 
 
 def test_the_step_body_with_the_pocket_fill_trains_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):

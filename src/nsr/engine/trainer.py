@@ -562,7 +562,7 @@ class Trainer:
         if not self.model.graphable:
             why = f"the {cfg.model.kind} model has no static loss"
         elif self.pockets is not None and not cfg.pockets.in_graph:
-            why = "the pocket fill runs ordinary steps (--pockets.in-graph puts it in the graph)"
+            why = "the pocket fill runs ordinary steps (--pockets.no-in-graph)"
         if why:
             log.info("cuda_graph_step off: %s", why)
             return None
