@@ -5,8 +5,8 @@
 A run whose cameras started elsewhere is scored in the ground truth's frame through the similarity that maps
 its camera centres onto the true ones (`nsr.metrics.poses`; the batch writes RUN/mesh_aligned_STEP.ply). Any
 error of that similarity adds to the Chamfer distance although the surface itself may be as good. This moves
-the run's latest mesh (`mesh_aligned_*.ply`, else `mesh_*.ply`) onto the GT by ICP (point to point, a rigid
-motion and a scale, the pairs farther than 2% of the GT diagonal left out) and prints the Chamfer distance in
+the run's latest mesh (`mesh_aligned_*.ply`, else `mesh_*.ply`) onto the GT by ICP (`nsr.metrics.geometry.icp_onto`:
+point to point, a rigid motion and a scale, the pairs farther than 2% of the GT diagonal left out) and prints the Chamfer distance in
 % of the GT diagonal before and after, with the motion ICP found (degrees, % of the diagonal, scale). A run
 with the true cameras is the control: ICP can only fit the sampling noise there, so its gain bounds what ICP
 takes off a surface that is not misaligned.
@@ -19,41 +19,9 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import trimesh
 
-from nsr.metrics.geometry import mesh_metrics, nearest_tree, sample_surface
-from nsr.metrics.poses import Similarity, rotation_errors_deg, umeyama
-
-ICP_SAMPLES = 50_000
-"""Points sampled on each mesh for ICP (the Chamfer distances use the metric's own 200k)."""
-ICP_REJECT = 0.02
-"""Pairs farther apart than this fraction of the GT diagonal are left out of each ICP fit."""
-
-
-def icp(source: np.ndarray, target: np.ndarray, reject: float, iterations: int = 50) -> Similarity:
-    """The similarity taking point set `source` onto point set `target`, by point-to-point ICP from the identity."""
-    tree = nearest_tree(target)
-    total = Similarity(1.0, np.eye(3), np.zeros(3))
-    for _ in range(iterations):
-        moved = total.apply(source)
-        distance, index = tree.query(moved)
-        keep = distance < reject
-        if keep.sum() < 3:
-            raise ValueError(
-                "ICP: fewer than 3 pairs closer than the rejection distance; are the meshes in one frame?"
-            )
-        step = umeyama(moved[keep], target[index[keep]])
-        total = Similarity(
-            step.scale * total.scale, step.rotation @ total.rotation, step.apply(total.translation)
-        )
-        if (
-            np.linalg.norm(step.rotation - np.eye(3)) < 1e-9
-            and abs(step.scale - 1) < 1e-9
-            and (np.linalg.norm(step.translation) < 1e-9 * reject)
-        ):
-            break
-    return total
+from nsr.metrics.geometry import icp_onto, mesh_metrics
 
 
 def latest_mesh(run: Path) -> Path:
@@ -67,22 +35,17 @@ def latest_mesh(run: Path) -> Path:
     )
 
 
-def measure(mesh: trimesh.Trimesh, gt: trimesh.Trimesh) -> dict[str, float]:
-    """Chamfer before and after ICP, in % of the GT diagonal, and the motion ICP found."""
-    diagonal = float(np.linalg.norm(gt.bounds[1] - gt.bounds[0]))
-    source, _ = sample_surface(mesh, ICP_SAMPLES, 1)
-    target, _ = sample_surface(gt, ICP_SAMPLES, 2)
-    sim = icp(source, target, ICP_REJECT * diagonal)
-    moved = mesh.copy()
-    moved.apply_transform(sim.matrix())
-    before, after = mesh_metrics(mesh, gt), mesh_metrics(moved, gt)
-    centre = mesh.vertices.mean(0)
+def measure(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, samples: int = 200_000) -> dict[str, float]:
+    """Chamfer before and after ICP (`nsr.metrics.geometry.icp_onto`), in % of the GT diagonal, with `samples`
+    points a mesh (the batch's metric: 200k), and the motion."""
+    moved, motion = icp_onto(mesh, gt)
+    before, after = mesh_metrics(mesh, gt, samples), mesh_metrics(moved, gt, samples)
     return {
         "chamfer_pct": 100 * before["chamfer_rel"],
         "chamfer_icp_pct": 100 * after["chamfer_rel"],
-        "icp_rotation_deg": float(rotation_errors_deg(sim.rotation[None], np.eye(3)[None])[0]),
-        "icp_shift_pct": 100 * float(np.linalg.norm(sim.apply(centre[None])[0] - centre)) / diagonal,
-        "icp_scale": sim.scale,
+        "icp_rotation_deg": motion["rotation_deg"],
+        "icp_shift_pct": 100 * motion["shift_rel"],
+        "icp_scale": motion["scale"],
     }
 
 

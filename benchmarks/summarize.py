@@ -64,6 +64,7 @@ def run_table(rows: list[dict]) -> str:
             (row.get("date", "-"), row["scene"], row["preset"], row.get("variant", ""), row["budget"])
         ].append(row)
     cameras = any(r.get("rotation_deg_mean") is not None for r in rows)
+    icp = any(r.get("chamfer_icp_pct") is not None for r in rows)
     head = (
         "| date | card | scene | preset | variant | budget | seeds ok | Chamfer % | detail Chamfer % "
         "| PSNR mask (dB) | it/s | steps |"
@@ -72,6 +73,9 @@ def run_table(rows: list[dict]) -> str:
     if cameras:
         head += " rotation mean / max (deg) | centre mean / max (%) |"
         rule += "---|---|"
+    if icp:
+        head += " Chamfer after ICP % |"
+        rule += "---|"
     lines = [head, rule]
     for (date, scene, preset, variant, budget), group in groups.items():
         ok = [r for r in group if r["status"] == "ok"]
@@ -89,6 +93,8 @@ def run_table(rows: list[dict]) -> str:
                 f"| {spread([r.get('centre_pct_mean') for r in ok], 3)} / "
                 f"{largest([r.get('centre_pct_max') for r in ok], 3)} |"
             )
+        if icp:
+            line += f" {spread([r.get('chamfer_icp_pct') for r in ok], 3)} |"
         lines.append(line)
     failed = [r for r in rows if r["status"] != "ok"]
     lines += [f"\n{r['status']}: {r['name']}: {r['error']}" for r in failed]

@@ -137,6 +137,7 @@ def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
         seeds=[2],
         overrides={"cameras.pose_noise": "2,0.02,{seed}"},
         gt_meshes={str(scenes_root / "a"): str(scenes_root / "a" / "gt_mesh.ply")},
+        icp=True,
     )
     jobs, specs = load_runs(jobs_file)
     result = run_batch(jobs, specs, tmp_path / "out", address="local").results[0]
@@ -150,6 +151,12 @@ def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
     assert 0.5 < result.centre_pct_mean_before < 3 and result.chamfer_pct is not None
     run_dir = tmp_path / "out" / "runs" / result.name
     assert (run_dir / "mesh_aligned_0000004.ply").is_file() and (run_dir / "eval_cameras.json").is_file()
+    # `icp: true`: the mesh measured again after ICP has moved it onto the GT (here a blob near the
+    # initial sphere, which ICP cannot make much worse)
+    geometry = json.loads((run_dir / "eval" / "step_0000004" / "geometry.json").read_text())
+    assert result.chamfer_icp_pct == pytest.approx(100 * geometry["icp"]["chamfer_rel"])
+    assert 0 < result.chamfer_icp_pct <= 1.05 * result.chamfer_pct
+    assert {"rotation_deg", "shift_rel", "scale"} <= set(geometry["icp"])
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

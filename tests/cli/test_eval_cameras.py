@@ -69,6 +69,18 @@ def test_train_with_noisy_cameras_then_evaluate_them(tiny_scene, tmp_path):
     np.testing.assert_allclose(to_world, scale_mat, atol=0.4)
     assert np.linalg.norm(mesh.vertices - scale_mat[:3, 3], axis=1).max() < 2.5 * 1.2
 
+    # --icp: the ground truth itself, given as the run's mesh, is mapped by the alignment of these barely moved
+    # noisy cameras (off by their noise's average); ICP moves it back onto the ground truth.
+    gt_mesh = tiny_scene / "gt_mesh.ply"
+    printed = nsr("eval-cameras", run, "--device", "cpu", "--mesh", gt_mesh, "--gt-mesh", gt_mesh, "--icp",
+                  "--out", tmp_path / "icp.json").stdout  # fmt: skip
+    icp = json.loads((tmp_path / "icp.json").read_text())
+    assert "after ICP onto the ground truth" in printed and {"rotation_deg", "shift_rel", "scale"} <= set(
+        icp["icp"]
+    )
+    assert icp["mesh_metrics_icp"]["chamfer_rel"] < 0.8 * icp["mesh_metrics"]["chamfer_rel"]
+    assert "--icp" in nsr("eval-cameras", run, "--icp", check=False).stderr  # needs --gt-mesh: one line
+
     # The same through `nsr eval RUN --cameras`, as one JSON object on stdout.
     result = nsr("eval", run, "--cameras", "--no-mesh", "--device", "cpu", "--json")
     as_json = json.loads(result.stdout)

@@ -88,6 +88,10 @@ class BatchJobs:
     scaled to the masks' width (`nsr.metrics.geometry.auto_dilation`); None: no culling."""
     lpips: bool = False
     """Also measure LPIPS on the held-out views (needs the AlexNet weights in the torch cache)."""
+    icp: bool = False
+    """Also measure each mesh after moving it onto the GT mesh by ICP (`chamfer_icp_pct`): for runs whose cameras
+    were trained, the surface's error without that of the alignment by the cameras; measure the fixed-camera
+    runs so too, as the control (`nsr.metrics.geometry.icp_onto`)."""
     device: str = "auto"
     """Where each run trains: `auto` (the GPU Ray gives the run, else the CPU), `cpu` or `cuda`."""
     gpus_per_run: float | None = None
@@ -130,6 +134,7 @@ _SCALAR_KEYS = {
     "geometry_samples": int,
     "cull_masks": (int, str),
     "lpips": bool,
+    "icp": bool,
     "device": str,
     "gpus_per_run": (int, float),
     "cpus_per_run": (int, float),
@@ -166,6 +171,7 @@ class RunSpec:
     lpips: bool
     report: bool
     cull_masks: int | str | None = None
+    icp: bool = False
 
     @property
     def budget(self) -> str:
@@ -187,7 +193,10 @@ class RunSpec:
     def eval_key(self) -> str:
         """Fingerprint of what decides the measurements of a trained run."""
         keys = ("gt_mesh", "mesh_resolution", "geometry_samples", "lpips", "report", "cull_masks")
-        return _digest({k: getattr(self, k) for k in keys})
+        fields = {k: getattr(self, k) for k in keys}
+        if self.icp:  # only when on, so that the runs measured before the key existed stay measured
+            fields["icp"] = True
+        return _digest(fields)
 
 
 def _digest(data: dict) -> str:
@@ -417,6 +426,7 @@ def expand(jobs: BatchJobs) -> list[RunSpec]:
             cull_masks=jobs.cull_masks,
             lpips=jobs.lpips,
             report=jobs.report,
+            icp=jobs.icp,
         )
         parts = [spec.scene_label, preset, variant, spec.budget, f"seed{seed}"]
         specs.append(dataclasses.replace(spec, name="_".join(p for p in parts if p)))

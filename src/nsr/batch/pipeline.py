@@ -111,6 +111,8 @@ class RunResult:
     completeness_pct: float | None = None
     detail_chamfer_pct: float | None = None
     """Chamfer restricted to the GT's fine detail (`nsr.metrics.geometry`, detail_*), % of the diagonal."""
+    chamfer_icp_pct: float | None = None
+    """With the jobs file's `icp`: the Chamfer after moving the mesh onto the GT by ICP, % of the diagonal."""
     psnr: float | None = None
     """Mean over the held-out views, full image (conventions: nsr.evaluation.images)."""
     psnr_mask: float | None = None
@@ -402,8 +404,20 @@ def _measure_geometry(mesh: trimesh.Trimesh, spec: RunSpec, out: Path, result: R
         scene = load_scene(spec.scene)
         keep = MaskCulling.from_scene(scene, None if spec.cull_masks == "auto" else spec.cull_masks)
         cull = keep.describe()
-    metrics = mesh_metrics(mesh, load_reference(spec.gt_mesh), num_samples=spec.geometry_samples, keep=keep)
+    reference = load_reference(spec.gt_mesh)
+    metrics = mesh_metrics(mesh, reference, num_samples=spec.geometry_samples, keep=keep)
     metrics.update({"gt_mesh": spec.gt_mesh, "cull": cull})
+    if spec.icp:
+        from nsr.metrics.geometry import icp_onto
+
+        try:
+            moved, motion = icp_onto(mesh, reference)
+        except ValueError as error:  # a mesh nowhere near the GT: the run's other measurements stand
+            log.warning("%s: no Chamfer after ICP: %s", spec.name, error)
+        else:
+            after = mesh_metrics(moved, reference, num_samples=spec.geometry_samples, keep=keep)
+            metrics["icp"] = {**motion, "chamfer_rel": after["chamfer_rel"], "fscore": after["fscore"]}
+            result.chamfer_icp_pct = 100 * after["chamfer_rel"]
     write_json(metrics, out / "geometry.json")
     diagonal = metrics["bbox_diagonal"]
     result.chamfer_pct = 100 * metrics["chamfer_rel"]

@@ -31,6 +31,7 @@ SHOWN = [
     ("gpu_mem_gib", "GPU GiB", ".2f"),
     ("chamfer_pct", "Chamfer %", ".3f"),
     ("detail_chamfer_pct", "detail Chamfer %", ".3f"),
+    ("chamfer_icp_pct", "Chamfer after ICP %", ".3f"),
     ("fscore", "F-score", ".3f"),
     ("psnr", "PSNR", ".2f"),
     ("psnr_mask", "PSNR mask", ".2f"),

@@ -24,10 +24,11 @@ from nsr.cli.common import CountProgress, friendly, stdout_to_stderr
 from nsr.data.meshes import read_mesh
 from nsr.engine.camera_guard import CAMERA_HEALTH
 from nsr.engine.cameras import GT_CAMERAS
+from nsr.engine.errors import RunError
 from nsr.engine.run import evaluate_run_cameras, open_run
 from nsr.evaluation.meshes import extract_world_mesh, training_depth_views
 from nsr.mesh.extract import save_mesh, transform_mesh
-from nsr.metrics.geometry import mesh_metrics
+from nsr.metrics.geometry import icp_onto, mesh_metrics
 
 
 @dataclass
@@ -56,6 +57,10 @@ class EvalCamerasArgs:
     """The run's scene folder, if it moved since training (for --fill-unseen)."""
     gt_mesh: Path | None = None
     """Ground-truth mesh in the ground truth's world frame: also report Chamfer / F-score of the aligned mesh."""
+    icp: bool = False
+    """With --gt-mesh: also move the aligned mesh onto the ground truth by ICP (rigid motion and scale) and report
+    its Chamfer / F-score there and the motion: the surface's error without the camera alignment's
+    (docs/cameras.md)."""
     out: Path | None = None
     """JSON report (default: RUN/eval_cameras.json)."""
     json: bool = False
@@ -119,6 +124,10 @@ def _run(args: EvalCamerasArgs) -> int:
 
 
 def _evaluate(args: EvalCamerasArgs) -> dict:
+    if args.icp and (args.gt_mesh is None or args.no_mesh):
+        raise RunError(
+            "--icp moves the aligned mesh onto the ground truth: it needs --gt-mesh (and no --no-mesh)"
+        )
     run_ = open_run(args.run, args.checkpoint, args.device)
     evaluation = evaluate_run_cameras(run_, args.gt_cameras, args.views, args.inlier_threshold)
     summary = evaluation.summary()
@@ -155,6 +164,15 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
             print(
                 f"chamfer {metrics['chamfer']:.5g} = {100 * metrics['chamfer_rel']:.3f}% of the GT diagonal"
             )
+            if args.icp:
+                moved, motion = icp_onto(mesh, gt)
+                summary["icp"] = motion
+                summary["mesh_metrics_icp"] = after = mesh_metrics(moved, gt)
+                print(
+                    f"after ICP onto the ground truth (it turned the mesh {motion['rotation_deg']:.3f} deg, moved it "
+                    f"{100 * motion['shift_rel']:.3f}% of the GT diagonal, scaled it {motion['scale']:.4f}): chamfer "
+                    f"{100 * after['chamfer_rel']:.3f}%"
+                )
 
     out = args.out or args.run / "eval_cameras.json"
     text = json.dumps(summary, indent=1)

@@ -35,6 +35,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
+from nsr.metrics.poses import Similarity, umeyama
+
 SeedLike = int | np.random.SeedSequence | np.random.Generator
 
 
@@ -242,6 +244,75 @@ def point_metrics(
 DTU_CULL_DILATION = 12
 """Mask dilation in pixels of the MonoSDF / 2DGS DTU culling, at DTU's full width (`DTU_WIDTH`)."""
 DTU_WIDTH = 1600
+
+
+ICP_SAMPLES = 50_000
+"""Points sampled on each side for `icp_onto` (the Chamfer distances after it use their own samples)."""
+ICP_REJECT = 0.02
+"""Pairs farther apart than this fraction of the GT diagonal are left out of each ICP fit."""
+
+
+def icp_similarity(source: np.ndarray, target: np.ndarray, reject: float, iterations: int = 50) -> Similarity:
+    """The similarity taking points `source` (M, 3) onto points `target` (K, 3): point-to-point ICP from the
+    identity, each fit (Umeyama, rotation, translation and scale) on the pairs closer than `reject`."""
+    tree = nearest_tree(target)
+    total = Similarity(1.0, np.eye(3), np.zeros(3))
+    for _ in range(iterations):
+        moved = total.apply(source)
+        distance, index = tree.query(moved)
+        keep = distance < reject
+        if keep.sum() < 3:
+            raise ValueError(
+                f"ICP: {int(keep.sum())} point pairs closer than {reject:.4g}: are the meshes in one frame and unit?"
+            )
+        step = umeyama(moved[keep], target[index[keep]])
+        total = Similarity(
+            step.scale * total.scale, step.rotation @ total.rotation, step.apply(total.translation)
+        )
+        settled = np.abs(step.rotation - np.eye(3)).max() < 1e-9 and abs(step.scale - 1) < 1e-9
+        if settled and np.linalg.norm(step.translation) < 1e-9 * reject:
+            break
+    return total
+
+
+def icp_onto(
+    pred: trimesh.Trimesh,
+    gt: trimesh.Trimesh | trimesh.PointCloud | np.ndarray,
+    samples: int = ICP_SAMPLES,
+    reject: float = ICP_REJECT,
+    seed: int = 0,
+) -> tuple[trimesh.Trimesh, dict[str, float]]:
+    """`pred` moved onto the ground truth by ICP (rigid motion and scale), and the motion: its angle
+    (`rotation_deg`), how far it moved `pred`'s vertex centroid (`shift_rel`, a fraction of the GT diagonal) and
+    its `scale`. `reject` is a fraction of the GT diagonal.
+
+    What a mesh aligned by estimated cameras (`nsr eval-cameras`) measures after this is its surface's error
+    without the alignment's; a mesh in its true frame measures a little less too (ICP also fits the samples'
+    noise and any slight inflation of the surface), so compare with a fixed-camera run measured the same way."""
+    pred_seed, gt_seed = np.random.SeedSequence(seed).spawn(2)
+    source, _ = sample_surface(pred, samples, pred_seed)
+    if isinstance(gt, trimesh.Trimesh):
+        target, _ = sample_surface(gt, samples, gt_seed)
+    else:
+        target = np.asarray(gt.vertices if isinstance(gt, trimesh.PointCloud) else gt, dtype=np.float64)
+    bounds = np.stack([target.min(0), target.max(0)]) if not isinstance(gt, trimesh.Trimesh) else gt.bounds
+    diagonal = float(np.linalg.norm(np.asarray(bounds[1]) - np.asarray(bounds[0])))
+    similarity = icp_similarity(source, target, reject * diagonal)
+    moved = pred.copy()
+    moved.apply_transform(similarity.matrix())
+    centroid = np.asarray(pred.vertices, dtype=np.float64).mean(0)
+    motion = {
+        "rotation_deg": float(np.degrees(_angle(similarity.rotation))),
+        "shift_rel": float(np.linalg.norm(similarity.apply(centroid[None])[0] - centroid)) / diagonal,
+        "scale": float(similarity.scale),
+    }
+    return moved, motion
+
+
+def _angle(rotation: np.ndarray) -> float:
+    """The angle of a rotation matrix, radians (chord formula, stable near 0)."""
+    chord = np.linalg.norm(rotation - np.eye(3))
+    return float(2.0 * np.arcsin(np.clip(chord / (2.0 * np.sqrt(2.0)), 0.0, 1.0)))
 
 
 def auto_dilation(width: int) -> int:
