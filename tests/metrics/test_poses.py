@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from nsr.cameras.refine import axis_angle_matrix
-from nsr.metrics.poses import Similarity, pose_errors, robust_similarity, rotation_errors_deg, umeyama
+from nsr.metrics.poses import (
+    Similarity,
+    look_at_point,
+    object_alignment,
+    pose_errors,
+    robust_similarity,
+    rotation_errors_deg,
+    umeyama,
+)
 from nsr.scenes import default_cameras
 
 
@@ -72,3 +80,43 @@ def test_inverse_similarity_undoes_points_and_cameras():
     np.testing.assert_allclose(truth.inverse().matrix(), np.linalg.inv(truth.matrix()), atol=1e-12)
     _, c2w = default_cameras(4, 32)
     np.testing.assert_allclose(truth.inverse().apply_c2w(truth.apply_c2w(c2w)), c2w, atol=1e-12)
+
+
+def _turned(c2w: np.ndarray, angles: np.ndarray, axes: np.ndarray, about_origin: bool) -> np.ndarray:
+    """Each camera turned by its angle about its axis, through the origin (it keeps seeing the object there)
+    or through its own centre (it looks elsewhere)."""
+    out = c2w.copy()
+    for i, (angle, axis) in enumerate(zip(angles, axes)):
+        turn = axis_angle_matrix(axis / np.linalg.norm(axis), angle)
+        out[i, :3, :3] = turn @ c2w[i, :3, :3]
+        if about_origin:
+            out[i, :3, 3] = turn @ c2w[i, :3, 3]
+    return out
+
+
+def test_the_object_alignment_takes_its_translation_from_where_the_cameras_look():
+    """Cameras left turned about the object (what training leaves) move the centres' fit by their average
+    turn; the point they look at does not move, so the object's alignment puts the scene centre back where it
+    was. Cameras turned about their own centres and moved a little (an untrained start) scatter where they look
+    instead, and the object's alignment stays about as good as the centres' fit."""
+    _, gt = default_cameras(16, 32)
+    rng = np.random.default_rng(3)
+    angles, axes = np.radians(0.5) * rng.standard_normal(16), rng.normal(size=(16, 3))
+    truth = _known_similarity()  # the estimates live in another frame: gt = truth(est)
+    origin = truth.inverse().apply(np.zeros((1, 3)))  # the scene centre in the estimates' frame
+    for about_origin in (True, False):
+        turned = _turned(gt, angles, axes, about_origin)
+        if not about_origin:
+            turned[:, :3, 3] += 0.014 * rng.standard_normal((16, 3))  # 0.5% of the distance
+        est = truth.inverse().apply_c2w(turned)
+        centres = pose_errors(est, gt).alignment
+        frame = object_alignment(centres, est, gt)
+        assert frame.scale == centres.scale and np.array_equal(frame.rotation, centres.rotation)
+        off_centres, off_object = np.linalg.norm(centres.apply(origin)), np.linalg.norm(frame.apply(origin))
+        if about_origin:
+            assert off_centres > 0.005 and off_object < 1e-9
+        else:
+            assert off_object < 1.5 * off_centres + 1e-3
+    point, offsets = look_at_point(gt)  # the default cameras look at the origin
+    np.testing.assert_allclose(point, 0.0, atol=1e-9)
+    np.testing.assert_allclose(offsets, 0.0, atol=1e-9)

@@ -45,6 +45,9 @@ class EvalCamerasArgs:
     """Cameras compared: the training views (held-out cameras are never refined) or all views."""
     inlier_threshold: float = 0.05
     """RANSAC inlier distance, as a fraction of the RMS spread of the ground-truth camera centres."""
+    object_alignment: Literal["look-at", "centres"] = "look-at"
+    """How the mesh is placed in the ground truth's frame: the cameras' alignment with its translation from where
+    the cameras look (`look-at`), or the centres' fit alone (`centres`, as before 2026-12-07); docs/cameras.md."""
     mesh: Path | None = None
     """Align this existing mesh (in the run's world units, e.g. from `nsr mesh RUN`) instead of extracting one."""
     resolution: int = 256
@@ -129,7 +132,9 @@ def _evaluate(args: EvalCamerasArgs) -> dict:
             "--icp moves the aligned mesh onto the ground truth: it needs --gt-mesh (and no --no-mesh)"
         )
     run_ = open_run(args.run, args.checkpoint, args.device)
-    evaluation = evaluate_run_cameras(run_, args.gt_cameras, args.views, args.inlier_threshold)
+    evaluation = evaluate_run_cameras(
+        run_, args.gt_cameras, args.views, args.inlier_threshold, args.object_alignment
+    )
     summary = evaluation.summary()
     summary["step"] = run_.step
     summary["gt_cameras"] = str(args.gt_cameras or run_.path / GT_CAMERAS)

@@ -22,7 +22,7 @@ from nsr.cameras.projection import compose_projection
 from nsr.cameras.refine import CameraRefineConfig, PoseNoise, perturb_poses
 from nsr.data.idr import load_cameras
 from nsr.data.scene import SceneData
-from nsr.metrics.poses import PoseErrors, pose_errors
+from nsr.metrics.poses import PoseErrors, Similarity, object_alignment, pose_errors
 
 GT_CAMERAS = "cameras_gt.npz"
 INIT_CAMERAS = "cameras_init.npz"
@@ -83,10 +83,19 @@ class CameraEvaluation:
     """The views compared (scene view indices)."""
     gt_scale_mat: np.ndarray
     """(4, 4) the ground truth's normalised frame -> its world units."""
+    object_alignment: Similarity | None = None
+    """The model's frame -> the ground truth's normalised frame for the reconstruction (mesh, held-out views):
+    the cameras' alignment with its translation from where they look (`nsr.metrics.poses.object_alignment`);
+    None: the cameras' alignment itself (`alignment="centres"`)."""
+
+    @property
+    def frame(self) -> Similarity:
+        """The similarity that maps the reconstruction into the ground truth's normalised frame."""
+        return self.after.alignment if self.object_alignment is None else self.object_alignment
 
     def model_to_gt_world(self) -> np.ndarray:
-        """(4, 4): the model's (normalised) frame -> the ground truth's world frame, via the alignment."""
-        return self.gt_scale_mat @ self.after.alignment.matrix()
+        """(4, 4): the model's (normalised) frame -> the ground truth's world frame (`frame`)."""
+        return self.gt_scale_mat @ self.frame.matrix()
 
     def summary(self) -> dict:
         scale = world_scale(self.gt_scale_mat)
@@ -105,6 +114,8 @@ class CameraEvaluation:
                 "scale": self.after.alignment.scale,
                 "rotation": self.after.alignment.rotation.tolist(),
                 "translation": self.after.alignment.translation.tolist(),
+                "object": "centres" if self.object_alignment is None else "look-at",
+                "object_translation": self.frame.translation.tolist(),
                 "model_to_gt_world": self.model_to_gt_world().tolist(),
             },
         }
@@ -117,14 +128,27 @@ def evaluate_cameras(
     gt_scale_mat: np.ndarray,
     views: list[int],
     inlier_threshold: float = 0.05,
+    alignment: str = "look-at",
 ) -> CameraEvaluation:
-    """Align initial and final poses (all (N, 4, 4), model frame) of `views` to the ground truth and measure them."""
+    """Align initial and final poses (all (N, 4, 4), model frame) of `views` to the ground truth and measure them.
+
+    The camera errors come from the similarity fitted on the camera centres; the reconstruction is mapped by
+    the same similarity with its translation from where the cameras look (`alignment="look-at"`,
+    `nsr.metrics.poses.object_alignment`, fitted on the centres' inliers) or by the centres' own
+    (`"centres"`)."""
+    if alignment not in ("look-at", "centres"):
+        raise ValueError(f"alignment must be 'look-at' or 'centres', got {alignment!r}")
     idx = np.asarray(views, dtype=np.int64)
+    after = pose_errors(final_c2w[idx], gt_c2w[idx], inlier_threshold=inlier_threshold)
+    frame = None
+    if alignment == "look-at":
+        frame = object_alignment(after.alignment, final_c2w[idx], gt_c2w[idx], cameras=after.inliers)
     return CameraEvaluation(
         before=pose_errors(initial_c2w[idx], gt_c2w[idx], inlier_threshold=inlier_threshold),
-        after=pose_errors(final_c2w[idx], gt_c2w[idx], inlier_threshold=inlier_threshold),
+        after=after,
         views=[int(v) for v in idx],
         gt_scale_mat=np.asarray(gt_scale_mat, dtype=np.float64),
+        object_alignment=frame,
     )
 
 
@@ -135,11 +159,12 @@ def poses_in_model_frame(
 
     The views the cameras were evaluated on (the training views) keep the run's final poses; every other
     view (the held-out ones, never trained) gets its ground-truth pose mapped into the model's frame by
-    the inverse of the alignment fitted on the training cameras. Rendering a held-out view at its initial
+    the inverse of the alignment fitted on the training cameras (`CameraEvaluation.frame`: the object where
+    the trained cameras see it). Rendering a held-out view at its initial
     (noisy) pose, or at the ground-truth pose in a frame the trained cameras have drifted from, would
     measure the pose error instead of the reconstruction.
     """
-    poses = evaluation.after.alignment.inverse().apply_c2w(gt_c2w)
+    poses = evaluation.frame.inverse().apply_c2w(gt_c2w)
     trained = np.asarray(evaluation.views, dtype=np.int64)
     poses[trained] = np.asarray(final_c2w, dtype=np.float64)[trained]
     return poses

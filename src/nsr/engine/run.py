@@ -161,13 +161,18 @@ def with_run_poses(run_: Run, scene: SceneData) -> SceneData:
 
 
 def evaluate_run_cameras(
-    run_: Run, gt_cameras: Path | None = None, views: str = "train", inlier_threshold: float = 0.05
+    run_: Run,
+    gt_cameras: Path | None = None,
+    views: str = "train",
+    inlier_threshold: float = 0.05,
+    alignment: str = "look-at",
 ) -> CameraEvaluation:
-    """The library side of the command: errors of a run's cameras against the ground truth."""
+    """The library side of the command: errors of a run's cameras against the ground truth (`alignment`: how
+    the reconstruction is placed, `nsr.engine.cameras.evaluate_cameras`)."""
     initial, final = run_poses(run_)
     gt_path = gt_cameras or run_.path / GT_CAMERAS
     if not gt_path.is_file():
         raise DataError(gt_path, "ground-truth camera file not found", "pass --gt-cameras FILE")
     _, gt_c2w, gt_scale = load_cameras(gt_path, len(initial))
     selected = run_.train_views if views == "train" else list(range(len(initial)))
-    return evaluate_cameras(initial, final, gt_c2w, gt_scale, selected, inlier_threshold)
+    return evaluate_cameras(initial, final, gt_c2w, gt_scale, selected, inlier_threshold, alignment)
