@@ -82,19 +82,23 @@ def test_a_broken_scene_fails_alone_and_only_it_runs_again(scenes_root, tmp_path
     assert [r.status for r in again.results] == ["failed", "ok"]
 
 
+def _twin_runs(scenes_root, tmp_path, steps: int, checkpoint_every: int):
+    """The runs of scenes a and b (copies of one scene), `steps` steps each, no report."""
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+        steps=steps,
+        report=False,
+        overrides={"checkpoint_every": checkpoint_every},
+    )
+    return load_runs(jobs_file)
+
+
 @pytest.mark.slow
 def test_a_killed_worker_is_retried_and_resumes_exactly(scenes_root, tmp_path):
     # Scenes a and b are copies: b's run is the uninterrupted twin of a's, run beside it.
     steps = 60
-    jobs, specs = load_runs(
-        write_jobs(
-            tmp_path / "jobs.yaml",
-            scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
-            steps=steps,
-            report=False,
-            overrides={"checkpoint_every": 5},
-        )
-    )
+    jobs, specs = _twin_runs(scenes_root, tmp_path, steps, checkpoint_every=5)
     out = tmp_path / "out"
     victim = out / "runs" / specs[0].name
     killed: list[int] = []
@@ -136,15 +140,9 @@ def test_sigterm_winds_the_batch_down_and_the_next_invocation_resumes(scenes_roo
     is sent SIGINT by `ray.cancel`, saves a checkpoint and returns as `interrupted`; the tables record both;
     the next invocation resumes both from where they stopped."""
     steps = 400
-    jobs, specs = load_runs(
-        write_jobs(
-            tmp_path / "jobs.yaml",
-            scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
-            steps=steps,
-            report=False,
-            overrides={"checkpoint_every": 10000},  # no periodic checkpoint: the stop's own is the one
-        )
-    )
+    jobs, specs = _twin_runs(
+        scenes_root, tmp_path, steps, checkpoint_every=10000
+    )  # the stop's checkpoint only
     out = tmp_path / "out"
     logs = [out / "runs" / s.name / "train_log.jsonl" for s in specs]
 

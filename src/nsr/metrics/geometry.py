@@ -35,7 +35,7 @@ import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-from nsr.metrics.poses import Similarity, umeyama
+from nsr.metrics.poses import Similarity, rotation_errors_deg, umeyama
 
 SeedLike = int | np.random.SeedSequence | np.random.Generator
 
@@ -302,17 +302,11 @@ def icp_onto(
     moved.apply_transform(similarity.matrix())
     centroid = np.asarray(pred.vertices, dtype=np.float64).mean(0)
     motion = {
-        "rotation_deg": float(np.degrees(_angle(similarity.rotation))),
+        "rotation_deg": float(rotation_errors_deg(similarity.rotation[None], np.eye(3)[None])[0]),
         "shift_rel": float(np.linalg.norm(similarity.apply(centroid[None])[0] - centroid)) / diagonal,
         "scale": float(similarity.scale),
     }
     return moved, motion
-
-
-def _angle(rotation: np.ndarray) -> float:
-    """The angle of a rotation matrix, radians (chord formula, stable near 0)."""
-    chord = np.linalg.norm(rotation - np.eye(3))
-    return float(2.0 * np.arcsin(np.clip(chord / (2.0 * np.sqrt(2.0)), 0.0, 1.0)))
 
 
 def auto_dilation(width: int) -> int:
