@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-
 from nsr.cameras.refine import CameraRefinement
 from nsr.data.idr import load_cameras
 from nsr.engine.cameras import GT_CAMERAS, evaluate_cameras
