@@ -38,7 +38,8 @@ def test_an_override_without_a_value_is_refused():
 
 def test_a_cams_preset_camera_schedule_is_in_fractions_of_the_run():
     cameras = parse(["--out", "x", "--preset", "hashgrid-fused-cams", "--steps", "7000"]).config.cameras
-    assert cameras.warmup_until == pytest.approx(1000 / 15000) and cameras.lr_milestones == (0.5, 0.75)
+    # The -cams preset's own steps (1.5x the preset's 15000) set the freeze: 1000 steps at most.
+    assert cameras.warmup_until == pytest.approx(1000 / 22500) and cameras.lr_milestones == (0.5, 0.75)
     cameras = parse(["--out", "x", "--preset", "demo-cams", "--steps=1000"]).config.cameras
     assert cameras.warmup_until == pytest.approx(0.15) and cameras.lr_milestones == (0.5, 0.75)
     # Explicit camera flags win; presets without trained cameras get no schedule.
@@ -46,6 +47,17 @@ def test_a_cams_preset_camera_schedule_is_in_fractions_of_the_run():
     assert parse(argv).config.cameras.warmup_until == pytest.approx(0.05)
     cameras = parse(["--out", "x", "--preset", "demo", "--steps", "1000"]).config.cameras
     assert not cameras.trainable and cameras.lr_milestones == ()
+
+
+def test_the_cams_presets_train_longer_where_measured():
+    """The grid, bank and demo -cams variants take 1.5x the preset's steps (the cameras are still converging
+    when the preset's end); the long MLP presets and NeuS keep theirs."""
+    for name, factor in [("demo", 1.5), ("hashgrid-fused", 1.5), ("nffb-fused", 1.5), ("stylemod-nffb", 1.5),
+                         ("positional", 1.0), ("fourier", 1.0), ("neus-hashgrid-fused", 1.0), ("neus-demo", 1.0)]:  # fmt: skip
+        assert get_preset(name + "-cams").steps == round(factor * get_preset(name).steps), name
+    config = parse(["--out", "x", "--preset", "hashgrid-fused-cams"]).config
+    assert config.steps == 22500 and config.cameras.warmup_until * config.steps == pytest.approx(1000)
+    assert parse(["--out", "x", "--preset", "demo-cams", "--steps", "800"]).config.steps == 800
 
 
 def test_the_grid_cams_presets_fill_pockets_from_a_fifth_of_the_run():

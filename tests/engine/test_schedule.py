@@ -26,7 +26,7 @@ def changes(values: list) -> list[int]:
 
 
 def test_the_grid_presets_schedules_at_15000_steps_are_the_measured_schedules():
-    config = get_preset("hashgrid-fused-cams")
+    config = get_preset("hashgrid-fused")
     steps = config.steps
     assert steps == 15000
     progress = [run_progress(s, 0.0, steps) for s in range(steps)]
@@ -52,23 +52,32 @@ def test_the_grid_presets_schedules_at_15000_steps_are_the_measured_schedules():
         grid.set_progress(p)
         levels.append(grid.active_levels)
     assert levels[0] == 6 and changes(levels) == list(range(250, 2501, 250)) and levels[-1] == 16
-    cameras = [config.cameras.lr_factor_at(p) for p in progress]
-    assert changes(cameras) == [1000, 7500, 11250] and cameras[999] == 0.0
-    fill = PocketFill(config.pockets, "cpu", 0)
+    # The -cams variant: the same schedules over its 1.5x steps; the cameras frozen for 1000 steps, cut at
+    # 50% and 75%, the pocket fill from 20% every 2/15 of the run.
+    cams = get_preset("hashgrid-fused-cams")
+    assert cams.steps == 22500
+    progress = [run_progress(s, 0.0, cams.steps) for s in range(cams.steps)]
+    assert changes([mask_alpha(cams.model.loss, p) for p in progress]) == [1500, 3000, 4500, 6000, 7500]
+    cameras = [cams.cameras.lr_factor_at(p) for p in progress]
+    assert changes(cameras) == [1000, 11250, 16875] and cameras[999] == 0.0
+    fill = PocketFill(cams.pockets, "cpu", 0)
     refreshes = []
     for s, p in enumerate(progress):
         if fill.due(p):
             refreshes.append(s)
-            fill.refreshes = config.pockets.refresh_index(p)
-    assert refreshes == list(range(3000, 13001, 2000))
+            fill.refreshes = cams.pockets.refresh_index(p)
+    assert refreshes == list(range(4500, 19501, 3000))
 
 
 def test_the_demo_schedule_at_2000_steps():
-    config = get_preset("demo-cams")
+    config = get_preset("demo")
     progress = [run_progress(s, 0.0, config.steps) for s in range(config.steps)]
     assert changes([config.optim.lr_factor_at(p) for p in progress]) == [1200, 1700]
     assert changes([mask_alpha(config.model.loss, p) for p in progress]) == [400, 800, 1200, 1600]
-    assert changes([config.cameras.lr_factor_at(p) for p in progress]) == [300, 1000, 1500]
+    cams = get_preset("demo-cams")  # 3000 steps
+    progress = [run_progress(s, 0.0, cams.steps) for s in range(cams.steps)]
+    assert changes([cams.optim.lr_factor_at(p) for p in progress]) == [1800, 2550]
+    assert changes([cams.cameras.lr_factor_at(p) for p in progress]) == [450, 1500, 2250]
 
 
 def test_progress_follows_whichever_limit_ends_the_run():

@@ -20,6 +20,18 @@ from nsr.models import IDRLossConfig, IDRModelConfig, NeuSLossConfig, NeuSModelC
 from nsr.renderers import OccupancyGridConfig, SphereTracerConfig, VolumeRendererConfig
 
 
+CAMERA_STEPS_FACTOR = 1.5
+"""The `-cams` variants of the IDR grid, filter-bank and demo presets train this many times the preset's steps,
+with the same schedules in fractions of the run. After the surface has formed, each trained camera converges
+slowly along the one direction its images hardly constrain (an orbit about the object), and is still
+converging when the preset's steps end: on the CPU demo scene (`demo-cams`, 3 deg / 3%, seeds 0-1, 2026-12-07,
+benchmarks/RESULTS.md section 6) the mean rotation error fell 0.80 -> 0.47 -> 0.38 -> 0.28 -> 0.23 deg over the
+last half of a 2000-step run (`benchmarks/camera_trajectory.py`), and 3000 steps ended at 0.168 / 0.209 deg mean,
+0.40 / 0.55 deg max against 0.225 / 0.336 and 0.67 / 0.82 at 2000. A camera learning rate kept higher to the end
+instead ended noisier (0.36 / 0.41 deg), a lower one slower (0.25 / 0.35 deg). Not yet measured on a GPU
+(benchmarks/experiments/camera_steps.yaml: 15000 against 22500 steps)."""
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -30,6 +42,8 @@ class Preset:
     `with_trained_cameras`)."""
     fill_pockets: bool = True
     """Whether the NAME-cams variant fills hidden pockets while training (see `with_trained_cameras`)."""
+    camera_steps_factor: float = CAMERA_STEPS_FACTOR
+    """Steps of the NAME-cams variant, as a multiple of the preset's (see `with_trained_cameras`)."""
 
 
 def positional() -> TrainConfig:
@@ -543,15 +557,22 @@ def neus_stylemod_nffb() -> TrainConfig:
     return _neus_bank(_filter_bank(StyleModNFFBConfig, "torch"))
 
 
-_MLP = {"camera_lr_factor": 6.0, "fill_pockets": False}
-"""The MLP presets' -cams settings: cameras at 6x the model's learning rate, no pocket fill (see
-`with_trained_cameras`)."""
+_MLP = {"camera_lr_factor": 6.0, "fill_pockets": False, "camera_steps_factor": 1.0}
+"""The MLP presets' -cams settings: cameras at 6x the model's learning rate, no pocket fill, the preset's steps
+(IDR's and the published NeuS's long runs; `demo` takes `CAMERA_STEPS_FACTOR`, see `with_trained_cameras`)."""
+_NEUS = {"camera_steps_factor": 1.0}
+"""The NeuS grid and filter-bank presets' -cams: the preset's steps (their trained cameras are unmeasured)."""
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
         Preset("positional", "IDR as published: positional encoding, 8x512 MLP (GPU)", positional, **_MLP),
-        Preset("demo", "small positional-encoding IDR for the generated scene on a CPU", demo, **_MLP),
+        Preset(
+            "demo",
+            "small positional-encoding IDR for the generated scene on a CPU",
+            demo,
+            **{**_MLP, "camera_steps_factor": CAMERA_STEPS_FACTOR},
+        ),
         Preset("fourier", "random Fourier features for points and views, 8x256 MLP", fourier, **_MLP),
         Preset("hashgrid", "hash grid for points and views, 2x64 MLPs (PyTorch grid)", hashgrid),
         Preset("hashgrid-pe", "hash grid for points, positional views (PyTorch grid)", hashgrid_pe),
@@ -579,27 +600,31 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "neus-demo", "small positional-encoding NeuS for the generated scene on a CPU", neus_demo, **_MLP
         ),
-        Preset("neus-hashgrid", "NeuS, hash grid for points (PyTorch grid)", neus_hashgrid),
+        Preset("neus-hashgrid", "NeuS, hash grid for points (PyTorch grid)", neus_hashgrid, **_NEUS),
         Preset(
             "neus-hashgrid-fused",
             "NeuS, hash grid on the fused GPU kernel, finite differences",
             neus_hashgrid_fused,
+            **_NEUS,
         ),
-        Preset("neus-nffb", "NeuS, Neural Fourier Filter Bank for points (PyTorch grid)", neus_nffb),
+        Preset("neus-nffb", "NeuS, Neural Fourier Filter Bank for points (PyTorch grid)", neus_nffb, **_NEUS),
         Preset(
             "neus-nffb-fused",
             "NeuS, filter bank on the fused GPU kernel, finite differences",
             neus_nffb_fused,
+            **_NEUS,
         ),
         Preset(
             "neus-stylemod-nffb-fused",
             "NeuS, style-modulated filter bank on the fused GPU kernel, finite differences",
             neus_stylemod_nffb_fused,
+            **_NEUS,
         ),
         Preset(
             "neus-stylemod-nffb",
             "NeuS, style-modulated filter bank for points (PyTorch grid)",
             neus_stylemod_nffb,
+            **_NEUS,
         ),
     ]
 }
@@ -665,7 +690,12 @@ def with_trained_cameras(preset: Preset) -> Preset:
     fill finds only 0-10 pocket points, its loss (a mean over a batch of them) moved the whole SDF: the
     fixed-camera run ended at 0.921% Chamfer instead of 0.229%.
 
-    The factor: 6 for `demo`, `positional` and `fourier` (the demo's 3e-3 was tuned on the CPU demo scene),
+    They train `camera_steps_factor` times the preset's steps (`CAMERA_STEPS_FACTOR`, 1.5: the cameras are
+    still converging when the preset's steps end) with the same schedules in fractions of the run, the
+    cameras' freeze at most `CAMERA_FREEZE_MAX_STEPS` steps as before; `positional`, `fourier` and the NeuS
+    presets keep their steps.
+
+    The learning-rate factor: 6 for `demo`, `positional` and `fourier` (the demo's 3e-3 was tuned on the CPU demo scene),
     1 for the grid and filter-bank presets (model lr 1e-3): on Spot and DTU (one H100, 2026-11-27) 6x made
     the poses diverge (3 deg -> 21 deg), 1x recovered them best (benchmarks/history/2026-11.md).
     """
@@ -674,6 +704,7 @@ def with_trained_cameras(preset: Preset) -> Preset:
         config = preset.make()
         config.cameras.trainable = True
         config.cameras.lr = preset.camera_lr_factor * config.optim.lr
+        config.steps = round(preset.camera_steps_factor * config.steps)
         if preset.fill_pockets:
             set_pocket_schedule(config)
         return set_camera_schedule(config)
