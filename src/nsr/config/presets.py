@@ -19,7 +19,6 @@ from nsr.fields import AppearanceFieldConfig, SDFFieldConfig
 from nsr.models import IDRLossConfig, IDRModelConfig, NeuSLossConfig, NeuSModelConfig
 from nsr.renderers import OccupancyGridConfig, SphereTracerConfig, VolumeRendererConfig
 
-
 CAMERA_STEPS_FACTOR = 1.5
 """The `-cams` variants of the IDR grid, filter-bank and demo presets train this many times the preset's steps,
 with the same schedules in fractions of the run. After the surface has formed, each trained camera converges
