@@ -1,4 +1,4 @@
-"""The trainable-camera quality bar on the CPU demo scene (slow: two demo trainings, ~7 min on 2 cores)."""
+"""The trainable-camera quality bar on the CPU demo scene (slow: two 3000-step demo trainings, ~10 min on 2 cores)."""
 
 import json
 import os
