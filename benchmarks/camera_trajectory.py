@@ -23,6 +23,7 @@ from nsr.engine.checkpoint import load_checkpoint
 def trajectory(run_dir: Path) -> list[dict]:
     """One row per checkpoint of a run (sorted by step)."""
     split = json.loads((run_dir / "split.json").read_text())
+    _, gt_c2w, gt_scale = load_cameras(run_dir / GT_CAMERAS, len(split["train"]) + len(split["test"]))
     rows = []
     for path in sorted((run_dir / "checkpoints").glob("step_*.pt")):
         state = load_checkpoint(path)
@@ -30,14 +31,13 @@ def trajectory(run_dir: Path) -> list[dict]:
             continue
         cameras = CameraRefinement.from_state_dict(state["cameras"])
         initial, final = cameras.initial_c2w.cpu().numpy(), cameras.poses()
-        _, gt_c2w, gt_scale = load_cameras(run_dir / GT_CAMERAS, len(initial))
-        after = evaluate_cameras(initial, final, gt_c2w, gt_scale, split["train"]).after
+        after = evaluate_cameras(initial, final, gt_c2w, gt_scale, split["train"]).after.summary()
         rows.append(
             {
                 "step": int(state["step"]),
-                "rotation_deg_mean": float(after.rotation_deg.mean()),
-                "rotation_deg_max": float(after.rotation_deg.max()),
-                "centre_pct_mean": 100 * float(after.centre_rel.mean()),
+                "rotation_deg_mean": after["rotation_deg_mean"],
+                "rotation_deg_max": after["rotation_deg_max"],
+                "centre_pct_mean": 100 * after["centre_rel_mean"],
             }
         )
     return sorted(rows, key=lambda r: r["step"])
