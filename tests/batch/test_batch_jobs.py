@@ -167,6 +167,43 @@ def test_a_file_that_is_not_a_mapping(tmp_path):
     assert "jobs file not found" in _error(tmp_path / "none.yaml")
 
 
+def test_only_the_scenes_of_the_chosen_runs_need_their_data(scenes_root, tmp_path, capsys):
+    """`--only` on a machine with the data of its runs alone: the other scenes (and their GT meshes) may be
+    absent; a missing scene of a chosen run is still one line naming it."""
+    gone = tmp_path / "gone"
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(gone)],
+        seeds=[0, 1],
+        gt_meshes={str(gone): str(gone / "gt_mesh.ply")},
+    )
+    out = tmp_path / "out"
+    assert main(["batch", str(jobs_file), "--out", str(out), "--dry-run", "--only", "a_*"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{'a_demo_4steps_seed1':60} to run" in listed
+    assert f"{'gone_demo_4steps_seed0':60} not selected (--only)" in listed
+    jobs, specs = load_runs(jobs_file, only=["a_*"])
+    assert jobs.scenes == [str(scenes_root / "a"), str(gone)]
+    assert [s.name for s in specs] == [
+        "a_demo_4steps_seed0",
+        "a_demo_4steps_seed1",
+        "gone_demo_4steps_seed0",
+        "gone_demo_4steps_seed1",
+    ]
+
+    missing = f"{jobs_file}: scenes: {str(gone)!r}: no such folder ({gone})"
+    for only in ([], ["gone_*_seed1"], ["a_*_seed0", "*_seed1"]):
+        with pytest.raises(JobsError, match="no such folder") as info:
+            load_runs(jobs_file, only=only)
+        assert str(info.value) == missing
+    assert main(["batch", str(jobs_file), "--out", str(out), "--dry-run", "--only", "gone_*"]) == 1
+    assert capsys.readouterr().err.strip() == f"nsr: error: {missing}"
+    with pytest.raises(
+        JobsError, match=r"--only: \*banana\* matches none of its runs \(a_demo_4steps_seed0, "
+    ):
+        load_runs(jobs_file, only=["*banana*"])
+
+
 def test_the_command_prints_one_line(scenes_root, capsys):
     jobs_file = write_jobs(scenes_root / "typo.yaml", scenes=["a"], seed=[1])
     assert main(["batch", str(jobs_file)]) == 1

@@ -13,12 +13,15 @@ A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs fil
     gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
     exclude: [{preset: hashgrid-fused, variant: unmasked}]   # optional: combinations not to run
 
-Every mistake is one `JobsError` line naming the file and the key.
+Every mistake is one `JobsError` line naming the file and the key. A scene's data (its folder, its GT mesh)
+is checked only where one of its runs is to run (`load_runs`'s `only`, `nsr batch --only`), so that a
+machine needs only the data of the runs it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import glob
 import hashlib
 import itertools
@@ -26,6 +29,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +55,8 @@ class BatchJobs:
     """The contents of a jobs file, with relative paths resolved against the file's folder."""
 
     scenes: list[str]
-    """Scene folders (any format `nsr train` reads) or glob patterns; each pattern must match a folder."""
+    """Scene folders (any format `nsr train` reads) or glob patterns; each glob must match a folder, and a
+    folder must exist where one of its runs is to run."""
     presets: list[str] = field(default_factory=lambda: ["positional"])
     """Presets to train (`nsr train --preset`), each of them on every scene."""
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -204,8 +209,16 @@ def _digest(data: dict) -> str:
 
 
 def load_jobs(path: str | Path) -> BatchJobs:
-    """Read and check a jobs file (module docstring); paths come back absolute."""
-    path = Path(path)
+    """Read and check a jobs file (module docstring), the data of every scene included; paths come back
+    absolute."""
+    jobs, problems = _read_jobs(Path(path))
+    _check_data(problems, jobs.scenes)
+    return jobs
+
+
+def _read_jobs(path: Path) -> tuple[BatchJobs, dict[str, JobsError]]:
+    """Read and check a jobs file but for its scenes' data; with, per scene folder, the first problem of its
+    data (the folder or its GT mesh missing), for `_check_data` to raise for the scenes that are to run."""
     if not path.is_file():
         raise JobsError(path, "file", "jobs file not found")
     try:
@@ -245,10 +258,18 @@ def load_jobs(path: str | Path) -> BatchJobs:
         values["exclude"] = _exclusions(path, data["exclude"])
     jobs = BatchJobs(**values)
     base = path.parent
-    jobs.scenes = _resolve_scenes(path, base, jobs.scenes)
-    jobs.gt_meshes = _resolve_gt_meshes(path, base, jobs.gt_meshes, jobs.scenes)
+    problems: dict[str, JobsError] = {}
+    jobs.scenes = _resolve_scenes(path, base, jobs.scenes, problems)
+    jobs.gt_meshes = _resolve_gt_meshes(path, base, jobs.gt_meshes, jobs.scenes, problems)
     _check_values(path, jobs)
-    return jobs
+    return jobs, problems
+
+
+def _check_data(problems: dict[str, JobsError], scenes: Iterable[str]) -> None:
+    """Raise the first problem (`_read_jobs`) of the data of `scenes`, in their order."""
+    for scene in scenes:
+        if scene in problems:
+            raise problems[scene]
 
 
 EXCLUDE_KEYS = {
@@ -315,7 +336,9 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _resolve_scenes(path: Path, base: Path, patterns: list[str]) -> list[str]:
+def _resolve_scenes(path: Path, base: Path, patterns: list[str], problems: dict[str, JobsError]) -> list[str]:
+    """The scene folders (absolute) of `scenes`: a glob must match a folder here; a missing folder is a
+    problem of that scene (`problems`), raised only where one of its runs is to run."""
     scenes: list[str] = []
     for pattern in patterns:
         full = _resolve(base, pattern)
@@ -323,15 +346,19 @@ def _resolve_scenes(path: Path, base: Path, patterns: list[str]) -> list[str]:
             found = sorted(Path(p) for p in glob.glob(str(full)) if Path(p).is_dir())
             if not found:
                 raise JobsError(path, "scenes", f"{pattern!r} matches no folder (looked in {base})")
-        elif full.is_dir():
-            found = [full]
         else:
-            raise JobsError(path, "scenes", f"{pattern!r}: no such folder ({full})")
+            found = [full]
+            if not full.is_dir():
+                error = JobsError(path, "scenes", f"{pattern!r}: no such folder ({full})")
+                problems.setdefault(str(full), error)
         scenes += [str(p) for p in map(_absolute, found) if str(p) not in scenes]
     return scenes
 
 
-def _resolve_gt_meshes(path: Path, base: Path, meshes: dict[str, Any], scenes: list[str]) -> dict[str, str]:
+def _resolve_gt_meshes(
+    path: Path, base: Path, meshes: dict[str, Any], scenes: list[str], problems: dict[str, JobsError]
+) -> dict[str, str]:
+    """Scene folder -> GT mesh (both absolute); a missing mesh is a problem of its scene (`problems`)."""
     resolved = {}
     for scene, mesh in meshes.items():
         key = str(_resolve(base, scene))
@@ -339,7 +366,8 @@ def _resolve_gt_meshes(path: Path, base: Path, meshes: dict[str, Any], scenes: l
             raise JobsError(path, "gt_meshes", f"{scene!r} is not one of the scenes ({key})")
         mesh_path = _resolve(base, str(mesh))
         if not mesh_path.is_file():
-            raise JobsError(path, "gt_meshes", f"{scene!r}: mesh {mesh!r} not found ({mesh_path})")
+            error = JobsError(path, "gt_meshes", f"{scene!r}: mesh {mesh!r} not found ({mesh_path})")
+            problems.setdefault(key, error)
         resolved[key] = str(mesh_path)
     return resolved
 
@@ -448,10 +476,17 @@ def build_config(spec: RunSpec) -> TrainConfig:
     return with_overrides(config, list(spec.overrides))
 
 
-def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
-    """The jobs file and its runs, with every distinct config built once so that a bad override is found
-    before anything runs."""
-    jobs = load_jobs(path)
+def selected(spec: RunSpec, only: Sequence[str]) -> bool:
+    """Whether `spec`'s name matches one of the shell patterns `only` (every run when there are none)."""
+    return not only or any(fnmatch.fnmatchcase(spec.name, pattern) for pattern in only)
+
+
+def load_runs(path: str | Path, only: Sequence[str] = ()) -> tuple[BatchJobs, list[RunSpec]]:
+    """The jobs file and all its runs, with every distinct config built once so that a bad override is found
+    before anything runs. `only`: shell patterns of the runs to run (`selected`, `nsr batch --only`; at least
+    one run must match); the data of only their scenes is checked, so the other scenes may be absent here."""
+    path = Path(path)
+    jobs, problems = _read_jobs(path)
     grid = expand(jobs)
     for entry in jobs.exclude:
         if not any(excluded(spec, entry) for spec in grid):
@@ -459,6 +494,7 @@ def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
     specs = [spec for spec in grid if not any(excluded(spec, entry) for entry in jobs.exclude)]
     if not specs:
         raise JobsError(path, "exclude", "leaves no run")
+    _check_data(problems, (spec.scene for spec in _chosen(path, specs, only)))
     checked = set()
     for spec in specs:
         key = (spec.preset, spec.variant, spec.steps, spec.max_seconds)
@@ -472,3 +508,12 @@ def load_runs(path: str | Path) -> tuple[BatchJobs, list[RunSpec]]:
         except SystemExit:  # tyro refused a value (its message is printed above)
             raise JobsError(path, "overrides", "a value was refused (see above)") from None
     return jobs, specs
+
+
+def _chosen(path: Path, specs: list[RunSpec], only: Sequence[str]) -> list[RunSpec]:
+    """The runs of `specs` that `only` selects; an error where it selects none."""
+    chosen = [spec for spec in specs if selected(spec, only)]
+    if not chosen:
+        names = ", ".join(spec.name for spec in specs[:3]) + (", ..." if len(specs) > 3 else "")
+        raise JobsError(path, "--only", f"{' '.join(only)} matches none of its runs ({names})")
+    return chosen

@@ -20,7 +20,6 @@ installed (docs/batch.md).
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import logging
 import signal
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nsr.accel.probe import has_ray
-from nsr.batch.jobs import BatchJobs, RunSpec
+from nsr.batch.jobs import BatchJobs, RunSpec, selected
 from nsr.batch.pipeline import (
     BatchError,
     RunResult,
@@ -193,11 +192,6 @@ def _run_in_process(
         finish(result)
         if result.status == "interrupted":  # the trainer noted Ctrl-C / SIGTERM and saved: stop here
             raise KeyboardInterrupt(result.error)
-
-
-def selected(spec: RunSpec, only: Sequence[str]) -> bool:
-    """Whether `spec`'s name matches one of the shell patterns `only` (every run when there are none)."""
-    return not only or any(fnmatch.fnmatchcase(spec.name, pattern) for pattern in only)
 
 
 def _ray_task(spec: RunSpec, runs_dir: str, batch_id: str) -> RunResult:

@@ -19,7 +19,7 @@ import tyro
 from tqdm import tqdm
 
 from nsr.batch import BatchProgress, RunResult, load_runs, run_batch
-from nsr.batch.jobs import JobsError, packing_note
+from nsr.batch.jobs import packing_note
 from nsr.batch.pipeline import finished_result, last_attempt
 from nsr.batch.runners import selected
 from nsr.cli.common import friendly
@@ -55,7 +55,7 @@ def run(argv: list[str]) -> int:
 
 
 def _run(args: BatchArgs) -> int:
-    jobs, specs = load_runs(args.jobs)
+    jobs, specs = load_runs(args.jobs, only=args.only)
     if args.gpus_per_run is not None:
         jobs = dataclasses.replace(jobs, gpus_per_run=args.gpus_per_run)
     if args.cpus_per_run is not None:
@@ -64,9 +64,6 @@ def _run(args: BatchArgs) -> int:
     note = packing_note(jobs.gpus_per_run)
     if note:
         print(f"nsr: warning: {note}", file=sys.stderr)
-    if not any(selected(spec, args.only) for spec in specs):
-        names = ", ".join(spec.name for spec in specs[:3]) + (", ..." if len(specs) > 3 else "")
-        raise JobsError(args.jobs, "--only", f"{' '.join(args.only)} matches none of its runs ({names})")
     if args.dry_run:
         for spec in specs:
             state = "finished" if finished_result(spec, out / "runs") else "to run"
