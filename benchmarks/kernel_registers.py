@@ -1,8 +1,10 @@
 """Registers and spills of the fused filter-bank kernel per setting, compiled for a GPU on any machine.
 
-    python benchmarks/kernel_registers.py [--arch 90] [--blocks 16 32 64 128] [--warps 4 8] [--json out.json]
+    python benchmarks/kernel_registers.py [--arch 90] [--blocks 16 32 64 128] [--warps 4 8] [--banks ...]
+        [--json out.json]
 
-For each bank (plain / style-modulated, at the presets' widths), points-per-program block, warp count and
+For each bank (`BANKS`: plain, style-modulated and its cheaper modulations, at the presets' widths),
+points-per-program block, warp count and
 product precision: Triton compiles `nsr.accel.nffb_triton._filter_bank_fwd` for the target (no GPU needed,
 no kernel is run) and the ptxas that Triton ships assembles it with `-v`. Prints registers per thread,
 spill bytes and the matrix-multiply instructions in the PTX (`mma` on 16-row tiles, `wgmma` where Hopper's
@@ -28,6 +30,13 @@ from triton.compiler import ASTSource
 
 from nsr.accel import nffb_triton
 
+BANKS = {  # the kernel's switches (MOD, DIAG, RMS, ATT) of each bank
+    "nffb": (False, False, False, False),
+    "stylemod-nffb": (True, False, False, True),
+    "stylemod-nffb:style_rms": (True, False, True, True),
+    "stylemod-nffb:diagonal,style_rms": (True, True, True, True),
+}
+
 
 def ptxas() -> Path:
     """The newest ptxas among those Triton ships (a newer Triton writes PTX that its older one refuses)."""
@@ -42,18 +51,20 @@ def compile_kernel(
     arch: int,
     block: int,
     warps: int,
-    styles: bool,
+    bank: str,
     precision: str,
     mod_precision: str,
     stages: int | None,
     max_registers: int = 0,
 ) -> dict:
-    """Compile one setting (the presets' widths: D 3, L 6, F 2, H 64, 64 outputs) and read its resources."""
+    """Compile one setting of a bank of `BANKS` (the presets' widths: D 3, L 6, F 2, H 64, 64 outputs) and
+    read its resources."""
     fn = nffb_triton._filter_bank_fwd
     names = list(inspect.signature(fn.fn).parameters)
+    mod, diagonal, rms, attention = BANKS[bank]
     constants = {
-        "D": 3, "L": 6, "LP": 8, "F": 2, "H": 64, "OUT": 64, "MOD": styles, "ATT": styles, "INCLUDE": True,
-        "BLOCK": block, "PRECISION": precision, "MOD_PRECISION": mod_precision,
+        "D": 3, "L": 6, "LP": 8, "F": 2, "H": 64, "OUT": 64, "MOD": mod, "DIAG": diagonal, "RMS": rms,
+        "ATT": attention, "INCLUDE": True, "BLOCK": block, "PRECISION": precision, "MOD_PRECISION": mod_precision,
     }  # fmt: skip
     signature = {
         name: "constexpr"
@@ -95,6 +106,7 @@ def main() -> None:
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100 / H200)")
     parser.add_argument("--blocks", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--warps", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--banks", nargs="+", choices=list(BANKS), default=list(BANKS))
     parser.add_argument("--precisions", nargs="+", default=["tf32x3"])
     parser.add_argument("--mod-precisions", nargs="+", default=["same"], help="style bank's style/demod")
     parser.add_argument(
@@ -106,19 +118,19 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = []
-    for styles, block, warps, precision, mod, regs in itertools.product(
-        (False, True), args.blocks, args.warps, args.precisions, args.mod_precisions, args.max_registers
+    for bank, block, warps, precision, mod, regs in itertools.product(
+        args.banks, args.blocks, args.warps, args.precisions, args.mod_precisions, args.max_registers
     ):
-        if mod != "same" and not styles:
+        if mod != "same" and not BANKS[bank][0]:
             continue
-        row = {"bank": "stylemod-nffb" if styles else "nffb", "block": block, "warps": warps,
+        row = {"bank": bank, "block": block, "warps": warps,
                "precision": precision, "mod": mod, "max_registers": regs}  # fmt: skip
         try:
             row |= compile_kernel(
                 args.arch,
                 block,
                 warps,
-                styles,
+                bank,
                 precision,
                 precision if mod == "same" else mod,
                 args.stages,

@@ -12,6 +12,9 @@
 #       for both renderers and with trained cameras, the static tracer, the hash-grid kernel, the models),
 #       then the fused bank's kernel alone against the PyTorch bank at the sizes a training step evaluates
 #       (12,288 and 65,536 points; 128 points a program, where both kernels use Hopper's wgmma, untimed so far)
+#   bash benchmarks/device/untested.sh lightstyle  issue 16's speed bar with the style bank's cheaper modulations
+#       (`style_map: diagonal`, `demodulation: style_rms`): the banks' GPU tests, then graphed steps of each
+#       modulation against `nffb-fused` under both renderers (about 6 minutes)
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
@@ -129,6 +132,28 @@ import glob, json
 for f in sorted(glob.glob('$OUT/profile_*.json')):
     for d in json.load(open(f)):
         print(f.split('/')[-1], d['preset'], d['ms_per_step'], d['kernels_per_step'], round(d['gpu_busy'] or 0, 3))"
+    ;;
+lightstyle)
+    # issue 16's speed bar with the style bank's cheaper modulations (`style_map: diagonal`, `demodulation:
+    # style_rms`; 2026-12-07 s13, on a CPU only): the GPU tests of the banks (the fused kernel's new switches
+    # against PyTorch), then graphed IDR steps of 2048 rays and NeuS steps of 1024 rays, each modulation
+    # against the plain bank in the same call
+    timeout 150 python3 -m pytest -q -rf -p no:cacheprovider tests/encodings/test_nffb.py -m gpu \
+        > "$OUT/gpu_tests.log" 2>&1
+    tail -n 2 "$OUT/gpu_tests.log"
+    enc=model.sdf.encoding
+    timeout 90 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+        --rays 2048 --steps 40 --json "$OUT/light_idr_exact.json" | cut -c1-300
+    for mod in "diagonal style_rms" "linear style_rms" "diagonal exact"; do
+        set -- $mod
+        timeout 60 python3 benchmarks/profile_step.py --scene $scene --presets stylemod-nffb-fused --rays 2048 \
+            --steps 40 --set $enc.style_map=$1 $enc.demodulation=$2 --json "$OUT/light_idr_$1_$2.json" | cut -c1-300
+    done
+    timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets neus-nffb-fused \
+        neus-stylemod-nffb-fused --rays 1024 --steps 20 --json "$OUT/light_neus_exact.json" | cut -c1-300
+    timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets neus-stylemod-nffb-fused --rays 1024 \
+        --steps 20 --set $enc.style_map=diagonal $enc.demodulation=style_rms \
+        --json "$OUT/light_neus_diagonal_style_rms.json" | cut -c1-300
     ;;
 speed)
     enc=model.sdf.encoding

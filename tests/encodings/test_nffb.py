@@ -256,10 +256,18 @@ def _stylemod_per_level(enc, x):
     embeddings = _embeddings(enc, grid_features)
     h = torch.sin(enc.config.w0 * enc.first(x / enc.config.bound))
     states = []
+    config = enc.config
     for i, layer in enumerate(enc.trunk):
-        s = enc.styles[i](embeddings[:, i])
-        demod = torch.rsqrt((s * s) @ (layer.weight**2).t() + enc.config.demodulation_eps)
-        y = ((h * s) @ layer.weight.t()) * demod * layer.weight.norm(dim=1) + layer.bias
+        if config.style_map == "linear":
+            s = enc.styles[i](embeddings[:, i])
+        else:
+            s = enc.style_gain[i] * embeddings[:, i] + enc.style_offset[i]
+        if config.demodulation == "exact":
+            demod = torch.rsqrt((s * s) @ (layer.weight**2).t() + config.demodulation_eps)
+            y = ((h * s) @ layer.weight.t()) * demod * layer.weight.norm(dim=1) + layer.bias
+        else:
+            s = s / torch.sqrt((s * s).mean(dim=1, keepdim=True) + config.demodulation_eps)
+            y = (h * s) @ layer.weight.t() + layer.bias
         h = torch.sin(enc.config.w0 * y) + embeddings[:, i]
         states.append(h)
     contributions = torch.einsum("nlh,lho->nlo", torch.stack(states, dim=1), enc.head_weight) + enc.head_bias
@@ -288,12 +296,47 @@ def _assert_matches_reference(enc, reference) -> dict:
     return g0
 
 
-def test_modulation_matches_the_written_out_reference_forward_and_backward():
+@pytest.mark.parametrize("style_map", ["linear", "diagonal"])
+@pytest.mark.parametrize("demodulation", ["exact", "style_rms"])
+def test_modulation_matches_the_written_out_reference_forward_and_backward(style_map, demodulation):
     torch.manual_seed(0)
-    enc = StyleModNFFBConfig(**SMALL).build(3).double()
+    enc = StyleModNFFBConfig(**SMALL, style_map=style_map, demodulation=demodulation).build(3).double()
     _randomise_grid(enc)
     grads = _assert_matches_reference(enc, lambda p: _stylemod_per_level(enc, p))
-    assert all(grads[n].abs().sum() > 0 for n in grads if n.startswith("styles"))
+    style_params = [n for n in grads if n.startswith("style")]
+    assert style_params and all(grads[n].abs().sum() > 0 for n in style_params)
+
+
+def test_style_rms_is_the_exact_demodulation_for_rows_of_one_magnitude():
+    """Where every entry of each trunk row has one magnitude (SIREN's initialisation draws them so in
+    expectation), (W^2 s^2)_j = ||w_j||^2 mean(s^2): the two demodulations agree; on other rows they differ."""
+    torch.manual_seed(0)
+    exact = StyleModNFFBConfig(**SMALL).build(3).double()
+    cheap = StyleModNFFBConfig(**SMALL, demodulation="style_rms").build(3).double()
+    cheap.load_state_dict(exact.state_dict())
+    h, embedding = torch.randn(7, 16).double(), torch.randn(7, 16).double()
+    with torch.no_grad():
+        layer = exact.trunk[1]
+        magnitudes = torch.rand(16, 1).double() / 4 + 0.05
+        layer.weight.copy_(magnitudes * torch.randn(16, 16).sign())
+        cheap.trunk[1].weight.copy_(layer.weight)
+    assert torch.allclose(exact._trunk_layer(1, h, embedding), cheap._trunk_layer(1, h, embedding), atol=1e-9)
+    with torch.no_grad():
+        layer.weight.mul_(torch.rand(16, 16).double() + 0.5)
+        cheap.trunk[1].weight.copy_(layer.weight)
+    assert (exact._trunk_layer(1, h, embedding) - cheap._trunk_layer(1, h, embedding)).abs().max() > 1e-2
+
+
+def test_the_diagonal_style_map_has_a_gain_and_an_offset_per_channel():
+    torch.manual_seed(0)
+    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal").build(3)
+    assert enc.styles is None and enc.style_gain.shape == enc.style_offset.shape == (3, 16)
+    embedding = torch.randn(5, 16)
+    expected = enc.style_gain[2] * embedding + enc.style_offset[2]
+    assert torch.allclose(enc.style(2, embedding), expected)
+    assert sum(p.numel() for p in enc.parameters()) < sum(
+        p.numel() for p in StyleModNFFBConfig(**SMALL).build(3).parameters()
+    )
 
 
 def _nffb_reference(enc, x):
@@ -353,6 +396,9 @@ FUSED_CASES = [
     ("stylemod-nffb", {}),
     ("stylemod-nffb", {"attention": False}),
     ("stylemod-nffb", {"modulation": False}),
+    ("stylemod-nffb", {"style_map": "diagonal"}),
+    ("stylemod-nffb", {"demodulation": "style_rms"}),
+    ("stylemod-nffb", {"style_map": "diagonal", "demodulation": "style_rms", "attention": False}),
     ("nffb", {"num_levels": 5, "start_levels": 3, "unlock_every": 0.1}),
     ("stylemod-nffb", {"num_levels": 5, "start_levels": 3, "unlock_every": 0.1}),
     ("stylemod-nffb", {"features_per_level": 4, "include_input": False, "out_features": 32}),
@@ -518,12 +564,14 @@ def test_kernel_registers_compiles_the_fused_bank_for_a_gpu_without_one():
         tool.ptxas()
     except SystemExit as missing:
         pytest.skip(str(missing))
-    row = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None)
+    row = tool.compile_kernel(90, 16, 8, "stylemod-nffb", "tf32x3", "tf32x3", None)
     assert 0 < row["registers"] <= 255 and row["spill_stores"] >= 0
     assert row["mma"] + row["wgmma"] > 0  # the levels' products are tensor-core instructions
     if row["registers"] > 96:  # a cap (PTX's .maxnreg) holds
-        capped = tool.compile_kernel(90, 16, 8, True, "tf32x3", "tf32x3", None, max_registers=96)
+        capped = tool.compile_kernel(90, 16, 8, "stylemod-nffb", "tf32x3", "tf32x3", None, max_registers=96)
         assert capped["registers"] <= 96 and capped["mma"] == row["mma"]
+    light = tool.compile_kernel(90, 16, 8, "stylemod-nffb:diagonal,style_rms", "tf32x3", "tf32x3", None)
+    assert 0 < light["mma"] + light["wgmma"] < row["mma"] + row["wgmma"]  # no style or demodulation products
 
 
 def _compiled_against_eager(cls, config: dict, n: int, device: str = "cpu", tol: float = 1e-5) -> None:

@@ -28,8 +28,8 @@ def _filter_bank_fwd(
     x_ptr, g_ptr, out_ptr, fw_ptr, fb_ptr, proj_ptr, tw_ptr, tb_ptr, sw_ptr, sb_ptr, sq_ptr, rs_ptr,
     aw_ptr, ab_ptr, hw_ptr, hb_ptr, N, inv_bound, w0, eps,
     D: tl.constexpr, L: tl.constexpr, LP: tl.constexpr, F: tl.constexpr, H: tl.constexpr,
-    OUT: tl.constexpr, MOD: tl.constexpr, ATT: tl.constexpr, INCLUDE: tl.constexpr, BLOCK: tl.constexpr,
-    PRECISION: tl.constexpr, MOD_PRECISION: tl.constexpr,
+    OUT: tl.constexpr, MOD: tl.constexpr, DIAG: tl.constexpr, RMS: tl.constexpr, ATT: tl.constexpr,
+    INCLUDE: tl.constexpr, BLOCK: tl.constexpr, PRECISION: tl.constexpr, MOD_PRECISION: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = rows < N
@@ -76,15 +76,25 @@ def _filter_bank_fwd(
         square = hid[:, None] * H + hid[None, :]
         bias = tl.load(tb_ptr + level * H + hid)
         if MOD:
-            # s = A e + a; y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps), with W^2 and
-            # w0 ||w_j|| computed once per call by PyTorch (not in every program)
-            st = tl.trans(tl.load(sw_ptr + level * H * H + square))
-            s = tl.dot(e, st, input_precision=MOD_PRECISION) + tl.load(sb_ptr + level * H + hid)[None, :]
-            sq = tl.trans(tl.load(sq_ptr + level * H * H + square))
-            demod = 1.0 / tl.sqrt(tl.dot(s * s, sq, input_precision=MOD_PRECISION) + eps)
-            scale = demod * tl.load(rs_ptr + level * H + hid)[None, :]
+            # the style: s = A e + a (linear) or s = g * e + a (diagonal)
+            offset = tl.load(sb_ptr + level * H + hid)[None, :]
+            if DIAG:
+                s = e * tl.load(sw_ptr + level * H + hid)[None, :] + offset
+            else:
+                st = tl.trans(tl.load(sw_ptr + level * H * H + square))
+                s = tl.dot(e, st, input_precision=MOD_PRECISION) + offset
             wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
-            y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision=PRECISION) * scale
+            if RMS:
+                # y = w0 b + w0 (W (s * h)) / rms(s)
+                inv_rms = w0 / tl.sqrt(tl.sum(s * s, axis=1) * (1.0 / H) + eps)
+                y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision=PRECISION) * inv_rms[:, None]
+            else:
+                # y = w0 b + w0 ||w_j|| (W (s * h))_j / sqrt((W^2 s^2)_j + eps), with W^2 and w0 ||w_j||
+                # computed once per call by PyTorch (not in every program)
+                sq = tl.trans(tl.load(sq_ptr + level * H * H + square))
+                demod = 1.0 / tl.sqrt(tl.dot(s * s, sq, input_precision=MOD_PRECISION) + eps)
+                scale = demod * tl.load(rs_ptr + level * H + hid)[None, :]
+                y = w0 * bias[None, :] + tl.dot(h * s, wt, input_precision=PRECISION) * scale
         else:
             wt = tl.trans(tl.load(tw_ptr + level * H * H + square))
             y = w0 * (tl.dot(h, wt, input_precision=PRECISION) + bias[None, :])
@@ -125,6 +135,7 @@ def filter_bank_forward(
     include_input: bool,
     styles: tuple[torch.Tensor, torch.Tensor] | None = None,
     attention: tuple[torch.Tensor, torch.Tensor] | None = None,
+    demodulation: str = "exact",
     eps: float = 1e-8,
     block: int | None = None,
     precision: str | None = None,
@@ -136,8 +147,10 @@ def filter_bank_forward(
 
     `first` is the first layer's (W_0 (H, D), b_0 (H,)), `projections` B (L, F, H), `trunk` the stacked
     (L, H, H) weights and (L, H) biases of the L injected layers, `heads` (V (L, H, O), c (L, O)); with
-    `styles` (stacked (L, H, H), (L, H) affine maps) the layers are modulated, with `attention` ((L, D + L F),
-    (L,)) the levels are weighted by a softmax instead of 1 / L. Float32 only, no gradient. `block` points per
+    `styles` the layers are modulated (stacked (L, H, H), (L, H) affine maps, or (L, H) gains and (L, H)
+    offsets for the diagonal style map) and demodulated as `demodulation` says ("exact" or "style_rms", as
+    `StyleModNFFBConfig`), with `attention` ((L, D + L F), (L,)) the levels are weighted by a softmax instead
+    of 1 / L. Float32 only, no gradient. `block` points per
     program (None: 16, for the style-modulated bank 2.6x faster than 32 at 20,480 points on an H200, for the
     plain one 1.2-1.4x faster at 12,288 and 65,536 points; benchmarks/RESULTS.md), `precision` of the
     products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core
@@ -171,12 +184,13 @@ def filter_bank_forward(
     out = torch.empty(n, d * int(include_input) + out_features, device=x.device, dtype=torch.float32)
     if n == 0:
         return out
+    if demodulation not in ("exact", "style_rms"):
+        raise ValueError(f"demodulation {demodulation!r}: must be exact or style_rms")
     dummy = first[1]  # the pointer of an argument the kernel does not read (no styles / no attention)
     sw, sb = styles if styles is not None else (dummy, dummy)
-    # the demodulation's W^2 and the rescaling w0 ||w_j|| of the unmodulated rows, once per call
-    square, row_scale = (
-        (trunk[0].square(), w0 * trunk[0].norm(dim=2)) if styles is not None else (dummy, dummy)
-    )
+    exact = styles is not None and demodulation == "exact"
+    # the exact demodulation's W^2 and the rescaling w0 ||w_j|| of the unmodulated rows, once per call
+    square, row_scale = (trunk[0].square(), w0 * trunk[0].norm(dim=2)) if exact else (dummy, dummy)
     aw, ab = attention if attention is not None else (dummy, dummy)
     c = [
         t.contiguous()
@@ -186,7 +200,8 @@ def filter_bank_forward(
         c[0], c[1], out, *c[2:],
         n, 1.0 / bound, w0, eps,
         D=d, L=levels, LP=max(2, 1 << math.ceil(math.log2(levels))), F=feats, H=hidden, OUT=out_features,
-        MOD=styles is not None, ATT=attention is not None, INCLUDE=include_input, BLOCK=block,
+        MOD=styles is not None, DIAG=styles is not None and styles[0].dim() == 2,
+        RMS=demodulation == "style_rms", ATT=attention is not None, INCLUDE=include_input, BLOCK=block,
         PRECISION=precision, MOD_PRECISION=mod_precision, num_warps=num_warps,
         **({"maxnreg": max_registers} if max_registers else {}),
     )  # fmt: skip
