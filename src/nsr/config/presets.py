@@ -318,16 +318,36 @@ def nffb() -> TrainConfig:
     return _idr_bank(NFFBConfig, "torch")
 
 
+STYLE_BANK_IDR_MODULATION = {"style_map": "diagonal", "demodulation": "style_rms"}
+"""The IDR style-bank presets' modulation: a gain and an offset per channel for the style and the style divided by
+its root mean square for the demodulation (`StyleModNFFBConfig`), which leave the bank with the plain bank's
+matrix products. On one H100 (2026-12-07): the graphed `stylemod-nffb-fused` step of 2048 rays 11.78 ms against
+21.81 ms with the exact modulation (`nffb-fused` 8.42 ms: 0.71x its steps a second against 0.39x); at 120 s, each
+run alone, seed 0, 84 it/s against 48, Chamfer 0.176% against 0.191% on the synthesised armadillo (same call),
+0.131% on the fuze bottle and 0.154% on Spot against the exact modulation's 0.170% and 0.148% (H100, 2026-12-06;
+benchmarks/experiments/banks_idr_light.yaml, benchmarks/RESULTS.md section 4). The NeuS style presets keep the
+exact modulation: their quality with it is unmeasured (their step: 32.36 against 47.33 ms, `neus-nffb-fused`
+25.48 ms)."""
+
+
+def _idr_style_bank(backend: str, gradient: str = "analytic") -> TrainConfig:
+    """The IDR style-bank presets: `_idr_bank` with `STYLE_BANK_IDR_MODULATION`."""
+    config = _idr_bank(StyleModNFFBConfig, backend, gradient=gradient)
+    for name, value in STYLE_BANK_IDR_MODULATION.items():
+        setattr(config.model.sdf.encoding, name, value)
+    return config
+
+
 def stylemod_nffb() -> TrainConfig:
     """Style-modulated filter bank (modulated/demodulated trunk, attention over levels) for points (PyTorch
     grid, analytic eikonal), positional view directions."""
-    return _idr_bank(StyleModNFFBConfig, "torch")
+    return _idr_style_bank("torch")
 
 
 def stylemod_nffb_fused() -> TrainConfig:
     """Style-modulated filter bank on the fastest hash-grid backend (the fused Triton kernel on CUDA, the
     kernel `nffb-fused` uses), finite-difference eikonal gradient (the kernel is first-order)."""
-    return _idr_bank(StyleModNFFBConfig, "auto", gradient="finite_difference")
+    return _idr_style_bank("auto", gradient="finite_difference")
 
 
 def nffb_fused() -> TrainConfig:
