@@ -16,6 +16,9 @@
 #       (`style_map: diagonal`, `demodulation: style_rms`): the banks' GPU tests, then graphed steps of each
 #       modulation against `nffb-fused` under both renderers (about 5 minutes; run 2026-12-07 on an H100: 7 of 7
 #       tests passed, IDR 0.71x and NeuS 0.79x the plain bank's step with both switches, 0.39x / 0.54x exact)
+#   bash benchmarks/device/untested.sh lightcompile  the IDR bank presets' steps with the training chain compiled by
+#       Inductor (`compile_training`) and not: whether fusing the cheaper style modulation's small operations takes
+#       the style bank from 0.71x to the bar's 0.8x of `nffb-fused` (about 3 minutes; untimed)
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary
@@ -155,6 +158,17 @@ lightstyle)
     timeout 100 python3 benchmarks/profile_step.py --scene $scene --presets neus-stylemod-nffb-fused --rays 1024 \
         --steps 20 --set $enc.style_map=diagonal $enc.demodulation=style_rms \
         --json "$OUT/light_neus_diagonal_style_rms.json" | cut -c1-300
+    ;;
+lightcompile)
+    # the rest of issue 16's speed gap with the cheaper modulation (0.71x under IDR, 2026-12-07): the training
+    # side's small operations (855 operators forward + backward against the plain bank's 461, counted on a CPU),
+    # which Inductor would fuse: graphed IDR steps of both banks with the training chain compiled and not
+    enc=model.sdf.encoding
+    for compiled in false true; do
+        timeout 150 python3 benchmarks/profile_step.py --scene $scene --presets nffb-fused stylemod-nffb-fused \
+            --rays 2048 --steps 40 --set $enc.compile_training=$compiled \
+            --json "$OUT/lightcompile_$compiled.json" | cut -c1-300
+    done
     ;;
 speed)
     enc=model.sdf.encoding
