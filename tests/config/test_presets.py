@@ -168,6 +168,19 @@ def test_idr_style_presets_take_the_cheaper_modulation(name):
         assert (encoding.style_map, encoding.demodulation) == ("linear", "exact")
 
 
+def test_a_style_config_saved_before_the_cheaper_modulation_loads_with_the_exact_one():
+    """Run folders of the style presets written before 2026-12-07 have no `style_map` / `demodulation`: their
+    weights are the exact modulation's, so that is what their config must load as (resume, mesh, eval)."""
+    from nsr.config.io import from_dict, to_dict
+    from nsr.config.train import TrainConfig
+
+    saved = to_dict(get_preset("stylemod-nffb-fused"))
+    for key in ("style_map", "demodulation"):
+        del saved["model"]["sdf"]["encoding"][key]
+    encoding = from_dict(TrainConfig, saved).model.sdf.encoding
+    assert (encoding.style_map, encoding.demodulation) == ("linear", "exact")
+
+
 def test_presets_are_independent_copies():
     a, b = get_preset("hashgrid"), get_preset("hashgrid")
     a.model.sdf.hidden_dim = 7
