@@ -57,6 +57,9 @@ class StyleModNFFB(NFFB):
     d_j = 1 / sqrt((W^2 s^2)_j + eps). The demodulated row is then rescaled by the norm of the
     unmodulated row ||w_j||, so that a neutral style (s constant) gives back the plain SIREN layer and
     SIREN's initialisation keeps its frequency calibration (a unit-norm row times w0 would not).
+    Cheaper, without the two (H, H) products a level: `style_map: diagonal` gives s_i = g_i * e_i + a_i,
+    and `demodulation: style_rms` uses y = W (s * h) / rms(s) (the exact d_j ||w_j|| where each row's
+    entries have one magnitude).
 
     Attention: a_l(x) = softmax_l(U [x / bound, g_0, .., g_{L-1}] + u), a softmax over the L levels
     whose logits depend on the position and on the local grid features; the output is
