@@ -326,7 +326,7 @@ matrix products. On one H100 (2026-12-07): the graphed `stylemod-nffb-fused` ste
 run alone, seed 0, 84 it/s against 48, Chamfer 0.176% against 0.191% on the synthesised armadillo (same call),
 0.131% on the fuze bottle and 0.154% on Spot against the exact modulation's 0.170% and 0.148% (H100, 2026-12-06;
 benchmarks/experiments/banks_idr_light.yaml, benchmarks/RESULTS.md section 4); at equal steps (2500, 2-core CPU)
-the armadillo 0.244% against 0.273%. The NeuS style presets keep the
+the armadillo 0.244% against 0.273%, the fuze bottle 0.256% against 0.288%. The NeuS style presets keep the
 exact modulation: their quality with it is unmeasured (their step: 32.36 against 47.33 ms, `neus-nffb-fused`
 25.48 ms)."""
 
