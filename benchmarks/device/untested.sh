@@ -18,7 +18,8 @@
 #       tests passed, IDR 0.71x and NeuS 0.79x the plain bank's step with both switches, 0.39x / 0.54x exact)
 #   bash benchmarks/device/untested.sh lightcompile  the IDR bank presets' steps with the training chain compiled by
 #       Inductor (`compile_training`) and not: whether fusing the cheaper style modulation's small operations takes
-#       the style bank from 0.71x to the bar's 0.8x of `nffb-fused` (about 3 minutes; untimed)
+#       the style bank from 0.71x to the bar's 0.8x of `nffb-fused` (about 90 s; run 2026-12-07 on an H100:
+#       compiled 9.43 against 7.95 ms, 0.84x; eager 11.83 against 8.03 ms, 0.68x)
 #   bash benchmarks/device/untested.sh speed   graphed step times: the style-modulated bank without the
 #       fused bank, with it and with it only up to 12,288 / 20,480 points a call (`fused_bank_max_points`),
 #       `nffb-fused` likewise; a trained-camera run (pocket fill off) graphed and ordinary

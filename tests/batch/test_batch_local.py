@@ -40,6 +40,7 @@ def test_a_batch_trains_meshes_measures_and_reports_each_run(scenes_root, tmp_pa
     # where a run's wall time went: training (with its I/O) and the measurements after it
     assert 0 < ok["train_seconds"] <= ok["train_wall_seconds"] and ok["eval_seconds"] > 0
     assert ok["train_wall_seconds"] + ok["eval_seconds"] <= ok["seconds"]
+    assert 0 < ok["setup_seconds"] < ok["train_seconds"]
     assert (
         0 < ok["chamfer_pct"] < 100
         and 0 <= ok["fscore"] <= 1

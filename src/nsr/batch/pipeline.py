@@ -88,6 +88,9 @@ class RunResult:
     train_wall_seconds: float | None = None
     """Wall time of the last attempt's training: `train_seconds`' share of it plus the checkpoints,
     validation views, logs and health checks written on the way (and start-up: data, CUDA graphs)."""
+    setup_seconds: float | None = None
+    """Training time of the first step of each process (CUDA-graph capture, Inductor's compiles), over all
+    attempts: what the schedules' clock leaves out (nsr.engine.schedule); part of `train_seconds`."""
     eval_seconds: float | None = None
     """Wall time of the measurements after training (cameras, mesh, held-out images, Chamfer, report)."""
     steps: int | None = None
@@ -286,6 +289,7 @@ def _pipeline(
     result.train_wall_seconds = time.perf_counter() - start
     result.steps, result.train_seconds = trainer.step, trainer.seconds
     result.it_per_s = trainer.step / trainer.seconds if trainer.seconds > 0 else None
+    result.setup_seconds = trainer.schedule.setup_seconds
     final = last_logged(run_dir)
     result.train_psnr, result.inv_s = final.get("psnr"), final.get("inv_s")
     result.surface_lost_steps = trainer.health.vanished_steps

@@ -26,6 +26,7 @@ SHOWN = [
     ("seed", "seed", "d"),
     ("status", "status", "s"),
     ("seconds", "wall s", ".0f"),
+    ("setup_seconds", "first step s", ".1f"),
     ("steps", "steps", "d"),
     ("it_per_s", "it/s", ".1f"),
     ("gpu_mem_gib", "GPU GiB", ".2f"),
