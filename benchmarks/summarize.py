@@ -65,6 +65,7 @@ def run_table(rows: list[dict]) -> str:
         ].append(row)
     cameras = any(r.get("rotation_deg_mean") is not None for r in rows)
     icp = any(r.get("chamfer_icp_pct") is not None for r in rows)
+    setup = any(r.get("setup_seconds") is not None for r in rows)
     head = (
         "| date | card | scene | preset | variant | budget | seeds ok | Chamfer % | detail Chamfer % "
         "| PSNR mask (dB) | it/s | steps |"
@@ -75,6 +76,9 @@ def run_table(rows: list[dict]) -> str:
         rule += "---|---|"
     if icp:
         head += " Chamfer after ICP % |"
+        rule += "---|"
+    if setup:
+        head += " first step (s) |"
         rule += "---|"
     lines = [head, rule]
     for (date, scene, preset, variant, budget), group in groups.items():
@@ -95,6 +99,8 @@ def run_table(rows: list[dict]) -> str:
             )
         if icp:
             line += f" {spread([r.get('chamfer_icp_pct') for r in ok], 3)} |"
+        if setup:
+            line += f" {spread([r.get('setup_seconds') for r in ok], 1)} |"
         lines.append(line)
     failed = [r for r in rows if r["status"] != "ok"]
     lines += [f"\n{r['status']}: {r['name']}: {r['error']}" for r in failed]

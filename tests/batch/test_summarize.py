@@ -46,3 +46,21 @@ def test_rows_are_dated_name_their_card_and_give_mean_min_max(tmp_path):
     assert "| 2026-12-05 | H200 | spot | hashgrid-fused | - | 30s | 2/3 | 0.165 (0.150-0.180) |" in out.stdout
     assert "| 2026-12-06 | H100 80GB HBM3 | spot | hashgrid-fused | - | 30s | 1/1 | 0.200 |" in out.stdout
     assert "failed: spot_hashgrid-fused_30s_seed2: boom" in out.stdout
+
+
+def test_the_first_steps_seconds_get_a_column_where_the_runs_recorded_them(tmp_path):
+    day = datetime.datetime(2026, 12, 7, 10, 0)
+    old = write_batch(tmp_path / "old", day, [run(0, 0.15, "NVIDIA H100 80GB HBM3")])
+    runs = [
+        run(seed, 0.15, "NVIDIA H100 80GB HBM3") | {"setup_seconds": s} for seed, s in ((0, 19.0), (1, 3.0))
+    ]
+    new = write_batch(tmp_path / "new", day, runs)
+    table = subprocess.run(
+        [sys.executable, str(TOOL), old], capture_output=True, text=True, check=True
+    ).stdout
+    assert "first step" not in table  # results written before the column existed
+    table = subprocess.run(
+        [sys.executable, str(TOOL), new], capture_output=True, text=True, check=True
+    ).stdout
+    assert table.splitlines()[0].endswith("| first step (s) |")
+    assert table.splitlines()[2].endswith("| 11.0 (3.0-19.0) |")
