@@ -593,11 +593,17 @@ def _compiled_against_eager(cls, config: dict, n: int, device: str = "cpu", tol:
         assert torch.allclose(a, b, rtol=tol, atol=tol * a.abs().max().item())
 
 
-@pytest.mark.parametrize("cls", KINDS)
-def test_the_compiled_training_chain_matches_the_eager_one_forward_and_backward(cls):
+LIGHT_STYLE = {"style_map": "diagonal", "demodulation": "style_rms"}
+"""The IDR style presets' cheaper modulation (presets.STYLE_BANK_IDR_MODULATION)."""
+
+
+@pytest.mark.parametrize(
+    "cls, extra", [(NFFBConfig, {}), (StyleModNFFBConfig, {}), (StyleModNFFBConfig, LIGHT_STYLE)]
+)
+def test_the_compiled_training_chain_matches_the_eager_one_forward_and_backward(cls, extra):
     """`compile_training`: an evaluation with gradient runs the chain compiled by Inductor (10-20 s to compile on
     a 2-core CPU), with the eager chain's output and parameter and input gradients."""
-    _compiled_against_eager(cls, {**SMALL, "backend": "torch", "w0": 3.0}, n=300)
+    _compiled_against_eager(cls, {**SMALL, **extra, "backend": "torch", "w0": 3.0}, n=300)
 
 
 def test_the_compiled_chain_is_not_used_without_gradient_or_with_double_backward():
@@ -628,9 +634,12 @@ def test_a_failing_compile_leaves_the_eager_chain_with_a_warning(monkeypatch, ca
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("cls", KINDS)
-def test_the_compiled_training_chain_matches_the_eager_one_on_the_gpu(cls):
+@pytest.mark.parametrize(
+    "cls, extra", [(NFFBConfig, {}), (StyleModNFFBConfig, {}), (StyleModNFFBConfig, LIGHT_STYLE)]
+)
+def test_the_compiled_training_chain_matches_the_eager_one_on_the_gpu(cls, extra):
     """As the CPU test, on CUDA with the fused grid at a NeuS step's order of points (Inductor's Triton kernels)."""
     pytest.importorskip("triton")
-    config = {**SMALL, "num_levels": 8, "hidden_dim": 64, "out_features": 64, "w0": 3.0, "backend": "fused"}
+    big = {"num_levels": 8, "hidden_dim": 64, "out_features": 64, "w0": 3.0, "backend": "fused"}
+    config = {**SMALL, **extra, **big}
     _compiled_against_eager(cls, config, n=100_000, device="cuda", tol=1e-4)
