@@ -45,15 +45,19 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(trainer: Trainer, steps: int, warmup: int = 5) -> float:
+def time_steps(trainer: Trainer, steps: int, warmup: int = 5) -> tuple[float, float]:
+    """ms a step over `steps` steps, and the seconds of the `warmup` steps before them (the CUDA graphs'
+    capture and Inductor's compiles: with an empty TORCHINDUCTOR_CACHE_DIR, a cold compile)."""
+    start = time.perf_counter()
     for _ in range(warmup):
         trainer.train_step()
     sync()
+    warmup_seconds = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()
     sync()
-    return (time.perf_counter() - start) / steps * 1000
+    return (time.perf_counter() - start) / steps * 1000, warmup_seconds
 
 
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
@@ -105,7 +109,7 @@ def main() -> None:
         for rays in args.rays:
             for mode in args.modes:
                 trainer = make_trainer(preset, scene, rays, mode, args.set)
-                ms = time_steps(trainer, args.steps, args.warmup)
+                ms, warmup_seconds = time_steps(trainer, args.steps, args.warmup)
                 row = {
                     "preset": preset,
                     "set": args.set,
@@ -113,6 +117,7 @@ def main() -> None:
                     "mode": mode,
                     "ms_per_step": round(ms, 2),
                     "rays_per_s": round(rays * 1000 / ms),
+                    "warmup_s": round(warmup_seconds, 1),
                     **profile_steps(trainer, table=args.table),
                     "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
                     if torch.cuda.is_available()

@@ -162,7 +162,7 @@ def run_steps(args: argparse.Namespace, preset: str) -> dict:
     scene = load_idr_scene(args.scene)
     peak = copy_bandwidth()
     trainer = make_trainer(preset, scene, args.rays, "preset", args.set)
-    ms = time_steps(trainer, args.steps, args.warmup)
+    ms, _ = time_steps(trainer, args.steps, args.warmup)
     graphed = getattr(trainer, "graphed_step", None) is not None
     if torch.cuda.is_available():
         torch.cuda.profiler.start()
