@@ -81,11 +81,10 @@ class NFFBConfig:
     of its other products, fp32-accurate; tf32: one tensor-core pass)."""
     compile_training: bool = False
     """Evaluations with gradient that need no double backward (finite-difference normals: the `-fused` bank
-    presets of both renderers) run the PyTorch bank's levels compiled by `torch.compile` (Inductor: the sines,
-    sums and biases fused into fewer kernels, activations recomputed in the backward pass rather than stored),
-    one level's step compiled once and run for every level. For the NeuS bank step, which is memory-bound
-    (benchmarks/RESULTS.md section 2). The first such evaluation compiles (seconds); where compiling fails the
-    run goes on eager, with a warning."""
+    presets of both renderers) run the PyTorch bank's level chain compiled by `torch.compile` (Inductor: the
+    sines, sums and biases fused into fewer kernels, activations recomputed in the backward pass rather than
+    stored). For the NeuS bank step, which is memory-bound (benchmarks/RESULTS.md section 2). The first such
+    evaluation compiles (tens of seconds); where compiling fails the run goes on eager, with a warning."""
 
     def validate(self) -> None:
         check_grid_levels(self)
@@ -208,43 +207,14 @@ class NFFB(Encoding):
 
     def level_embedding(self, index: int, features: torch.Tensor) -> torch.Tensor:
         """Level `index`'s (N, F) grid features -> its (N, H) Fourier embedding sin(2 pi g_i B_i)."""
-        return _embedding(features, self.projections[index])
-
-    def _layer_parameters(self, index: int) -> tuple[torch.Tensor, ...]:
-        """Trunk layer `index`'s tensors (0-based among the L injected layers), as `_layer` takes them."""
-        layer = self.trunk[index]
-        return layer.weight, layer.bias
-
-    def _layer(
-        self, h: torch.Tensor, embedding: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *style
-    ):
-        """A trunk layer before its injection, sin(w0 (W h + b)), from its tensors (`_layer_parameters`).
-        `embedding`: the layer's level embedding (N, H), which a subclass may use (the style-modulated bank's
-        style). w0 is folded into the (H, H) weights, not applied to the (N, H) product."""
-        w0 = self.config.w0
-        return torch.sin(nn.functional.linear(h, w0 * weight, w0 * bias))
+        return torch.sin(features @ (2 * math.pi * self.projections[index]))  # 2 pi on the (F, H) filter
 
     def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """Trunk layer `index` (0-based among the L injected layers) before its injection."""
-        return self._layer(h, embedding, *self._layer_parameters(index))
-
-    def _level(
-        self,
-        h: torch.Tensor,
-        features: torch.Tensor,
-        level_features: torch.Tensor,
-        projection: torch.Tensor,
-        head: torch.Tensor,
-        weight: torch.Tensor | None,
-        *layer: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One level of the chain from its tensors alone (so that one compiled graph serves every level): the
-        level's embedding injected after its trunk layer, and its head's contribution, weighted by `weight`
-        (N, 1) or not, added to `features`. Returns the new (h, features)."""
-        embedding = _embedding(level_features, projection)
-        h = self._layer(h, embedding, *layer) + embedding
-        state = h if weight is None else h * weight
-        return h, torch.addmm(features, state, head)
+        """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b)).
+        `embedding`: the layer's level embedding (N, H), which a subclass may use (the style-modulated
+        bank's style). w0 is folded into the (H, H) weights, not applied to the (N, H) product."""
+        layer, w0 = self.trunk[index], self.config.w0
+        return torch.sin(nn.functional.linear(h, w0 * layer.weight, w0 * layer.bias))
 
     def _level_weights(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor | None:
         """(N, L) weights of the levels' contributions; None = the plain mean over levels."""
@@ -336,31 +306,17 @@ class NFFB(Encoding):
         )
 
     @functools.cached_property
-    def _compiled_level(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-        """`_level` compiled at its first use, one graph for every level (the levels' tensors have one shape):
-        one compile, not one of the whole unrolled chain (L times the graph). dynamic=False: one graph for the
-        fixed size of a training step (other sizes compile again)."""
-        return torch.compile(self._level, fullgraph=True, dynamic=False)
+    def _compiled_chain(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """`_chain` compiled at its first use; dynamic=False: one graph for the fixed size of a training step
+        (other sizes compile again)."""
+        return torch.compile(self._chain, fullgraph=True, dynamic=False)
 
-    def _compiled_chain(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
-        """`_chain` with its levels compiled (`_compiled_level`); the first layer, the level weights and the
-        output's concatenation stay eager."""
-        return self._chain(x, grid_features, self._compiled_level)
-
-    def _chain(
-        self,
-        x: torch.Tensor,
-        grid_features: torch.Tensor,
-        level: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> torch.Tensor:
-        """The PyTorch bank from x (N, D) and its grid features (N, L, F): trunk, injections and heads, each
-        level by `level` (default `_level`)."""
-        level = level or self._level
+    def _chain(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:
+        """The PyTorch bank from x (N, D) and its grid features (N, L, F): trunk, injections and heads."""
         weights = self._level_weights(x, grid_features)  # (N, L), None for a_l = 1 / L
         if weights is None:
             heads = self.head_weight / self.config.num_levels  # 1 / L on the (L, H, O) heads, not per point
-            # contiguous: the levels' sums all have one layout (one compiled graph for every level)
-            features = self.head_bias.mean(0).expand(x.shape[0], -1).contiguous()
+            features = self.head_bias.mean(0).expand(x.shape[0], -1)
         else:
             heads = self.head_weight
             features = weights @ self.head_bias
@@ -370,13 +326,8 @@ class NFFB(Encoding):
         # where such a tensor is a gigabyte: 1.6x the training path's speed on a CPU)
         h = self._first_layer(x)
         for i, level_features in enumerate(grid_features.unbind(1)):
-            weight = None if weights is None else weights[:, i : i + 1]
-            h, features = level(
-                h, features, level_features, self.projections[i], heads[i], weight, *self._layer_parameters(i)
-            )
+            embedding = self.level_embedding(i, level_features)
+            h = self._trunk_layer(i, h, embedding) + embedding
+            state = h if weights is None else h * weights[:, i : i + 1]
+            features = torch.addmm(features, state, heads[i])
         return torch.cat([x, features], dim=-1) if self.config.include_input else features
-
-
-def _embedding(features: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    """(N, F) grid features and a level's (F, H) filter B -> the level's Fourier embedding sin(2 pi g B)."""
-    return torch.sin(features @ (2 * math.pi * projection))  # 2 pi on the (F, H) filter

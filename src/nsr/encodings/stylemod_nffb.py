@@ -87,42 +87,28 @@ class StyleModNFFB(NFFB):
 
     def style(self, index: int, embedding: torch.Tensor) -> torch.Tensor:
         """(N, H) level embedding -> (N, H) style of trunk layer `index`."""
-        if not self.config.modulation:
-            raise ValueError("stylemod-nffb: modulation is off (modulation: false), there are no styles")
-        return self._style(embedding, *self._layer_parameters(index)[2:])
-
-    def _style(self, embedding: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """The style from the embedding and the style map's tensors: s = A e + a (linear) or g * e + a."""
         if self.styles is not None:
-            return nn.functional.linear(embedding, weight, bias)
-        return torch.addcmul(bias, embedding, weight)
-
-    def _layer_parameters(self, index: int) -> tuple[torch.Tensor, ...]:
-        """The trunk layer's weight and bias, then its style map's two tensors (A and a, or g and a)."""
-        plain = super()._layer_parameters(index)
-        if self.styles is not None:
-            return (*plain, self.styles[index].weight, self.styles[index].bias)
+            return self.styles[index](embedding)
         if self.style_gain is not None:
-            return (*plain, self.style_gain[index], self.style_offset[index])
-        return plain
+            return torch.addcmul(self.style_offset[index], embedding, self.style_gain[index])
+        raise ValueError("stylemod-nffb: modulation is off (modulation: false), there are no styles")
 
-    def _layer(
-        self, h: torch.Tensor, embedding: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *style
-    ):
+    def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         if not self.config.modulation:
-            return super()._layer(h, embedding, weight, bias)
-        config, w0 = self.config, self.config.w0
-        style = self._style(embedding, *style)  # (N, H_in)
+            return super()._trunk_layer(index, h, embedding)
+        layer, config = self.trunk[index], self.config
+        weight, w0 = layer.weight, config.w0
+        style = self.style(index, embedding)  # (N, H_in)
         if config.demodulation == "style_rms":
             # sin(w0 (W (s / rms(s) * h) + b)): the plain layer on the input scaled by the normalised style,
             # w0 / rms(s) one (N, 1) factor
             scale = w0 * torch.rsqrt((style * style).mean(dim=1, keepdim=True) + config.demodulation_eps)
-            return torch.sin(torch.addcmul(w0 * bias, (h * style) @ weight.t(), scale))
+            return torch.sin(torch.addcmul(w0 * layer.bias, (h * style) @ weight.t(), scale))
         # sin(w0 (d * (W (s * h)) + b)): rows of w * s applied to h, demodulated and rescaled per output
         # unit, w0 folded into the (N, H_out) factors and the bias (one fused multiply-add)
         demodulation = torch.rsqrt((style * style) @ (weight * weight).t() + config.demodulation_eps)
         scales = demodulation * (w0 * weight.norm(dim=1))
-        return torch.sin(torch.addcmul(w0 * bias, (h * style) @ weight.t(), scales))
+        return torch.sin(torch.addcmul(w0 * layer.bias, (h * style) @ weight.t(), scales))
 
     def _fused_extras(self) -> dict:
         extras: dict = {"eps": self.config.demodulation_eps, "demodulation": self.config.demodulation}
