@@ -10,9 +10,9 @@ such runs differ as their timings do.
 
 The first step of each process is set-up as much as training: CUDA-graph capture (about 1 s), Inductor's
 compiles (`compile_training`: 3-5 s on an H100 with a warm Inductor cache, 6-49 s cold). Its time counts
-against the budget but the schedules' clock runs over what is left of it, so a warm-up of 2% of a 120 s run is the first 2% of the training
-after that step, not swallowed by a compile (2026-12-06: a first step of 19 s left `neus-stylemod-nffb-fused`
-with 120 s no warm-up at all and its learning rates decayed to 0.7).
+against the budget but the schedules' clock runs over what is left of it, so a warm-up of 2% of a 120 s run
+is the first 2% of the training after that step, not swallowed by a compile (2026-12-06: a first step of
+19 s left `neus-stylemod-nffb-fused` with 120 s no warm-up at all and its learning rates decayed to 0.7).
 
 `ScheduleRecord` keeps what happened: the step, training time and learning-rate factor at every percent
 of progress, written to RUN/schedule.json with the fractions themselves.
