@@ -1,3 +1,4 @@
+import functools
 import math
 
 import pytest
@@ -5,6 +6,7 @@ import torch
 
 from conftest import load_benchmark, needs_triton, under_triton_interpreter
 from nsr.encodings import NFFBConfig, StyleModNFFBConfig
+from nsr.encodings.stylemod_nffb import StyleRMSLayer
 from nsr.fields import SDFFieldConfig
 
 SMALL = dict(
@@ -280,6 +282,7 @@ def _assert_matches_reference(enc, reference) -> dict:
     gradients, second order included (the analytic eikonal differentiates the input gradient); returns the
     parameter gradients."""
     x = _points(200).double().requires_grad_(True)
+    enc.require_double_backward()  # as an SDF field with the analytic eikonal term does
     results = []
     for fn in (enc, reference):
         y = fn(x)
@@ -305,6 +308,62 @@ def test_modulation_matches_the_written_out_reference_forward_and_backward(style
     grads = _assert_matches_reference(enc, lambda p: _stylemod_per_level(enc, p))
     style_params = [n for n in grads if n.startswith("style")]
     assert style_params and all(grads[n].abs().sum() > 0 for n in style_params)
+
+
+def test_the_written_out_style_layer_matches_autograd():
+    """`StyleRMSLayer` (the cheaper modulation's trunk layer with its backward written out) against autograd's
+    composition of `_trunk_layer`: values and every first-order gradient, and gradcheck."""
+    torch.manual_seed(0)
+    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3).double()
+    with torch.no_grad():
+        enc.style_gain.normal_()  # styles far from neutral, so the demodulation's gradient matters
+    h = torch.randn(9, 16, dtype=torch.double, requires_grad=True)
+    embedding = torch.randn(9, 16, dtype=torch.double, requires_grad=True)
+    upstream = torch.randn(9, 16, dtype=torch.double)
+    inputs = [h, embedding, enc.style_gain, enc.style_offset, enc.trunk[1].weight, enc.trunk[1].bias]
+    results = []
+    for fn in (enc._trunk_layers()[1], lambda a, b: enc._trunk_layer(1, a, b)):
+        y = fn(h, embedding)
+        results.append((y, torch.autograd.grad(y, inputs, upstream)))
+    (y0, grads0), (y1, grads1) = results
+    assert torch.allclose(y0, y1, atol=1e-12)
+    for g0, g1 in zip(grads0, grads1, strict=True):
+        assert torch.allclose(g0, g1, atol=1e-10) and g0.abs().sum() > 0
+    layer = functools.partial(
+        StyleRMSLayer.apply,
+        enc.style_gain[1].detach().requires_grad_(),
+        enc.style_offset[1].detach().requires_grad_(),
+        enc.trunk[1].weight,
+        enc.trunk[1].bias,
+        3.0,  # a smaller w0 than SIREN's 30, so finite differences resolve the sine
+        1e-8,
+    )
+    assert torch.autograd.gradcheck(layer, (h, embedding))
+
+
+def test_the_style_bank_chain_is_the_same_with_the_written_out_layer():
+    """The whole bank, first order: the written-out layers (the eager training path) against autograd's
+    composition (the path of a model that differentiates the gradient); differentiating twice raises."""
+    torch.manual_seed(0)
+    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3).double()
+    _randomise_grid(enc)
+    x = _points(100).double().requires_grad_(True)
+    results = []
+    for double_backward in (False, True):
+        enc.double_backward = double_backward
+        enc.zero_grad()
+        y = enc(x)
+        (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=double_backward)
+        enc(x).square().sum().backward()
+        results.append((y.detach(), dx.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}))
+    (y0, dx0, g0), (y1, dx1, g1) = results
+    assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(dx0, dx1, atol=1e-10)
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-10), name
+    enc.double_backward = False
+    (dx,) = torch.autograd.grad(enc(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        dx.square().sum().backward()
 
 
 def test_style_rms_is_the_exact_demodulation_for_rows_of_one_magnitude():

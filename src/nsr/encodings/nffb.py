@@ -216,6 +216,11 @@ class NFFB(Encoding):
         layer, w0 = self.trunk[index], self.config.w0
         return torch.sin(nn.functional.linear(h, w0 * layer.weight, w0 * layer.bias))
 
+    def _trunk_layers(self) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The injected trunk layers of one evaluation, each a function (h, embedding) -> `_trunk_layer`'s
+        value; a subclass may split its per-level parameters once here rather than index them per level."""
+        return [functools.partial(self._trunk_layer, i) for i in range(self.config.num_levels)]
+
     def _level_weights(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor | None:
         """(N, L) weights of the levels' contributions; None = the plain mean over levels."""
         return None
@@ -323,11 +328,24 @@ class NFFB(Encoding):
         # Level by level: each embedding made as its layer needs it and sum_l a_l (V_l h_l + c_l)
         # accumulated, so no (N, L, H) tensor is made, nor the stack of its pieces' gradients the backward
         # pass would make (a NeuS step evaluates the bank at several hundred thousand points with gradient,
-        # where such a tensor is a gigabyte: 1.6x the training path's speed on a CPU)
+        # where such a tensor is a gigabyte: 1.6x the training path's speed on a CPU). The per-level
+        # parameters are scaled and split once (unbind: one stack in the backward pass, where indexing
+        # them level by level makes a zero-filled gradient per level and sums them: launches that bound an
+        # eager GPU step)
+        filters = (2 * math.pi * self.projections).unbind(0)
+        level_heads = heads.unbind(0)
+        levels = self.config.num_levels
+        level_weights = [None] * levels if weights is None else weights.unsqueeze(2).unbind(1)  # L x (N, 1)
         h = self._first_layer(x)
-        for i, level_features in enumerate(grid_features.unbind(1)):
-            embedding = self.level_embedding(i, level_features)
-            h = self._trunk_layer(i, h, embedding) + embedding
-            state = h if weights is None else h * weights[:, i : i + 1]
-            features = torch.addmm(features, state, heads[i])
+        for level_features, filter_, layer, head, weight in zip(
+            grid_features.unbind(1),
+            filters,
+            self._trunk_layers(),
+            level_heads,
+            level_weights,
+            strict=True,
+        ):
+            embedding = torch.sin(level_features @ filter_)  # `level_embedding`
+            h = layer(h, embedding) + embedding
+            features = torch.addmm(features, h if weight is None else h * weight, head)
         return torch.cat([x, features], dim=-1) if self.config.include_input else features
