@@ -1,6 +1,8 @@
 """The filter banks' training path alone: forward + backward of a loss on the bank's output at N points, as a
 NeuS step evaluates it (every sample with its finite-difference taps, all with gradient), in ms (median and
-minimum of the repeats). CPU or CUDA (synchronised around each repeat).
+minimum of the repeats), and the operations one such evaluation dispatches (ATen operators other than views:
+about the kernels a GPU launches, what bounds an eager step of a few thousand rays). CPU or CUDA (synchronised
+around each repeat).
 
     python benchmarks/bench_bank_training.py --presets neus-nffb-fused neus-stylemod-nffb-fused --points 81920
     python benchmarks/bench_bank_training.py --modes eager compiled     # also with `compile_training`
@@ -17,8 +19,51 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nsr.config import get_preset
+
+VIEWS = frozenset(
+    [
+        "alias",
+        "as_strided",
+        "detach",
+        "expand",
+        "lift_fresh",
+        "permute",
+        "select",
+        "slice",
+        "split",
+        "split_with_sizes",
+        "squeeze",
+        "t",
+        "transpose",
+        "unbind",
+        "unsqueeze",
+        "view",
+        "_unsafe_view",
+        "_reshape_alias",
+        "reshape",
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "new_empty",
+        "new_empty_strided",
+    ]
+)
+"""Operators that launch no kernel (views, allocations)."""
+
+
+class OperationCount(TorchDispatchMode):
+    """Counts the ATen operators dispatched inside it, views and allocations left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += func.overloadpacket.__name__ not in VIEWS
+        return func(*args, **(kwargs or {}))
 
 
 def sync(device: torch.device) -> None:
@@ -48,6 +93,8 @@ def time_bank(preset: str, points: int, repeats: int, device: torch.device, mode
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = [once() for _ in range(repeats)]
+    with OperationCount() as operations:
+        bank(x).square().mean().backward()
     failed = bank.compile_unavailable
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     return {
@@ -59,6 +106,7 @@ def time_bank(preset: str, points: int, repeats: int, device: torch.device, mode
         "device": str(device),
         "ms_median": round(statistics.median(times), 2),
         "ms_min": round(min(times), 2),
+        "operations": operations.count,
     }
 
 

@@ -366,6 +366,22 @@ def test_the_style_bank_chain_is_the_same_with_the_written_out_layer():
         dx.square().sum().backward()
 
 
+def test_the_written_out_layer_dispatches_fewer_operations():
+    """What the written-out layer is for: an eager GPU step of the bank is bound by its launches. Counted by
+    benchmarks/bench_bank_training.py's dispatch counter over the chain's forward and backward."""
+    counter = load_benchmark("bench_bank_training").OperationCount
+    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3)
+    x = _points(64)
+    grid_features = enc.grid.level_features(x).detach().requires_grad_(True)
+    counts = []
+    for double_backward in (False, True):
+        enc.double_backward = double_backward
+        with counter() as operations:
+            enc._chain(x, grid_features).square().sum().backward()
+        counts.append(operations.count)
+    assert counts[0] < 0.8 * counts[1]
+
+
 def test_style_rms_is_the_exact_demodulation_for_rows_of_one_magnitude():
     """Where every entry of each trunk row has one magnitude (SIREN's initialisation draws them so in
     expectation), (W^2 s^2)_j = ||w_j||^2 mean(s^2): the two demodulations agree; on other rows they differ."""
