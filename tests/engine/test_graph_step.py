@@ -34,6 +34,7 @@ def cams_config(scene, steps: int):
     config.cameras.lr = 1e-2
     config.cameras.warmup, config.cameras.warmup_until = "frozen", 0.5
     config.camera_guard.every, config.camera_guard.start = 0.5, 1.0
+    config.model.tracer.mode = "static"  # what `auto` picks on CUDA; the compact tracer has no static step
     config.val_every = 0
     config.tensorboard = False
     return config
@@ -169,6 +170,15 @@ def test_a_model_without_a_static_loss_is_refused(monkeypatch):
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="no static loss"):
         GraphedStep(model, optimizer, rays=None)
+
+
+@pytest.mark.parametrize("mode", ["auto", "static", "compact"])
+def test_idr_has_a_static_step_only_with_the_static_tracer(mode):
+    """The compact tracer indexes the rays still tracing (a host synchronisation, shapes that change): a
+    step with it cannot be captured, so the trainer runs ordinary steps instead of failing in the capture."""
+    config = get_preset("hashgrid-fused").model
+    config.tracer.mode = mode
+    assert config.build().graphable == (mode != "compact")
 
 
 def test_learning_rates_in_tensors_are_set_in_place_and_saved_as_numbers():

@@ -560,7 +560,7 @@ class Trainer:
             return None
         why = None
         if not self.model.graphable:
-            why = f"the {cfg.model.kind} model has no static loss"
+            why = f"the {cfg.model.kind} model has no static loss here (IDR: its tracer's mode is compact)"
         elif self.pockets is not None and not cfg.pockets.in_graph:
             why = "the pocket fill runs ordinary steps (--pockets.no-in-graph)"
         if why:

@@ -84,7 +84,12 @@ class IDRModel(Model):
 
     progress_keys = ("hit_ratio", "alpha")
     coverage_key = "hit_ratio"
-    graphable = True
+
+    @property
+    def graphable(self) -> bool:
+        """The static loss has fixed shapes with the static tracer (`mode: static`, or `auto` on CUDA); the
+        compact one indexes the rays still tracing, which a CUDA graph cannot capture."""
+        return self.config.tracer.mode != "compact"
 
     def __init__(self, config: IDRModelConfig) -> None:
         super().__init__()
