@@ -88,6 +88,11 @@ def test_trained_cameras_are_captured_and_the_pocket_fill_unless_told_not_to(
     with caplog.at_level("INFO", logger="nsr.engine"):
         assert build_graphed_step(trainer, monkeypatch) is None
     assert "cuda_graph_step off: the pocket fill runs ordinary steps" in caplog.text
+    config.pockets.every, config.model.tracer.mode = 0.0, "compact"
+    trainer = Trainer(config, load_idr_scene(tiny_scene), tmp_path / "compact")
+    with caplog.at_level("INFO", logger="nsr.engine"):
+        assert build_graphed_step(trainer, monkeypatch) is None
+    assert "its tracer's mode is compact" in caplog.text
 
 
 def test_the_step_body_with_the_pocket_fill_trains_as_ordinary_steps(tiny_scene, tmp_path, monkeypatch):
