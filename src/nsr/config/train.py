@@ -315,8 +315,9 @@ class TrainConfig:
     and the snapshots are always kept."""
     cuda_graph_step: bool = False
     """On CUDA, capture the whole training step (loss, backward pass, optimiser step) as one CUDA graph and
-    replay it (`nsr.engine.graph_step`): for models with a static loss (IDR), with fixed or trained cameras,
-    without the pocket fill; other runs take ordinary steps. Same results, fewer kernel launches from the
+    replay it (`nsr.engine.graph_step`): for models with a static loss (IDR with the static tracer, NeuS), with
+    fixed or trained cameras, the pocket fill inside the graph unless told otherwise; other runs take ordinary
+    steps. Same results, fewer kernel launches from the
     host."""
     tf32: bool = False
     """On CUDA, let PyTorch's fp32 matrix products run on the tensor cores as TF32 (10-bit mantissa, fp32's
