@@ -317,8 +317,7 @@ class TrainConfig:
     """On CUDA, capture the whole training step (loss, backward pass, optimiser step) as one CUDA graph and
     replay it (`nsr.engine.graph_step`): for models with a static loss (IDR with the static tracer, NeuS), with
     fixed or trained cameras, the pocket fill inside the graph unless told otherwise; other runs take ordinary
-    steps. Same results, fewer kernel launches from the
-    host."""
+    steps. Same results, fewer kernel launches from the host."""
     tf32: bool = False
     """On CUDA, let PyTorch's fp32 matrix products run on the tensor cores as TF32 (10-bit mantissa, fp32's
     range; `torch.backends.cuda.matmul.allow_tf32`) for this run's training. Faster products; the SDF's

@@ -205,10 +205,6 @@ class NFFB(Encoding):
             nn.functional.linear(x, (w0 / self.config.bound) * self.first.weight, w0 * self.first.bias)
         )
 
-    def level_embedding(self, index: int, features: torch.Tensor) -> torch.Tensor:
-        """Level `index`'s (N, F) grid features -> its (N, H) Fourier embedding sin(2 pi g_i B_i)."""
-        return torch.sin(features @ (2 * math.pi * self.projections[index]))  # 2 pi on the (F, H) filter
-
     def _trunk_layer(self, index: int, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """Trunk layer `index` (0-based among the L injected layers) before its injection: sin(w0 (W h + b)).
         `embedding`: the layer's level embedding (N, H), which a subclass may use (the style-modulated
@@ -345,7 +341,7 @@ class NFFB(Encoding):
             level_weights,
             strict=True,
         ):
-            embedding = torch.sin(level_features @ filter_)  # `level_embedding`
+            embedding = torch.sin(level_features @ filter_)  # e_i = sin(2 pi g_i B_i), (N, H)
             h = layer(h, embedding) + embedding
             features = torch.addmm(features, h if weight is None else h * weight, head)
         return torch.cat([x, features], dim=-1) if self.config.include_input else features
