@@ -10,6 +10,7 @@ import torch
 
 from nsr.config import PRESETS, from_dict, get_preset, to_dict
 from nsr.data.idr import load_idr_scene
+from nsr.encodings import StyleModNFFBConfig
 from nsr.engine.trainer import Trainer
 
 BASE = sorted(name for name in PRESETS if not name.endswith("-cams"))
@@ -156,16 +157,16 @@ def test_bank_presets_unlock_their_levels_over_most_of_the_run(name):
     assert style.unlock_every < FILTER_BANK_IDR_UNLOCK_EVERY
 
 
-@pytest.mark.parametrize("name", ["stylemod-nffb", "stylemod-nffb-fused"])
-def test_idr_style_presets_take_the_cheaper_modulation(name):
-    """The IDR style banks modulate with a per-channel style and its rms (`STYLE_BANK_IDR_MODULATION`: 0.71x
-    against 0.39x the plain bank's steps a second, and no worse at 120 s on an H100); the NeuS ones, unmeasured
-    with it, keep the exact StyleGAN2 modulation."""
+@pytest.mark.parametrize(
+    "name", ["stylemod-nffb", "stylemod-nffb-fused", "neus-stylemod-nffb", "neus-stylemod-nffb-fused"]
+)
+def test_style_presets_take_the_cheaper_modulation(name):
+    """The style banks of both renderers modulate with a per-channel style and its rms (`STYLE_BANK_MODULATION`:
+    0.71x against 0.39x the plain bank's steps a second under IDR, and no worse at 120 s on an H100; under NeuS
+    0.611 against 1.097% on Spot and 0.711 against 0.892% on the fuze bottle at 120 s)."""
     encoding = get_preset(name).model.sdf.encoding
+    assert isinstance(encoding, StyleModNFFBConfig)
     assert (encoding.style_map, encoding.demodulation) == ("diagonal", "style_rms")
-    for neus in ("neus-stylemod-nffb", "neus-stylemod-nffb-fused"):
-        encoding = get_preset(neus).model.sdf.encoding
-        assert (encoding.style_map, encoding.demodulation) == ("linear", "exact")
 
 
 def test_a_style_config_saved_before_the_cheaper_modulation_loads_with_the_exact_one():

@@ -669,7 +669,7 @@ def _compiled_against_eager(cls, config: dict, n: int, device: str = "cpu", tol:
 
 
 LIGHT_STYLE = {"style_map": "diagonal", "demodulation": "style_rms"}
-"""The IDR style presets' cheaper modulation (presets.STYLE_BANK_IDR_MODULATION)."""
+"""The style presets' cheaper modulation (presets.STYLE_BANK_MODULATION)."""
 
 
 @pytest.mark.parametrize(

@@ -252,7 +252,7 @@ larger eikonal weight (0.3) did not help beyond the seed spread (one H200, 2026-
 section 4); under schedules that follow the run's length the banks improve from 120 s to 300 s."""
 
 
-def _filter_bank(config_cls: type, backend: str) -> NFFBConfig:
+def _filter_bank(config_cls: Callable[..., NFFBConfig], backend: str) -> NFFBConfig:
     """8 levels (16 to 1024) with a slow sine trunk (w0 = 3): the trunk carries the smooth shape and the
     grid levels' Fourier filters the detail. The paper's w0 = 30-45 suits dense SDF supervision but,
     under IDR's eikonal and image losses, lets the first MLP layer turn the trunk's high-frequency
@@ -304,7 +304,7 @@ to 0.272% on the fuze bottle. With it on the H100 (alone, 120 s, seed 0, ninth s
 (benchmarks/experiments/banks_idr_style.yaml; its schedule as it was not rerun on the GPU)."""
 
 
-def _idr_bank(config_cls: type, backend: str, gradient: str = "analytic") -> TrainConfig:
+def _idr_bank(config_cls: Callable[..., NFFBConfig], backend: str, gradient: str = "analytic") -> TrainConfig:
     """The IDR filter-bank presets: `_fast` with the banks' table learning rate, their levels unlocked
     over 60% of the run and the exponential decay (`FILTER_BANK_IDR_UNLOCK_EVERY`)."""
     encoding = _filter_bank(config_cls, backend)
@@ -318,25 +318,28 @@ def nffb() -> TrainConfig:
     return _idr_bank(NFFBConfig, "torch")
 
 
-STYLE_BANK_IDR_MODULATION = {"style_map": "diagonal", "demodulation": "style_rms"}
-"""The IDR style-bank presets' modulation: a gain and an offset per channel for the style and the style divided by
-its root mean square for the demodulation (`StyleModNFFBConfig`), which leave the bank with the plain bank's
-matrix products. On one H100 (2026-12-07): the graphed `stylemod-nffb-fused` step of 2048 rays 11.78 ms against
-21.81 ms with the exact modulation (`nffb-fused` 8.42 ms: 0.71x its steps a second against 0.39x); at 120 s, each
-run alone, seed 0, 84 it/s against 48, Chamfer 0.176% against 0.191% on the synthesised armadillo (same call),
-0.131% on the fuze bottle and 0.154% on Spot against the exact modulation's 0.170% and 0.148% (H100, 2026-12-06;
-benchmarks/experiments/banks_idr_light.yaml, benchmarks/RESULTS.md section 4); at equal steps (2500, 2-core CPU)
-the armadillo 0.244% against 0.273%, the fuze bottle 0.256% against 0.288%. The NeuS style presets keep the
-exact modulation: their quality with it is unmeasured (their step: 32.36 against 47.33 ms, `neus-nffb-fused`
-25.48 ms)."""
+STYLE_BANK_MODULATION = {"style_map": "diagonal", "demodulation": "style_rms"}
+"""The style-bank presets' modulation, under both renderers: a gain and an offset per channel for the style and the
+style divided by its root mean square for the demodulation (`StyleModNFFBConfig`), which leave the bank with the
+plain bank's matrix products. IDR, on one H100 (2026-12-07): the graphed `stylemod-nffb-fused` step of 2048 rays
+11.78 ms against 21.81 ms with the exact modulation (`nffb-fused` 8.42 ms: 0.71x its steps a second against 0.39x);
+at 120 s, each run alone, seed 0, 84 it/s against 48, Chamfer 0.176% against 0.191% on the synthesised armadillo
+(same call), 0.131% on the fuze bottle and 0.154% on Spot against the exact modulation's 0.170% and 0.148% (H100,
+2026-12-06; benchmarks/experiments/banks_idr_light.yaml, benchmarks/RESULTS.md section 4); at equal steps (2500,
+2-core CPU) the armadillo 0.244% against 0.273%, the fuze bottle 0.256% against 0.288%. NeuS, compiled chain: the
+graphed step of 1024 rays 32.36 against 47.33 ms (`neus-nffb-fused` 25.48 ms); at 120 s, seed 0, two runs a GPU
+(H100, seventeenth session, benchmarks/experiments/banks_neus_light.yaml): Spot 0.611% against 1.097% (1112 against
+876 steps), the fuze bottle 0.711% against 0.892% (1620 against 1205 steps)."""
+
+
+def _modulated_style_bank(**fields) -> StyleModNFFBConfig:
+    """`StyleModNFFBConfig` with `STYLE_BANK_MODULATION`: the style-bank presets' encoding."""
+    return StyleModNFFBConfig(**fields, **STYLE_BANK_MODULATION)
 
 
 def _idr_style_bank(backend: str, gradient: str = "analytic") -> TrainConfig:
-    """The IDR style-bank presets: `_idr_bank` with `STYLE_BANK_IDR_MODULATION`."""
-    config = _idr_bank(StyleModNFFBConfig, backend, gradient=gradient)
-    for name, value in STYLE_BANK_IDR_MODULATION.items():
-        setattr(config.model.sdf.encoding, name, value)
-    return config
+    """The IDR style-bank presets: `_idr_bank` with `STYLE_BANK_MODULATION`."""
+    return _idr_bank(_modulated_style_bank, backend, gradient=gradient)
 
 
 def stylemod_nffb() -> TrainConfig:
@@ -502,7 +505,7 @@ def neus_hashgrid_fused() -> TrainConfig:
     return _neus_grid("auto", gradient="finite_difference")
 
 
-def _compiled_bank(config_cls: type) -> NFFBConfig:
+def _compiled_bank(config_cls: Callable[..., NFFBConfig]) -> NFFBConfig:
     """The NeuS presets' fused bank with its training chain compiled by Inductor (`compile_training`). A NeuS
     step evaluates the bank with gradient at every sample and is memory-bound (70% of an H100's bandwidth for
     `neus-nffb-fused`); compiled, the graphed step at 1024 rays took 24.96 against 31.30 ms (plain) and 46.61
@@ -571,12 +574,12 @@ def neus_nffb_fused() -> TrainConfig:
 def neus_stylemod_nffb_fused() -> TrainConfig:
     """NeuS with the style-modulated filter bank on the fastest hash-grid backend, finite differences, the
     training chain compiled."""
-    return _neus_bank(_compiled_bank(StyleModNFFBConfig), gradient="finite_difference")
+    return _neus_bank(_compiled_bank(_modulated_style_bank), gradient="finite_difference")
 
 
 def neus_stylemod_nffb() -> TrainConfig:
     """NeuS with the style-modulated filter bank for points (PyTorch grid, analytic eikonal)."""
-    return _neus_bank(_filter_bank(StyleModNFFBConfig, "torch"))
+    return _neus_bank(_filter_bank(_modulated_style_bank, "torch"))
 
 
 _MLP = {"camera_lr_factor": 6.0, "fill_pockets": False, "camera_steps_factor": 1.0}
