@@ -6,6 +6,11 @@ around each repeat).
 
     python benchmarks/bench_bank_training.py --presets neus-nffb-fused neus-stylemod-nffb-fused --points 81920
     python benchmarks/bench_bank_training.py --modes eager compiled     # also with `compile_training`
+    python benchmarks/bench_bank_training.py --modes written autograd   # the written-out backward or not
+
+Modes: `eager` is the preset's eager bank (`written_backward: auto`: its chain written out, `BankChain`, on CUDA),
+`written` and `autograd` the same with `written_backward` on and off (autograd's composition of `NFFB._chain`),
+`compiled` with `compile_training` on.
 
 Compare two commits by running it with PYTHONPATH pointing at each checkout's src/ in turn (RESULTS.md
 section 6, 2026-12-06)."""
@@ -75,6 +80,7 @@ def time_bank(preset: str, points: int, repeats: int, device: torch.device, mode
     torch.manual_seed(0)
     config = get_preset(preset).model.sdf.encoding
     config.compile_training = mode == "compiled"
+    config.written_backward = {"written": "on", "autograd": "off"}.get(mode, "auto")
     bank = config.build(3).to(device)
     bank.set_progress(1.0)  # every level unlocked, as at the end of a run
     x = torch.rand(points, 3, device=device) * 1.6 - 0.8
@@ -115,7 +121,9 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["neus-nffb-fused", "neus-stylemod-nffb-fused"])
     parser.add_argument("--points", type=int, nargs="+", default=[81920])
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--modes", nargs="+", choices=["eager", "compiled"], default=["eager"])
+    parser.add_argument(
+        "--modes", nargs="+", choices=["eager", "written", "autograd", "compiled"], default=["eager"]
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()

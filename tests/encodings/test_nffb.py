@@ -1,4 +1,3 @@
-import functools
 import math
 
 import pytest
@@ -6,7 +5,6 @@ import torch
 
 from conftest import load_benchmark, needs_triton, under_triton_interpreter
 from nsr.encodings import NFFBConfig, StyleModNFFBConfig
-from nsr.encodings.stylemod_nffb import StyleRMSLayer
 from nsr.fields import SDFFieldConfig
 
 SMALL = dict(
@@ -310,76 +308,162 @@ def test_modulation_matches_the_written_out_reference_forward_and_backward(style
     assert style_params and all(grads[n].abs().sum() > 0 for n in style_params)
 
 
-def test_the_written_out_style_layer_matches_autograd():
-    """`StyleRMSLayer` (the cheaper modulation's trunk layer with its backward written out) against autograd's
-    composition of `_trunk_layer`: values and every first-order gradient, and gradcheck."""
-    torch.manual_seed(0)
-    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3).double()
-    with torch.no_grad():
-        enc.style_gain.normal_()  # styles far from neutral, so the demodulation's gradient matters
-    h = torch.randn(9, 16, dtype=torch.double, requires_grad=True)
-    embedding = torch.randn(9, 16, dtype=torch.double, requires_grad=True)
-    upstream = torch.randn(9, 16, dtype=torch.double)
-    inputs = [h, embedding, enc.style_gain, enc.style_offset, enc.trunk[1].weight, enc.trunk[1].bias]
-    results = []
-    for fn in (enc._trunk_layers()[1], lambda a, b: enc._trunk_layer(1, a, b)):
-        y = fn(h, embedding)
-        results.append((y, torch.autograd.grad(y, inputs, upstream)))
-    (y0, grads0), (y1, grads1) = results
-    assert torch.allclose(y0, y1, atol=1e-12)
-    for g0, g1 in zip(grads0, grads1, strict=True):
-        assert torch.allclose(g0, g1, atol=1e-10) and g0.abs().sum() > 0
-    layer = functools.partial(
-        StyleRMSLayer.apply,
-        enc.style_gain[1].detach().requires_grad_(),
-        enc.style_offset[1].detach().requires_grad_(),
-        enc.trunk[1].weight,
-        enc.trunk[1].bias,
-        3.0,  # a smaller w0 than SIREN's 30, so finite differences resolve the sine
-        1e-8,
-    )
-    assert torch.autograd.gradcheck(layer, (h, embedding))
+LIGHT = dict(style_map="diagonal", demodulation="style_rms")
+"""The style presets' cheaper modulation, the one `BankChain` does."""
+WRITTEN_CONFIGS = {
+    "plain": (NFFBConfig, {}),
+    "plain-no-input": (NFFBConfig, {"include_input": False}),
+    "style": (StyleModNFFBConfig, LIGHT),
+    "style-no-attention": (StyleModNFFBConfig, {**LIGHT, "attention": False}),
+    "attention-only": (StyleModNFFBConfig, {**LIGHT, "modulation": False}),
+}
 
 
-def test_the_style_bank_chain_is_the_same_with_the_written_out_layer():
-    """The whole bank, first order: the written-out layers (the eager training path) against autograd's
-    composition (the path of a model that differentiates the gradient); differentiating twice raises."""
+def _written_bank(name, **extra):
+    cls, config = WRITTEN_CONFIGS[name]
     torch.manual_seed(0)
-    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3).double()
+    enc = cls(**{**SMALL, **config, **extra}).build(3).double()
     _randomise_grid(enc)
-    x = _points(100).double().requires_grad_(True)
+    with torch.no_grad():
+        for parameter in enc.parameters():  # trained-looking heads, styles and attention
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return enc
+
+
+@pytest.mark.parametrize("name", list(WRITTEN_CONFIGS))
+def test_the_written_chain_matches_autograd(name):
+    """`BankChain` (the eager training path on CUDA, `written_backward`) against autograd's composition of
+    `_chain`: the values, the gradient at the points and every parameter's gradient."""
+    enc = _written_bank(name)
+    x = _points(100).double()
+    upstream = torch.randn(100, enc.out_dim, dtype=torch.double)
     results = []
-    for double_backward in (False, True):
-        enc.double_backward = double_backward
+    for written in ("on", "off"):
+        enc.config.written_backward = written
         enc.zero_grad()
-        y = enc(x)
-        (dx,) = torch.autograd.grad(y.square().sum(), x, create_graph=double_backward)
-        enc(x).square().sum().backward()
-        results.append((y.detach(), dx.detach(), {n: p.grad.clone() for n, p in enc.named_parameters()}))
+        points = x.clone().requires_grad_(True)
+        y = enc(points)
+        assert enc.writes_backward(points) == (written == "on")
+        (y * upstream).sum().backward()
+        results.append((y.detach(), points.grad, {n: p.grad for n, p in enc.named_parameters()}))
     (y0, dx0, g0), (y1, dx1, g1) = results
     assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(dx0, dx1, atol=1e-10)
-    for name in g0:
-        assert torch.allclose(g0[name], g1[name], atol=1e-10), name
-    enc.double_backward = False
-    (dx,) = torch.autograd.grad(enc(x).square().sum(), x, create_graph=True)
+    assert g0.keys() == g1.keys()
+    for key in g0:
+        if g1[key] is None:
+            assert g0[key] is None, key
+            continue
+        assert torch.allclose(g0[key], g1[key], atol=1e-10 * max(1.0, g1[key].abs().max().item())), key
+    assert any(g is not None and g.abs().sum() > 0 for k, g in g0.items() if k.startswith("style")) == (
+        name in ("style", "style-no-attention")
+    )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("styled", [False, True])
+def test_the_written_chain_passes_gradcheck(weighted, styled):
+    """`BankChain.apply` alone against finite differences in float64, for every input that takes a gradient."""
+    from nsr.encodings.bank_chain import BankChain
+
+    g = torch.Generator().manual_seed(1)
+    levels, points, feats, hidden, out = 3, 5, 2, 4, 3
+
+    def tensor(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.double) * scale).requires_grad_(True)
+
+    weights = torch.softmax(tensor(points, levels), dim=1).detach().requires_grad_(True) if weighted else None
+    gain, offset = (tensor(levels, hidden), tensor(levels, hidden)) if styled else (None, None)
+    inputs = (
+        tensor(points, hidden),
+        tensor(points, levels, feats, scale=0.3),
+        tensor(levels, feats, hidden, scale=0.3),
+        tensor(levels, hidden, hidden, scale=0.3),
+        tensor(levels, hidden),
+        tensor(levels, hidden, out),
+        tensor(levels, out),
+        weights,
+        gain,
+        offset,
+        2.0,  # w0: small, so that the finite differences resolve the sines
+        1e-8,
+    )
+    assert torch.autograd.gradcheck(BankChain.apply, inputs)
+
+
+def test_the_written_chain_is_taken_only_where_it_applies(monkeypatch):
+    """`written_backward: auto` on CUDA only; never with gradient off, for a model that differentiates the bank's
+    gradient (whose second derivative `BankChain` does not give: differentiating it twice raises) or for a
+    modulation it does not do (the linear style map, the exact demodulation)."""
+    enc = _written_bank("style")
+    x = _points(10).double()
+    assert not enc.writes_backward(x)  # auto, CPU
+    enc.config.written_backward = "on"
+    assert enc.writes_backward(x)
+    with torch.no_grad():
+        assert not enc.writes_backward(x)
+    points = x.clone().requires_grad_(True)
+    (dx,) = torch.autograd.grad(enc(points).square().sum(), points, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiate twice"):
         dx.square().sum().backward()
+    enc.require_double_backward()
+    assert not enc.writes_backward(x)
+    for modulation in ({"style_map": "linear"}, {"demodulation": "exact"}):
+        assert not _written_bank("style", written_backward="on", **modulation).writes_backward(x)
+    auto = _written_bank("plain")
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    assert auto.writes_backward(x)
+    auto.config.written_backward = "off"
+    assert not auto.writes_backward(x)
 
 
-def test_the_written_out_layer_dispatches_fewer_operations():
-    """What the written-out layer is for: an eager GPU step of the bank is bound by its launches. Counted by
-    benchmarks/bench_bank_training.py's dispatch counter over the chain's forward and backward."""
+@pytest.mark.parametrize("name, bar", [("plain", 0.7), ("style", 0.5)])
+def test_the_written_chain_dispatches_fewer_operations(name, bar):
+    """What the written chain is for: an eager GPU step of the bank is bound by its launches. Counted by
+    benchmarks/bench_bank_training.py's dispatch counter over the chain's forward and backward (the grid's
+    features given, so the count is the chain's)."""
     counter = load_benchmark("bench_bank_training").OperationCount
-    enc = StyleModNFFBConfig(**SMALL, style_map="diagonal", demodulation="style_rms").build(3)
-    x = _points(64)
+    enc = _written_bank(name)
+    x = _points(64).double()
     grid_features = enc.grid.level_features(x).detach().requires_grad_(True)
     counts = []
-    for double_backward in (False, True):
-        enc.double_backward = double_backward
+    for chain in (enc._written_chain, enc._chain):
         with counter() as operations:
-            enc._chain(x, grid_features).square().sum().backward()
+            chain(x, grid_features).square().sum().backward()
         counts.append(operations.count)
-    assert counts[0] < 0.8 * counts[1]
+    assert counts[0] < bar * counts[1], counts
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("preset", ["nffb-fused", "stylemod-nffb-fused"])
+def test_the_written_chain_matches_autograd_on_cuda(preset, monkeypatch):
+    """The presets' banks on CUDA in float32 (the fused grid, TF32 off): `written_backward: auto` takes the
+    written chain there, and it matches autograd's composition in values and gradients."""
+    from nsr.config import get_preset
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    enc = get_preset(preset).model.sdf.encoding.build(3).cuda()
+    enc.set_progress(1.0)
+    _randomise_grid(enc, scale=0.05)
+    x = torch.rand(20_000, 3, device="cuda") * 1.6 - 0.8
+    upstream = torch.randn(20_000, enc.out_dim, device="cuda")
+    results = []
+    for written in ("auto", "off"):
+        enc.config.written_backward = written
+        enc.zero_grad()
+        points = x.clone().requires_grad_(True)
+        y = enc(points)
+        assert enc.writes_backward(points) == (written == "auto")
+        (y * upstream).sum().backward()
+        results.append((y.detach(), points.grad, {n: p.grad for n, p in enc.named_parameters()}))
+    (y0, dx0, g0), (y1, dx1, g1) = results
+
+    def close(a, b):
+        return (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-6
+
+    assert close(y0, y1) and close(dx0, dx1)
+    for key, grad in g1.items():
+        assert grad is not None and close(g0[key], grad), key
 
 
 def test_style_rms_is_the_exact_demodulation_for_rows_of_one_magnitude():

@@ -6,14 +6,11 @@ a size-1 axis (identically 1) and whose "demodulation" was a misapplied instance
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from nsr import checks
 from nsr.encodings.nffb import NFFB, NFFBConfig
@@ -113,26 +110,12 @@ class StyleModNFFB(NFFB):
         scales = demodulation * (w0 * weight.norm(dim=1))
         return torch.sin(torch.addcmul(w0 * layer.bias, (h * style) @ weight.t(), scales))
 
-    def _trunk_layers(self) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-        """With the cheaper modulation (`diagonal`, `style_rms`), in an eager evaluation whose gradient is not
-        differentiated again: each layer as `StyleRMSLayer`, whose backward is written out (26 operations a
-        layer, forward and backward, where autograd's composition of `_trunk_layer` takes 40; an eager GPU step
-        is bound by its launches). Otherwise (double backward, a compiled chain, the exact modulation) `_trunk_layer`."""
-        config = self.config
-        if (
-            self.style_gain is None
-            or config.demodulation != "style_rms"
-            or self.double_backward
-            or torch.compiler.is_compiling()
-        ):
-            return super()._trunk_layers()
-        w0, eps = config.w0, config.demodulation_eps
-        return [
-            functools.partial(StyleRMSLayer.apply, gain, offset, layer.weight, layer.bias, w0, eps)
-            for gain, offset, layer in zip(
-                self.style_gain.unbind(0), self.style_offset.unbind(0), self.trunk, strict=True
-            )
-        ]
+    def _chain_styles(self) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+        if not self.config.modulation:
+            return None, None
+        if self.style_gain is None or self.config.demodulation != "style_rms":
+            return None  # the linear style map or the exact demodulation: autograd's composition
+        return self.style_gain, self.style_offset
 
     def _fused_extras(self) -> dict:
         extras: dict = {"eps": self.config.demodulation_eps, "demodulation": self.config.demodulation}
@@ -158,39 +141,3 @@ class StyleModNFFB(NFFB):
         if self.attention is None:
             return None
         return self.level_attention(x, grid_features)
-
-
-class StyleRMSLayer(torch.autograd.Function):
-    """One trunk layer of the bank with the cheaper modulation, its backward written out: (gain, offset, weight,
-    bias, w0, eps, h, embedding) -> y = sin(w0 (W (h * n) + b)) with n = s / sqrt(mean(s^2) + eps) and
-    s = a + g * e (`StyleModNFFB._trunk_layer` with `style_map: diagonal`, `demodulation: style_rms`). First order
-    only: differentiating its gradient raises."""
-
-    @staticmethod
-    def forward(ctx, gain, offset, weight, bias, w0: float, eps: float, h, embedding):
-        style = torch.addcmul(offset, embedding, gain)
-        inverse_rms = torch.rsqrt(torch.mean(style * style, dim=1, keepdim=True) + eps)  # (N, 1)
-        normalised = style * inverse_rms
-        modulated = h * normalised
-        pre = torch.addmm(bias, modulated, weight.t(), beta=w0, alpha=w0)
-        ctx.save_for_backward(h, embedding, gain, weight, normalised, inverse_rms, modulated, pre)
-        ctx.w0 = w0
-        return torch.sin(pre)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        h, embedding, gain, weight, normalised, inverse_rms, modulated, pre = ctx.saved_tensors
-        grad_pre = torch.cos(pre).mul_(grad).mul_(ctx.w0)  # through pre = w0 (W m + b)
-        grad_weight = torch.mm(grad_pre.t(), modulated)
-        grad_bias = grad_pre.sum(0)
-        grad_modulated = torch.mm(grad_pre, weight)
-        grad_h = grad_modulated * normalised
-        grad_normalised = grad_modulated.mul_(h)
-        # through n = s / rms(s): ds = (dn - n mean(dn * n)) / rms(s)
-        projection = torch.mean(grad_normalised * normalised, dim=1, keepdim=True)
-        grad_style = torch.addcmul(grad_normalised, normalised, projection, value=-1.0).mul_(inverse_rms)
-        grad_gain = (grad_style * embedding).sum(0)
-        grad_offset = grad_style.sum(0)
-        grad_embedding = grad_style.mul_(gain)
-        return grad_gain, grad_offset, grad_weight, grad_bias, None, None, grad_h, grad_embedding
