@@ -6,14 +6,10 @@
     python benchmarks/profile_step.py --scene ... --presets nffb-fused --set model.sdf.encoding.compile=cuda
 
 For every (preset, rays, tracer mode) case, `--steps` steps are timed after `--warmup` steps (wall clock,
-synchronised; `--set KEY=VALUE` overrides config fields as `nsr batch` jobs files do), then 5 steps are profiled:
-`matmuls_per_step` counts the matrix products (also on a CPU), `kernels_per_step` the GPU kernels launched, and
-`gpu_busy` is the summed duration of the GPU kernels over the
+synchronised; `--set KEY=VALUE` overrides config fields as `nsr batch` jobs files do), then 5 steps are profiled: `matmuls_per_step` counts the matrix products (also on a CPU),
+`kernels_per_step` the GPU kernels launched, and `gpu_busy` is the summed duration of the GPU kernels over the
 wall time of those steps (1.0: the GPU never waits for the host; kernels overlapping on several streams
-could push it above 1, which NSR's single stream does not). `operations_per_step` counts the ATen operators
-one more step dispatches, views and allocations left out (`bench_bank_training.OperationCount`): about the kernels
-an eager step launches, also on a CPU (a replayed CUDA graph dispatches almost none). `--table` prints the
-profiler's top kernels.
+could push it above 1, which NSR's single stream does not). `--table` prints the profiler's top kernels.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from bench_bank_training import OperationCount
 from torch.profiler import ProfilerActivity, profile
 
 from nsr.cli.train import with_overrides
@@ -88,9 +83,6 @@ def profile_steps(trainer: Trainer, steps: int = 5, table: bool = False) -> dict
         row["gpu_busy"] = sum(e.device_time for e in kernels) / 1e6 / wall  # microseconds -> seconds
     else:
         row["gpu_busy"] = None
-    with OperationCount() as operations:
-        trainer.train_step()
-    row["operations_per_step"] = operations.count
     if table:
         sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
         print(prof.key_averages().table(sort_by=sort, row_limit=15))

@@ -1,7 +1,9 @@
 """Operators one training step dispatches, counted on a CPU as the GPU would launch them as kernels.
 
     python benchmarks/step_ops.py --scene .data/synthetic_spot_mitsuba \
-        --presets hashgrid-fused nffb-fused stylemod-nffb-fused [--fused-bank] [--rays 256]
+        --presets hashgrid-fused nffb-fused stylemod-nffb-fused [--fused-bank] [--rays 256] [--set KEY=VALUE ...]
+
+(e.g. `--set model.sdf.encoding.written_backward=on` for the filter banks' training chain as CUDA runs it)
 
 A step replayed as one CUDA graph is bound by its number of kernels (benchmarks/RESULTS.md, "Step time and
 GPU use"), and a CPU can count them before a GPU measures them. The step is IDR's static training loss and
@@ -96,8 +98,8 @@ def fused_grid(self: HashGrid, x: torch.Tensor) -> torch.Tensor:
     return _OneKernelGrid.apply(x, self.table, self)
 
 
-def count_step(preset: str, scene, rays: int, fused_bank: bool) -> dict:
-    config = with_overrides(get_preset(preset), ["model.tracer.mode=static"])
+def count_step(preset: str, scene, rays: int, fused_bank: bool, overrides: list[str] = ()) -> dict:
+    config = with_overrides(get_preset(preset), ["model.tracer.mode=static", *overrides])
     config.tensorboard, config.val_every, config.rays_per_batch = False, 0, rays
     trainer = Trainer(config, scene, Path(tempfile.mkdtemp()))
     for _ in range(2):
@@ -119,6 +121,7 @@ def count_step(preset: str, scene, rays: int, fused_bank: bool) -> dict:
     return {
         "preset": preset,
         "fused_bank": fused_bank,
+        "set": list(overrides),
         **counts,
         "total": counts["forward"] + counts["backward"],
     }
@@ -132,6 +135,7 @@ def main() -> None:
     )
     parser.add_argument("--rays", type=int, default=256)
     parser.add_argument("--fused-bank", action="store_true", help="filter banks without gradient: the kernel")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     parser.add_argument(
         "--two-calls-a-step",
         action="store_true",
@@ -154,7 +158,7 @@ def main() -> None:
         NFFB.fused_forward = counted
     scene = load_idr_scene(args.scene)
     for preset in args.presets:
-        print(count_step(preset, scene, args.rays, args.fused_bank), flush=True)
+        print(count_step(preset, scene, args.rays, args.fused_bank, args.set), flush=True)
 
 
 if __name__ == "__main__":
