@@ -257,7 +257,7 @@ class SphereTracer:
         if cfg.mask_search_depth is not None:  # the mask loss looks no deeper than this past the crossing
             reach = z[rows, first_neg] + cfg.mask_search_depth
             too_deep = crossing[:, None] & (z > reach[:, None])
-            min_idx = torch.where(too_deep, torch.full_like(values, torch.inf), values).argmin(dim=1)
+            min_idx = values.masked_fill(too_deep, torch.inf).argmin(dim=1)
         min_points = points[rows, min_idx]
         refine = crossing & (first_neg > 0)
         if object_mask is not None:
@@ -319,25 +319,24 @@ class SphereTracer:
         near, far, in_sphere = intersect_sphere(origins, directions, cfg.bounding_radius)
 
         # Two-sided sphere tracing on 2N stacked fronts: [front from the entry; front from the exit].
+        # (Each operation here is a kernel of a step that is bound by its kernels: the fronts' order compared on
+        # the (2, N) view rather than repeated.)
         o2, d2 = origins.repeat(2, 1), directions.repeat(2, 1)
         t = torch.cat([near, far])
         sign = torch.cat([torch.ones_like(near), -torch.ones_like(far)])
         active = in_sphere.repeat(2)
         values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
         for it in range(cfg.sphere_tracing_iters + 1):
-            values = torch.where(values <= cfg.sdf_threshold, torch.zeros_like(values), values)
-            active = active & (values > 0) & (t[:n] < t[n:]).repeat(2)
+            values = values.masked_fill(values <= cfg.sdf_threshold, 0.0)  # one kernel; where's scalar is two
+            fronts = t.view(2, n)
+            active = (active.view(2, n) & (values.view(2, n) > 0) & (fronts[0] < fronts[1])).view(-1)
             if it == cfg.sphere_tracing_iters:
                 break
             if self.values_from_back_off:  # one SDF call a step: the back-off's batch holds the new depths
-                t_next, v_next = self._back_off_static(
-                    sdf_fn, o2, d2, t + sign * values, sign, values, with_values=True
-                )
+                t_next, v_next = self._back_off_static(sdf_fn, o2, d2, t, sign, values, with_values=True)
                 t, values = torch.where(active, t_next, t), torch.where(active, v_next, values)
             else:
-                t = torch.where(
-                    active, self._back_off_static(sdf_fn, o2, d2, t + sign * values, sign, values), t
-                )
+                t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t, sign, values), t)
                 values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
         t_start, t_end = t[:n], t[n:]
         unfinished = active[:n] & (t_start < t_end)
@@ -390,8 +389,9 @@ class SphereTracer:
         searched = points[torch.arange(len(z), device=z.device), values.argmin(dim=1)]
         return s_depth, s_hit, s_min, searched
 
-    def _back_off_static(self, sdf_fn, origins, directions, t_new, sign, step, with_values=False):
-        """The back-off of `_sphere_trace` with its SDF queries in one batch: the depths after 0, 1, ..
+    def _back_off_static(self, sdf_fn, origins, directions, t, sign, step, with_values=False):
+        """The step t + sign * step and its back-off as `_sphere_trace` takes them, with the back-off's SDF queries
+        in one batch: the depths after 0, 1, ..
         `line_step_iters` - 1 halvings do not depend on what the SDF says at them, so all are evaluated
         at once and each front takes the first that does not land inside (or the last halving). The same
         depths as the sequential loop, with one SDF call instead of `line_step_iters` (a step captured as a
@@ -401,17 +401,18 @@ class SphereTracer:
         the same batch, so that the next sphere-tracing step needs no SDF call of its own."""
         cfg = self.config
         steps = cfg.line_step_iters
+        signed = sign * step  # sign * (c * step) = c * (sign * step) exactly: sign is +-1
+        t_new = t + signed
         candidates = [t_new]
         for k in range(steps):
-            candidates.append(candidates[-1] - sign * ((1 - cfg.line_search_step) / 2**k * step))
+            candidates.append(candidates[-1] - signed * ((1 - cfg.line_search_step) / 2**k))
         tried = candidates if with_values else candidates[:-1]
         if not tried:
             return t_new
-        values = _eval(
-            sdf_fn,
-            origins.repeat(len(tried), 1) + directions.repeat(len(tried), 1) * torch.cat(tried)[:, None],
-            cfg.chunk_size,
-        ).view(len(tried), -1)
+        depths = torch.stack(tried)[..., None]  # (tried, M, 1)
+        values = _eval(sdf_fn, (origins + directions * depths).view(-1, 3), cfg.chunk_size).view(
+            len(tried), -1
+        )
         inside = values[:steps] < 0
         chosen = candidates[-1]
         chosen_values = values[-1] if with_values else None
