@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import signal
 import pytest
 from batch_helpers import make_scenes, write_jobs
 
-from nsr.batch import load_runs, read_results, run_batch
+from nsr.batch import load_runs, pipeline, read_results, run_batch
 from nsr.cli.main import main
 from nsr.engine.run import open_run
 
@@ -161,10 +162,15 @@ def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(scenes_root, tmp_path, signum, capsys):
+def test_a_stopped_batch_saves_its_run_and_the_next_resumes_it(
+    scenes_root, tmp_path, signum, capsys, monkeypatch
+):
     """Ctrl-C or SIGTERM (a scheduler's time limit) while a run trains: it finishes its step, saves a
     checkpoint and is recorded as `interrupted`; the batch stops before its next run; the next invocation
     resumes the run from that checkpoint and runs the rest."""
+    # progress after every step (not every 0.5 s), so that the signal comes a third of the way into the first
+    # run however fast this machine trains its 30 steps
+    monkeypatch.setattr(pipeline, "_fraction", functools.partial(pipeline._fraction, every=0.0))
     jobs, specs = load_runs(
         write_jobs(
             tmp_path / "jobs.yaml",
