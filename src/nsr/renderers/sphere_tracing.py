@@ -409,18 +409,21 @@ class SphereTracer:
         tried = candidates if with_values else candidates[:-1]
         if not tried:
             return t_new
-        depths = torch.stack(tried)[..., None]  # (tried, M, 1)
-        values = _eval(sdf_fn, (origins + directions * depths).view(-1, 3), cfg.chunk_size).view(
-            len(tried), -1
-        )
+        depths = torch.stack(tried)  # (tried, M)
+        points = origins + directions * depths[..., None]
+        values = _eval(sdf_fn, points.view(-1, 3), cfg.chunk_size).view(len(tried), -1)
         inside = values[:steps] < 0
-        chosen = candidates[-1]
-        chosen_values = values[-1] if with_values else None
+        if not with_values:
+            chosen = candidates[-1]
+            for k in reversed(range(steps)):
+                chosen = torch.where(inside[k], chosen, candidates[k])
+            return chosen
+        # each front's depth and value chosen together: one selection a halving on the (2, tried, M) pairs
+        pairs = torch.stack([depths, values])
+        chosen = pairs[:, -1]
         for k in reversed(range(steps)):
-            chosen = torch.where(inside[k], chosen, candidates[k])
-            if with_values:
-                chosen_values = torch.where(inside[k], chosen_values, values[k])
-        return (chosen, chosen_values) if with_values else chosen
+            chosen = torch.where(inside[k], chosen, pairs[:, k])
+        return chosen[0], chosen[1]
 
 
 class GraphedTrace:
