@@ -330,6 +330,18 @@ def _written_bank(name, **extra):
     return enc
 
 
+def _bank_with(enc, written, x, upstream):
+    """The bank's output at x, its gradient at x and every parameter's gradient (of sum(output * upstream)),
+    with `written_backward` set to `written`; checks that the written chain runs where it says it does."""
+    enc.config.written_backward = written
+    enc.zero_grad()
+    points = x.clone().requires_grad_(True)
+    y = enc(points)
+    assert enc.writes_backward(points) == (written != "off")
+    (y * upstream).sum().backward()
+    return y.detach(), points.grad, {n: p.grad for n, p in enc.named_parameters()}
+
+
 @pytest.mark.parametrize("name", list(WRITTEN_CONFIGS))
 def test_the_written_chain_matches_autograd(name):
     """`BankChain` (the eager training path on CUDA, `written_backward`) against autograd's composition of
@@ -337,16 +349,7 @@ def test_the_written_chain_matches_autograd(name):
     enc = _written_bank(name)
     x = _points(100).double()
     upstream = torch.randn(100, enc.out_dim, dtype=torch.double)
-    results = []
-    for written in ("on", "off"):
-        enc.config.written_backward = written
-        enc.zero_grad()
-        points = x.clone().requires_grad_(True)
-        y = enc(points)
-        assert enc.writes_backward(points) == (written == "on")
-        (y * upstream).sum().backward()
-        results.append((y.detach(), points.grad, {n: p.grad for n, p in enc.named_parameters()}))
-    (y0, dx0, g0), (y1, dx1, g1) = results
+    (y0, dx0, g0), (y1, dx1, g1) = (_bank_with(enc, written, x, upstream) for written in ("on", "off"))
     assert torch.allclose(y0, y1, atol=1e-12) and torch.allclose(dx0, dx1, atol=1e-10)
     assert g0.keys() == g1.keys()
     for key in g0:
@@ -447,16 +450,7 @@ def test_the_written_chain_matches_autograd_on_cuda(preset, monkeypatch):
     _randomise_grid(enc, scale=0.05)
     x = torch.rand(20_000, 3, device="cuda") * 1.6 - 0.8
     upstream = torch.randn(20_000, enc.out_dim, device="cuda")
-    results = []
-    for written in ("auto", "off"):
-        enc.config.written_backward = written
-        enc.zero_grad()
-        points = x.clone().requires_grad_(True)
-        y = enc(points)
-        assert enc.writes_backward(points) == (written == "auto")
-        (y * upstream).sum().backward()
-        results.append((y.detach(), points.grad, {n: p.grad for n, p in enc.named_parameters()}))
-    (y0, dx0, g0), (y1, dx1, g1) = results
+    (y0, dx0, g0), (y1, dx1, g1) = (_bank_with(enc, written, x, upstream) for written in ("auto", "off"))
 
     def close(a, b):
         return (a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-6

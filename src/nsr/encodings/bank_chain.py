@@ -13,9 +13,32 @@ once. Only the trunk's recursion stays level by level. First order only (differe
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
+
+
+class _Saved(NamedTuple):
+    """What `BankChain`'s forward pass keeps for its backward pass (None for a plain bank's styles and the mean
+    over levels' weights)."""
+
+    h0: torch.Tensor
+    level_grid: torch.Tensor
+    filters: torch.Tensor
+    pre_embedding: torch.Tensor
+    embedding: torch.Tensor
+    weight: torch.Tensor
+    pre: torch.Tensor
+    outputs: torch.Tensor
+    inputs: torch.Tensor | None
+    normalised: torch.Tensor | None
+    inverse_rms: torch.Tensor | None
+    style_gain: torch.Tensor | None
+    head_weight: torch.Tensor
+    head_bias: torch.Tensor
+    heads: torch.Tensor
+    level_weights: torch.Tensor | None
 
 
 class BankChain(torch.autograd.Function):
@@ -77,47 +100,20 @@ class BankChain(torch.autograd.Function):
         else:
             features = torch.addmm((heads * level_weights.t().unsqueeze(2)).sum(0), level_weights, head_bias)
         ctx.save_for_backward(
-            h0,
-            level_grid,
-            filters,
-            pre_embedding,
-            embedding,
-            weight,
-            pre,
-            outputs,
-            inputs,
-            normalised,
-            inverse_rms,
-            style_gain,
-            head_weight,
-            head_bias,
-            heads,
-            level_weights,
-        )
+            *_Saved(
+                h0, level_grid, filters, pre_embedding, embedding, weight, pre, outputs, inputs, normalised,
+                inverse_rms, style_gain, head_weight, head_bias, heads, level_weights,
+            )
+        )  # fmt: skip
         ctx.w0 = w0
         return features
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        (
-            h0,
-            level_grid,
-            filters,
-            pre_embedding,
-            embedding,
-            weight,
-            pre,
-            outputs,
-            inputs,
-            normalised,
-            inverse_rms,
-            style_gain,
-            head_weight,
-            head_bias,
-            heads,
-            level_weights,
-        ) = ctx.saved_tensors
+        saved = _Saved(*ctx.saved_tensors)
+        h0, outputs, pre, weight = saved.h0, saved.outputs, saved.pre, saved.weight
+        normalised, style_gain, level_weights = saved.normalised, saved.style_gain, saved.level_weights
         levels, points, _ = outputs.shape
         w0 = ctx.w0
         styled = style_gain is not None
@@ -125,16 +121,16 @@ class BankChain(torch.autograd.Function):
         grad_weights = None
         if level_weights is None:
             level_grad = grad.expand(levels, points, grad.shape[1])
-            grad_outputs = torch.bmm(level_grad, head_weight.transpose(1, 2)).mul_(1.0 / levels)
+            grad_outputs = torch.bmm(level_grad, saved.head_weight.transpose(1, 2)).mul_(1.0 / levels)
             grad_head_weight = torch.bmm(outputs.transpose(1, 2), level_grad).mul_(1.0 / levels)
-            grad_head_bias = (grad.sum(0) / levels).expand_as(head_bias).clone()
+            grad_head_bias = (grad.sum(0) / levels).expand_as(saved.head_bias).clone()
         else:
             level_grad = grad * level_weights.t().unsqueeze(2)  # (L, N, O)
-            grad_outputs = torch.bmm(level_grad, head_weight.transpose(1, 2))
+            grad_outputs = torch.bmm(level_grad, saved.head_weight.transpose(1, 2))
             grad_head_weight = torch.bmm(outputs.transpose(1, 2), level_grad)
             grad_head_bias = level_weights.t() @ grad
             if ctx.needs_input_grad[7]:
-                grad_weights = torch.addmm((heads * grad).sum(2).t(), grad, head_bias.t())
+                grad_weights = torch.addmm((saved.heads * grad).sum(2).t(), grad, saved.head_bias.t())
         # the trunk, last level first: grad_outputs[l] becomes the gradient of h_l (and of e_l), grad_pre[l] that
         # of layer l's argument (cos of every level's argument at once), grad_inputs[l] that of its input x_l
         grad_pre = torch.cos(pre)
@@ -154,7 +150,7 @@ class BankChain(torch.autograd.Function):
         # every layer's weights at once: grad_W_l = w0 grad_pre_l^T x_l, grad_b_l = w0 sum_n grad_pre_l
         grad_trunk_weight = torch.empty_like(weight)
         if styled:
-            torch.bmm(grad_pre.transpose(1, 2), inputs, out=grad_trunk_weight)
+            torch.bmm(grad_pre.transpose(1, 2), saved.inputs, out=grad_trunk_weight)
         else:
             torch.mm(grad_pre[0].t(), h0, out=grad_trunk_weight[0])
             if levels > 1:
@@ -171,13 +167,13 @@ class BankChain(torch.autograd.Function):
             if levels > 1:
                 grad_normalised[1:].mul_(outputs[:-1])
             projection = (grad_normalised * normalised).mean(dim=2, keepdim=True)
-            grad_style = grad_normalised.addcmul_(normalised, projection, value=-1.0).mul_(inverse_rms)
-            grad_gain = (grad_style * embedding).sum(1)
+            grad_style = grad_normalised.addcmul_(normalised, projection, value=-1.0).mul_(saved.inverse_rms)
+            grad_gain = (grad_style * saved.embedding).sum(1)
             grad_offset = grad_style.sum(1)
             grad_embedding.addcmul_(grad_style, style_gain.unsqueeze(1))
-        grad_pre_embedding = torch.cos(pre_embedding).mul_(grad_embedding)
-        grad_grid = torch.bmm(grad_pre_embedding, filters.transpose(1, 2)).transpose(0, 1)  # (N, L, F)
-        grad_projections = torch.bmm(level_grid.transpose(1, 2), grad_pre_embedding).mul_(2 * math.pi)
+        grad_pre_embedding = torch.cos(saved.pre_embedding).mul_(grad_embedding)
+        grad_grid = torch.bmm(grad_pre_embedding, saved.filters.transpose(1, 2)).transpose(0, 1)  # (N, L, F)
+        grad_projections = torch.bmm(saved.level_grid.transpose(1, 2), grad_pre_embedding).mul_(2 * math.pi)
         return (
             grad_h0,
             grad_grid,
