@@ -4,6 +4,8 @@
         neus-hashgrid-fused --rays 1024 2048 4096 8192 --json out.json
     python benchmarks/profile_step.py --scene ... --presets demo --modes compact static static+graph
     python benchmarks/profile_step.py --scene ... --presets nffb-fused --set model.sdf.encoding.compile=cuda
+    python benchmarks/profile_step.py --scene ... --presets nffb-fused stylemod-nffb-fused --modes static+graph \
+        --versus model.sdf.encoding.written_backward=off --rounds 4     # A against B, alternated, one process
 
 For every (preset, rays, tracer mode) case, `--steps` steps are timed after `--warmup` steps (wall clock,
 synchronised; `--set KEY=VALUE` overrides config fields as `nsr batch` jobs files do), then 5 steps are profiled: `matmuls_per_step` counts the matrix products (also on a CPU),
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -45,19 +48,39 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(trainer: Trainer, steps: int, warmup: int = 5) -> tuple[float, float]:
-    """ms a step over `steps` steps, and the seconds of the `warmup` steps before them (the CUDA graphs'
-    capture and Inductor's compiles: with an empty TORCHINDUCTOR_CACHE_DIR, a cold compile)."""
+def warm_up(trainer: Trainer, steps: int) -> float:
+    """Seconds of `steps` untimed steps (the CUDA graphs' capture and Inductor's compiles: with an empty
+    TORCHINDUCTOR_CACHE_DIR, a cold compile)."""
     start = time.perf_counter()
-    for _ in range(warmup):
+    for _ in range(steps):
         trainer.train_step()
     sync()
-    warmup_seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def time_steps(trainer: Trainer, steps: int, warmup: int = 5) -> tuple[float, float]:
+    """ms a step over `steps` steps, and the seconds of the `warmup` steps before them (`warm_up`)."""
+    warmup_seconds = warm_up(trainer, warmup)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step()
     sync()
     return (time.perf_counter() - start) / steps * 1000, warmup_seconds
+
+
+def time_alternately(
+    trainers: list[Trainer], steps: int, warmup: int, rounds: int
+) -> tuple[list[list[float]], list[float]]:
+    """ms a step of each trainer in each of `rounds` rounds of `steps` steps, the trainers' order reversed every
+    other round so that none always runs first (on an H100 the order of two presets in a process moved the ratio
+    of their step times from 0.68x to 0.78x; benchmarks/RESULTS.md section 2), and each one's warm-up seconds."""
+    warmups = [warm_up(trainer, warmup) for trainer in trainers]
+    times: list[list[float]] = [[] for _ in trainers]
+    for round_ in range(rounds):
+        order = range(len(trainers)) if round_ % 2 == 0 else reversed(range(len(trainers)))
+        for index in order:
+            times[index].append(time_steps(trainers[index], steps, warmup=0)[0])
+    return times, warmups
 
 
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
@@ -100,32 +123,53 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["preset"], help="preset | compact | static | static+graph"
     )
+    parser.add_argument(
+        "--versus",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a second configuration (--set plus these overrides) timed alternately with the first in the same "
+        "process, case by case",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="rounds of --steps steps a configuration; the median is reported",
+    )
     parser.add_argument("--table", action="store_true", help="print the top kernels of each case")
     parser.add_argument("--json", type=Path, help="write the cases here")
     args = parser.parse_args()
     scene = load_idr_scene(args.scene)
+    variants = [args.set] + ([args.set + args.versus] if args.versus else [])
     rows = []
     for preset in args.presets:
         for rays in args.rays:
             for mode in args.modes:
-                trainer = make_trainer(preset, scene, rays, mode, args.set)
-                ms, warmup_seconds = time_steps(trainer, args.steps, args.warmup)
-                row = {
-                    "preset": preset,
-                    "set": args.set,
-                    "rays": rays,
-                    "mode": mode,
-                    "ms_per_step": round(ms, 2),
-                    "rays_per_s": round(rays * 1000 / ms),
-                    "warmup_s": round(warmup_seconds, 1),
-                    **profile_steps(trainer, table=args.table),
-                    "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                    if torch.cuda.is_available()
-                    else None,
-                }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                del trainer
+                trainers = [make_trainer(preset, scene, rays, mode, overrides) for overrides in variants]
+                times, warmups = time_alternately(trainers, args.steps, args.warmup, args.rounds)
+                for trainer, overrides, ms_rounds, warmup_seconds in zip(
+                    trainers, variants, times, warmups, strict=True
+                ):
+                    ms = statistics.median(ms_rounds)
+                    row = {
+                        "preset": preset,
+                        "set": overrides,
+                        "rays": rays,
+                        "mode": mode,
+                        "ms_per_step": round(ms, 2),
+                        "ms_rounds": [round(t, 2) for t in ms_rounds],
+                        "rays_per_s": round(rays * 1000 / ms),
+                        "warmup_s": round(warmup_seconds, 1),
+                        **profile_steps(trainer, table=args.table),
+                        # with --versus: the peak of both configurations' trainers, which share the process
+                        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                        if torch.cuda.is_available()
+                        else None,
+                    }
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                del trainers
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
