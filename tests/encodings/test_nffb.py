@@ -419,6 +419,27 @@ def test_the_written_chain_is_taken_only_where_it_applies(monkeypatch):
     assert not auto.writes_backward(x)
 
 
+def test_a_failing_written_chain_leaves_autograds_composition_with_a_warning(monkeypatch, caplog):
+    """Where `BankChain` fails (a device or build whose operations it uses fail), the evaluation and every later
+    one run autograd's composition, with one warning naming the error."""
+    from nsr.encodings.bank_chain import BankChain
+
+    enc = _written_bank("style", written_backward="on")
+    x = _points(20).double()
+    expected = enc._chain(x, enc.grid.level_features(x))
+
+    def fail(*args):
+        raise RuntimeError("no kernel image for this device")
+
+    monkeypatch.setattr(BankChain, "apply", fail)
+    with caplog.at_level("WARNING"):
+        assert torch.equal(enc(x), expected)
+    assert "no kernel image" in enc.written_unavailable and not enc.writes_backward(x)
+    assert sum("written-out training chain failed" in r.message for r in caplog.records) == 1
+    enc(x)
+    assert sum("written-out training chain failed" in r.message for r in caplog.records) == 1
+
+
 @pytest.mark.parametrize("name, bar", [("plain", 0.7), ("style", 0.5)])
 def test_the_written_chain_dispatches_fewer_operations(name, bar):
     """What the written chain is for: an eager GPU step of the bank is bound by its launches. Counted by

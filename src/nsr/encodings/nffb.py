@@ -175,6 +175,8 @@ class NFFB(Encoding):
         """Why the fused kernel failed, once it has (evaluations then run the PyTorch trunk)."""
         self.compile_unavailable: str | None = None
         """Why `compile_training`'s compiled chain failed, once it has (evaluations then run eagerly)."""
+        self.written_unavailable: str | None = None
+        """Why `BankChain` failed, once it has (evaluations then use autograd's composition)."""
         self.double_backward = False
         """Whether a model differentiates the bank's gradient (analytic normals): no compiled chain then."""
         self.in_dim = in_dim
@@ -308,7 +310,17 @@ class NFFB(Encoding):
                     self.compile_unavailable,
                 )
         if self.writes_backward(x):
-            return self._written_chain(x, grid_features)
+            try:
+                return self._written_chain(x, grid_features)
+            except (
+                Exception
+            ) as error:  # a device or build where its operations fail: the run goes on without it
+                self.written_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                logger.warning(
+                    "%s: the written-out training chain failed (%s); evaluations use autograd's composition",
+                    self.config.kind,
+                    self.written_unavailable,
+                )
         return self._chain(x, grid_features)
 
     def writes_backward(self, x: torch.Tensor) -> bool:
@@ -320,6 +332,7 @@ class NFFB(Encoding):
             and torch.is_grad_enabled()
             and not self.double_backward
             and not torch.compiler.is_compiling()
+            and not self.written_unavailable
             and self._chain_styles() is not None
         )
 
