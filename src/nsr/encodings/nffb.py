@@ -312,9 +312,8 @@ class NFFB(Encoding):
         if self.writes_backward(x):
             try:
                 return self._written_chain(x, grid_features)
-            except (
-                Exception
-            ) as error:  # a device or build where its operations fail: the run goes on without it
+            # a device or build where its operations fail: the run goes on without it
+            except Exception as error:
                 self.written_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
                 logger.warning(
                     "%s: the written-out training chain failed (%s); evaluations use autograd's composition",
