@@ -7,7 +7,7 @@ does the same arithmetic with the levels batched wherever they do not depend on 
 embeddings in one batched product, the L heads in one, the gradients of the L trunk layers' weights in one, and
 the style's normalisation (`StyleModNFFB`, `style_map: diagonal`, `demodulation: style_rms`) for all levels at
 once. Only the trunk's recursion stays level by level. First order only (differentiating its gradient raises);
-`NFFB._chain` is its reference (tests/encodings/test_bank_chain.py: values, every gradient, gradcheck).
+`NFFB._chain` is its reference (tests/encodings/test_nffb.py: values, every gradient, gradcheck).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class _Saved(NamedTuple):
     style_gain: torch.Tensor | None
     head_weight: torch.Tensor
     head_bias: torch.Tensor
-    heads: torch.Tensor
+    heads: torch.Tensor | None
+    """h_l V_l (L, N, O), for the level weights' gradient (None without level weights)."""
     level_weights: torch.Tensor | None
 
 
@@ -50,10 +51,10 @@ class BankChain(torch.autograd.Function):
     or None for the plain bank. Returns the features (N, O):
 
         e_l = sin(2 pi g_l B_l)
-        h_l = sin(w0 (W_l (h_{l-1} * n_l) + b_l)) + e_l,   n_l = s_l / sqrt(mean(s_l^2) + eps), s_l = a_l + c_l * e_l
+        h_l = sin(w0 (W_l (h_{l-1} * n_l) + b_l)) + e_l,   n_l = s_l / sqrt(mean(s_l^2) + eps), s_l = a_l + k_l * e_l
         features = sum_l w_l (h_l V_l + c_l)
 
-    with n_l = 1 for the plain bank and w_l = 1 / L without level weights.
+    with (a_l, k_l) the style's offset and gain, n_l = 1 for the plain bank, and w_l = 1 / L without level weights.
     """
 
     @staticmethod
@@ -102,7 +103,8 @@ class BankChain(torch.autograd.Function):
         ctx.save_for_backward(
             *_Saved(
                 h0, level_grid, filters, pre_embedding, embedding, weight, pre, outputs, inputs, normalised,
-                inverse_rms, style_gain, head_weight, head_bias, heads, level_weights,
+                inverse_rms, style_gain, head_weight, head_bias, None if level_weights is None else heads,
+                level_weights,
             )
         )  # fmt: skip
         ctx.w0 = w0

@@ -94,8 +94,8 @@ class NFFBConfig:
     (`NFFB._chain`, its reference); `auto`: `on` on CUDA, `off` on a CPU (where the batched (L, N, H) tensors cost
     more memory traffic than the operations save: 209 against 156 ms at 16384 points on 2 cores). The style bank
     takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation: style_rms`). It keeps whole
-    (L, N, H) tensors for its backward pass (four for the plain bank, six for the style bank), more than autograd's
-    composition keeps: `off` where a large eager evaluation runs short of GPU memory."""
+    (L, N, H) tensors for its backward pass (four for the plain bank; six and an (L, N, O) one for the style bank),
+    more than autograd's composition keeps: `off` where a large eager evaluation runs short of GPU memory."""
 
     def validate(self) -> None:
         check_grid_levels(self)
