@@ -3,7 +3,9 @@
     python benchmarks/step_ops.py --scene .data/synthetic_spot_mitsuba \
         --presets hashgrid-fused nffb-fused stylemod-nffb-fused [--fused-bank] [--rays 256] [--set KEY=VALUE ...]
 
-(e.g. `--set model.sdf.encoding.written_backward=on` for the filter banks' training chain as CUDA runs it)
+(e.g. `--set model.sdf.encoding.written_backward=on` for the filter banks' training chain as CUDA runs it, or
+`--set model.tracer.fused_steps=on` for the sphere-tracing steps as `nsr.accel.trace_triton`'s kernels, run under
+the Triton interpreter and counted as one operator each)
 
 A step replayed as one CUDA graph is bound by its number of kernels (benchmarks/RESULTS.md, "Step time and
 GPU use"), and a CPU can count them before a GPU measures them. The step is IDR's static training loss and
@@ -22,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-if "--fused-bank" in sys.argv:
+if "--fused-bank" in sys.argv or "model.tracer.fused_steps=on" in sys.argv:
     os.environ["TRITON_INTERPRET"] = "1"  # before Triton is imported
 
 import torch
@@ -144,6 +146,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     SphereTracer.values_from_back_off = not args.two_calls_a_step
+    if "model.tracer.fused_steps=on" in args.set:
+        from nsr.accel import trace_triton
+
+        for name in ("advance", "choose"):
+            kernel = getattr(trace_triton, name)
+
+            def counted(*a, kernel=kernel, **k):
+                with _paused():
+                    out = kernel(*a, **k)
+                COUNTER.add(1)
+                return out
+
+            setattr(trace_triton, name, counted)
     HashGrid.level_features = fused_grid
     if args.fused_bank:
         forward = NFFB.fused_forward

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from conftest import needs_triton, under_triton_interpreter
 from nsr.renderers import SphereTracer, SphereTracerConfig, differentiable_surface_points, intersect_sphere
 
 
@@ -263,6 +264,67 @@ def test_static_steps_take_their_sdf_values_from_the_back_off_batch(line_steps):
     # without halvings the step's one call was already the SDF at its new depths
     assert calls[1] - calls[0] == (config.sphere_tracing_iters if line_steps else 0)
     assert queries[0] == queries[1]
+
+
+def fused_steps_parity(device: str, n: int = 300) -> None:
+    """The static trace with its steps as `nsr.accel.trace_triton`'s kernels against PyTorch's operations, on the
+    torus with a mask, two back-off depths: the same depths, hits and mask points, bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    targets = (torch.rand(n, 3, generator=gen) - 0.5) * 1.6
+    o, d = rays_towards(targets.tolist(), origin=(0.2, -0.1, -2.5))
+    mask = torch.rand(n, generator=gen) > 0.3
+    o, d, mask = o.to(device), d.to(device), mask.to(device)
+    for line_steps in (1, 3):
+        results = []
+        for fused in ("on", "off"):
+            tracer = SphereTracer(
+                SphereTracerConfig(mode="static", line_step_iters=line_steps, fused_steps=fused)
+            )
+            torch.manual_seed(1)
+            results.append(tracer.trace(_torus, o, d, mask))
+            assert tracer.fused_unavailable is None
+        (a, b) = results
+        assert a.hit.sum() > 50
+        assert torch.equal(a.hit, b.hit) and torch.equal(a.depth, b.depth), line_steps
+        assert torch.equal(a.min_points, b.min_points)
+
+
+@needs_triton
+def test_fused_steps_match_pytorchs_under_the_triton_interpreter():
+    under_triton_interpreter(
+        __file__, "from test_tracer import fused_steps_parity\nfused_steps_parity('cpu')\n"
+    )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_steps_match_pytorchs_on_the_gpu():
+    pytest.importorskip("triton")
+    fused_steps_parity("cuda", n=5000)
+
+
+def test_fused_steps_are_taken_where_they_apply_and_a_failure_leaves_pytorchs(monkeypatch, caplog):
+    """`auto` uses the kernels on CUDA only; where they fail, the trace runs PyTorch's operations (the same
+    result) and says so once."""
+    pytest.importorskip("triton")
+    from nsr.accel import trace_triton
+
+    o, d = rays_towards([[0.0, 0.0, 0.0], [0.3, 0.1, 0.0]])
+    assert not SphereTracer(SphereTracerConfig(mode="static", fused_steps="auto"))._fused_steps(o)
+    assert not SphereTracer(SphereTracerConfig(mode="static"))._fused_steps(o)  # off by default
+    tracer = SphereTracer(SphereTracerConfig(mode="static", fused_steps="on"))
+    assert tracer._fused_steps(o)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no kernel image for this device")
+
+    monkeypatch.setattr(trace_triton, "advance", fail)
+    with caplog.at_level("WARNING"):
+        result = tracer.trace(_torus, o, d)
+        tracer.trace(_torus, o, d)
+    expected = SphereTracer(SphereTracerConfig(mode="static")).trace(_torus, o, d)
+    assert torch.equal(result.depth, expected.depth) and torch.equal(result.hit, expected.hit)
+    assert "no kernel image" in tracer.fused_unavailable and not tracer._fused_steps(o)
+    assert sum("fused step kernels failed" in r.message for r in caplog.records) == 1
 
 
 def test_graphed_trace_refuses_compact_mode():

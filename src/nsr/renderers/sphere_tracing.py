@@ -8,6 +8,7 @@ The tracer runs without gradients; the differentiable surface point is computed 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Literal
 import torch
 
 from nsr import checks
+
+logger = logging.getLogger(__name__)
 
 SDFFunction = Callable[[torch.Tensor], torch.Tensor]
 
@@ -56,6 +59,13 @@ class SphereTracerConfig:
     data-dependent control flow, so nothing waits on the GPU and the trace can be captured as one CUDA
     graph (best for small grid-encoded fields on a GPU). `auto`: static on CUDA, compact elsewhere.
     All give the same result."""
+    fused_steps: Literal["auto", "on", "off"] = "off"
+    """Static mode: each sphere-tracing step's elementwise work (the surface threshold, the fronts still marching,
+    the step's candidate depths and points; the choice among them after the SDF call) as two Triton kernels
+    (`nsr.accel.trace_triton`) instead of about 26 PyTorch operations, the same arithmetic. `auto`: on CUDA with
+    Triton; `on`: wherever Triton runs (on a CPU under TRITON_INTERPRET=1, for tests); `off` (the default until it
+    is timed on a GPU): PyTorch's operations. Where the kernels fail, the trace goes on without them, with a
+    warning."""
     cuda_graph: bool = False
     """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs mode `static` or
     `auto`; ignored on the CPU)."""
@@ -72,6 +82,7 @@ class SphereTracerConfig:
         if self.mask_search_depth is not None:
             checks.positive("mask_search_depth", self.mask_search_depth)
         checks.positive("chunk_size", self.chunk_size)
+        checks.one_of("fused_steps", self.fused_steps, ("auto", "on", "off"))
 
 
 @dataclass
@@ -124,6 +135,8 @@ class SphereTracer:
 
     def __init__(self, config: SphereTracerConfig) -> None:
         self.config = config
+        self.fused_unavailable: str | None = None
+        """Why the fused step kernels failed, once they have (the steps then run PyTorch's operations)."""
 
     @torch.no_grad()
     def trace(
@@ -319,25 +332,9 @@ class SphereTracer:
         near, far, in_sphere = intersect_sphere(origins, directions, cfg.bounding_radius)
 
         # Two-sided sphere tracing on 2N stacked fronts: [front from the entry; front from the exit].
-        # (Each operation here is a kernel of a step that is bound by its kernels: the fronts' order compared on
-        # the (2, N) view rather than repeated.)
-        o2, d2 = origins.repeat(2, 1), directions.repeat(2, 1)
         t = torch.cat([near, far])
-        sign = torch.cat([torch.ones_like(near), -torch.ones_like(far)])
         active = in_sphere.repeat(2)
-        values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
-        for it in range(cfg.sphere_tracing_iters + 1):
-            values = values.masked_fill(values <= cfg.sdf_threshold, 0.0)  # one kernel; where's scalar is two
-            fronts = t.view(2, n)
-            active = (active.view(2, n) & (values.view(2, n) > 0) & (fronts[0] < fronts[1])).view(-1)
-            if it == cfg.sphere_tracing_iters:
-                break
-            if self.values_from_back_off:  # one SDF call a step: the back-off's batch holds the new depths
-                t_next, v_next = self._back_off_static(sdf_fn, o2, d2, t, sign, values, with_values=True)
-                t, values = torch.where(active, t_next, t), torch.where(active, v_next, values)
-            else:
-                t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t, sign, values), t)
-                values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
+        t, active = self._march(sdf_fn, origins, directions, t, active)
         t_start, t_end = t[:n], t[n:]
         unfinished = active[:n] & (t_start < t_end)
         hit = in_sphere & (t_start < t_end)
@@ -366,6 +363,78 @@ class SphereTracer:
             searched = self._min_sdf_points(sdf_fn, origins, directions, lo, hi)
         min_points = torch.where(need[:, None], searched, min_points)
         return TraceResult(depth=depth, hit=hit, min_points=min_points)
+
+    def _march(self, sdf_fn, origins, directions, t, active):
+        """The static trace's sphere tracing of the 2N fronts (t, active: (2N,)): their depths and which still
+        march after `sphere_tracing_iters` steps, by `nsr.accel.trace_triton`'s two kernels a step where
+        `fused_steps` says so, else by PyTorch's operations."""
+        if self._fused_steps(origins):
+            try:
+                return self._march_fused(sdf_fn, origins, directions, t, active)
+            except (
+                Exception
+            ) as error:  # e.g. Triton cannot build the kernels here: the run goes on without them
+                self.fused_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                logger.warning(
+                    "sphere tracing: the fused step kernels failed (%s); the steps run PyTorch's operations",
+                    self.fused_unavailable,
+                )
+        cfg = self.config
+        n = origins.shape[0]
+        # (Each operation here is a kernel of a step that is bound by its kernels: the fronts' order compared on
+        # the (2, N) view rather than repeated.)
+        o2, d2 = origins.repeat(2, 1), directions.repeat(2, 1)
+        sign = torch.ones_like(t)
+        sign[n:] = -1.0
+        values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
+        for it in range(cfg.sphere_tracing_iters + 1):
+            values = values.masked_fill(values <= cfg.sdf_threshold, 0.0)  # one kernel; where's scalar is two
+            fronts = t.view(2, n)
+            active = (active.view(2, n) & (values.view(2, n) > 0) & (fronts[0] < fronts[1])).view(-1)
+            if it == cfg.sphere_tracing_iters:
+                break
+            if self.values_from_back_off:  # one SDF call a step: the back-off's batch holds the new depths
+                t_next, v_next = self._back_off_static(sdf_fn, o2, d2, t, sign, values, with_values=True)
+                t, values = torch.where(active, t_next, t), torch.where(active, v_next, values)
+            else:
+                t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t, sign, values), t)
+                values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
+        return t, active
+
+    def _fused_steps(self, origins) -> bool:
+        """Whether the sphere-tracing steps run `nsr.accel.trace_triton`'s kernels (`fused_steps`)."""
+        cfg = self.config
+        if (
+            cfg.fused_steps == "off"
+            or (cfg.fused_steps == "auto" and not origins.is_cuda)
+            or self.fused_unavailable
+            or not self.values_from_back_off
+            or cfg.line_step_iters < 1
+            or origins.dtype != torch.float32
+        ):
+            return False
+        from nsr.accel.probe import has_triton
+
+        return has_triton()
+
+    def _march_fused(self, sdf_fn, origins, directions, t, active):
+        """`_march` with the steps' elementwise work in two kernels a step (`trace_triton.advance`, `choose`)."""
+        from nsr.accel import trace_triton
+
+        cfg = self.config
+        origins, directions = origins.contiguous(), directions.contiguous()
+        values = _eval(sdf_fn, (origins.repeat(2, 1) + directions.repeat(2, 1) * t[:, None]), cfg.chunk_size)
+        for it in range(cfg.sphere_tracing_iters + 1):
+            step_on = it < cfg.sphere_tracing_iters
+            values, active, depths, points = trace_triton.advance(
+                t.contiguous(), values.contiguous(), active.contiguous(), origins, directions,
+                cfg.sdf_threshold, cfg.line_search_step, cfg.line_step_iters, step_on=step_on,
+            )  # fmt: skip
+            if not step_on:
+                break
+            sdf = _eval(sdf_fn, points.view(-1, 3), cfg.chunk_size).view(depths.shape)
+            t, values = trace_triton.choose(t.contiguous(), values, active, depths, sdf.contiguous())
+        return t, active
 
     def _dense_searches_at_once(
         self, sdf_fn, origins, directions, object_mask, near, far, hit, t_start, t_end, unfinished
