@@ -4,8 +4,8 @@
         --presets hashgrid-fused nffb-fused stylemod-nffb-fused [--fused-bank] [--rays 256] [--set KEY=VALUE ...]
 
 (e.g. `--set model.sdf.encoding.written_backward=on` for the filter banks' training chain as CUDA runs it, or
-`--set model.tracer.fused_steps=on` for the sphere-tracing steps as `nsr.accel.trace_triton`'s kernels, run under
-the Triton interpreter and counted as one operator each)
+`--set model.tracer.fused_steps=on` for the sphere-tracing and secant steps as `nsr.accel.trace_triton`'s kernels,
+run under the Triton interpreter and counted as one operator each)
 
 A step replayed as one CUDA graph is bound by its number of kernels (benchmarks/RESULTS.md, "Step time and
 GPU use"), and a CPU can count them before a GPU measures them. The step is IDR's static training loss and
@@ -82,6 +82,23 @@ class _OneKernelGrid(torch.autograd.Function):
         return (next(grads) if x.requires_grad else None), next(grads), None
 
 
+class _CountedKernel:
+    """A Triton kernel whose launches count as one operator each (the interpreter's copies left uncounted)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def counted(*args, **kwargs):
+            with _paused():
+                launch(*args, **kwargs)
+            COUNTER.add(1)
+
+        return counted
+
+
 class _paused:
     """Operators dispatched inside are not counted (the torch stand-in of a fused kernel)."""
 
@@ -149,16 +166,8 @@ def main() -> None:
     if "model.tracer.fused_steps=on" in args.set:
         from nsr.accel import trace_triton
 
-        for name in ("advance", "choose"):
-            kernel = getattr(trace_triton, name)
-
-            def counted(*a, kernel=kernel, **k):
-                with _paused():
-                    out = kernel(*a, **k)
-                COUNTER.add(1)
-                return out
-
-            setattr(trace_triton, name, counted)
+        for name in ("_advance_kernel", "_choose_kernel", "_secant_kernel"):
+            setattr(trace_triton, name, _CountedKernel(getattr(trace_triton, name)))
     HashGrid.level_features = fused_grid
     if args.fused_bank:
         forward = NFFB.fused_forward

@@ -267,25 +267,28 @@ def test_static_steps_take_their_sdf_values_from_the_back_off_batch(line_steps):
 
 
 def fused_steps_parity(device: str, n: int = 300) -> None:
-    """The static trace with its steps as `nsr.accel.trace_triton`'s kernels against PyTorch's operations, on the
-    torus with a mask, two back-off depths: the same depths, hits and mask points, bit for bit."""
+    """The trace with its sphere-tracing and secant steps as `nsr.accel.trace_triton`'s kernels against PyTorch's
+    operations, on the torus with a mask, two back-off depths: the same depths, hits and mask points, bit for bit."""
     gen = torch.Generator().manual_seed(0)
     targets = (torch.rand(n, 3, generator=gen) - 0.5) * 1.6
     o, d = rays_towards(targets.tolist(), origin=(0.2, -0.1, -2.5))
     mask = torch.rand(n, generator=gen) > 0.3
     o, d, mask = o.to(device), d.to(device), mask.to(device)
-    for line_steps in (1, 3):
+    for mode, line_steps in (
+        ("static", 1),
+        ("static", 3),
+        ("compact", 3),
+    ):  # compact: the secant's kernel only
         results = []
         for fused in ("on", "off"):
-            tracer = SphereTracer(
-                SphereTracerConfig(mode="static", line_step_iters=line_steps, fused_steps=fused)
-            )
+            config = SphereTracerConfig(mode=mode, line_step_iters=line_steps, fused_steps=fused)
+            tracer = SphereTracer(config)
             torch.manual_seed(1)
             results.append(tracer.trace(_torus, o, d, mask))
             assert tracer.fused_unavailable is None
         (a, b) = results
         assert a.hit.sum() > 50
-        assert torch.equal(a.hit, b.hit) and torch.equal(a.depth, b.depth), line_steps
+        assert torch.equal(a.hit, b.hit) and torch.equal(a.depth, b.depth), (mode, line_steps)
         assert torch.equal(a.min_points, b.min_points)
 
 

@@ -152,3 +152,70 @@ def choose(
         enable_fp_fusion=False,
     )  # fmt: skip
     return t_out, values_out
+
+
+@triton.jit
+def _secant_kernel(
+    bracket_ptr, f_ptr, z_ptr, o_ptr, d_ptr, point_ptr, n, FIRST: tl.constexpr, LAST: tl.constexpr,
+    BLOCK: tl.constexpr,
+):  # fmt: skip
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = i < n
+    z_lo = tl.load(bracket_ptr + i, mask=valid, other=0.0)
+    z_hi = tl.load(bracket_ptr + n + i, mask=valid, other=1.0)
+    f_lo = tl.load(bracket_ptr + 2 * n + i, mask=valid, other=0.0)
+    f_hi = tl.load(bracket_ptr + 3 * n + i, mask=valid, other=1.0)
+    if not FIRST:  # the SDF at the last estimate replaces the bracket's end of its sign
+        z = tl.load(z_ptr + i, mask=valid, other=0.0)
+        f = tl.load(f_ptr + i, mask=valid, other=0.0)
+        pos = f > 0
+        z_lo = tl.where(pos, z, z_lo)
+        f_lo = tl.where(pos, f, f_lo)
+        z_hi = tl.where(pos, z_hi, z)
+        f_hi = tl.where(pos, f_hi, f)
+        tl.store(bracket_ptr + i, z_lo, mask=valid)
+        tl.store(bracket_ptr + n + i, z_hi, mask=valid)
+        tl.store(bracket_ptr + 2 * n + i, f_lo, mask=valid)
+        tl.store(bracket_ptr + 3 * n + i, f_hi, mask=valid)
+    denom = f_hi - f_lo
+    safe = tl.abs(denom) > 1e-12
+    z = z_lo - tl.math.div_rn(f_lo * (z_hi - z_lo), tl.where(safe, denom, 1.0))
+    z = tl.where(safe, z, (z_lo + z_hi) * 0.5)
+    tl.store(z_ptr + i, z, mask=valid)
+    if not LAST:
+        for axis in tl.static_range(3):
+            o = tl.load(o_ptr + i * 3 + axis, mask=valid, other=0.0)
+            d = tl.load(d_ptr + i * 3 + axis, mask=valid, other=0.0)
+            tl.store(point_ptr + i * 3 + axis, o + d * z, mask=valid)
+
+
+def secant(
+    sdf_fn,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    z_lo: torch.Tensor,
+    z_hi: torch.Tensor,
+    f_lo: torch.Tensor,
+    f_hi: torch.Tensor,
+    steps: int,
+) -> torch.Tensor:
+    """`SphereTracer._secant` with each step's elementwise work (the bracket's update by the SDF at the last estimate,
+    the next estimate and its points) as one kernel: `steps` + 1 kernels and `steps` SDF calls (`sdf_fn` on (n, 3)
+    float32 points) for n rays (origins, directions (n, 3); the bracket's depths and SDF (n,))."""
+    n = origins.shape[0]
+    origins, directions = origins.contiguous(), directions.contiguous()
+    bracket = torch.stack([z_lo, z_hi, f_lo, f_hi])  # updated in place
+    z = torch.empty_like(z_lo)
+    points = torch.empty_like(origins)
+    grid = (triton.cdiv(n, BLOCK),)
+    _secant_kernel[grid](
+        bracket, z, z, origins, directions, points, n, FIRST=True, LAST=steps == 0, BLOCK=BLOCK,
+        enable_fp_fusion=False,
+    )  # fmt: skip
+    for step in range(steps):
+        f = sdf_fn(points).contiguous()
+        _secant_kernel[grid](
+            bracket, f, z, origins, directions, points, n, FIRST=False, LAST=step == steps - 1, BLOCK=BLOCK,
+            enable_fp_fusion=False,
+        )  # fmt: skip
+    return z

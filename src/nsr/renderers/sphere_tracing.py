@@ -60,11 +60,12 @@ class SphereTracerConfig:
     graph (best for small grid-encoded fields on a GPU). `auto`: static on CUDA, compact elsewhere.
     All give the same result."""
     fused_steps: Literal["auto", "on", "off"] = "off"
-    """Static mode: each sphere-tracing step's elementwise work (the surface threshold, the fronts still marching,
-    the step's candidate depths and points; the choice among them after the SDF call) as two Triton kernels
-    (`nsr.accel.trace_triton`) instead of about 26 PyTorch operations, the same arithmetic. `auto`: on CUDA with
-    Triton; `on`: wherever Triton runs (on a CPU under TRITON_INTERPRET=1, for tests); `off` (the default until it
-    is timed on a GPU): PyTorch's operations. Where the kernels fail, the trace goes on without them, with a
+    """Each static sphere-tracing step's elementwise work (the surface threshold, the fronts still marching, the
+    step's candidate depths and points; the choice among them after the SDF call) as two Triton kernels, and each
+    secant step's (the bracket's update, the next estimate and its points; both modes) as one
+    (`nsr.accel.trace_triton`), instead of about 26 and 19 PyTorch operations, the same arithmetic. `auto`: on CUDA
+    with Triton; `on`: wherever Triton runs (on a CPU under TRITON_INTERPRET=1, for tests); `off` (the default until
+    it is timed on a GPU): PyTorch's operations. Where the kernels fail, the trace goes on without them, with a
     warning."""
     cuda_graph: bool = False
     """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs mode `static` or
@@ -293,6 +294,18 @@ class SphereTracer:
         return depth, crossing, min_points
 
     def _secant(self, sdf_fn, origins, directions, z_lo, z_hi, f_lo, f_hi):
+        if self._fused_steps(origins):
+            from nsr.accel import trace_triton
+
+            try:
+                return trace_triton.secant(
+                    lambda x: _eval(sdf_fn, x, self.config.chunk_size),
+                    origins, directions, z_lo, z_hi, f_lo, f_hi, self.config.num_secant_steps,
+                )  # fmt: skip
+            # e.g. Triton cannot build the kernel here: the trace goes on without it
+            except Exception as error:
+                self._fused_failed(error)
+
         def estimate(z_lo, z_hi, f_lo, f_hi):
             denom = f_hi - f_lo
             safe = denom.abs() > 1e-12
@@ -371,14 +384,9 @@ class SphereTracer:
         if self._fused_steps(origins):
             try:
                 return self._march_fused(sdf_fn, origins, directions, t, active)
-            except (
-                Exception
-            ) as error:  # e.g. Triton cannot build the kernels here: the run goes on without them
-                self.fused_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
-                logger.warning(
-                    "sphere tracing: the fused step kernels failed (%s); the steps run PyTorch's operations",
-                    self.fused_unavailable,
-                )
+            # e.g. Triton cannot build the kernels here: the trace goes on without them
+            except Exception as error:
+                self._fused_failed(error)
         cfg = self.config
         n = origins.shape[0]
         # (Each operation here is a kernel of a step that is bound by its kernels: the fronts' order compared on
@@ -400,6 +408,14 @@ class SphereTracer:
                 t = torch.where(active, self._back_off_static(sdf_fn, o2, d2, t, sign, values), t)
                 values = _eval(sdf_fn, o2 + d2 * t[:, None], cfg.chunk_size)
         return t, active
+
+    def _fused_failed(self, error: Exception) -> None:
+        """Turn `fused_steps` off for this tracer after `error`, with one warning."""
+        self.fused_unavailable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        logger.warning(
+            "sphere tracing: the fused step kernels failed (%s); the steps run PyTorch's operations",
+            self.fused_unavailable,
+        )
 
     def _fused_steps(self, origins) -> bool:
         """Whether the sphere-tracing steps run `nsr.accel.trace_triton`'s kernels (`fused_steps`)."""
