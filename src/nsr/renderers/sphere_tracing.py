@@ -381,7 +381,7 @@ class SphereTracer:
         """The static trace's sphere tracing of the 2N fronts (t, active: (2N,)): their depths and which still
         march after `sphere_tracing_iters` steps, by `nsr.accel.trace_triton`'s two kernels a step where
         `fused_steps` says so, else by PyTorch's operations."""
-        if self._fused_steps(origins):
+        if self._fused_steps(origins) and self.values_from_back_off and self.config.line_step_iters >= 1:
             try:
                 return self._march_fused(sdf_fn, origins, directions, t, active)
             # e.g. Triton cannot build the kernels here: the trace goes on without them
@@ -418,14 +418,13 @@ class SphereTracer:
         )
 
     def _fused_steps(self, origins) -> bool:
-        """Whether the sphere-tracing steps run `nsr.accel.trace_triton`'s kernels (`fused_steps`)."""
+        """Whether the tracer's steps run `nsr.accel.trace_triton`'s kernels (`fused_steps`; the sphere-tracing
+        kernels also need the back-off's batch to hold the next step's SDF, `_march`)."""
         cfg = self.config
         if (
             cfg.fused_steps == "off"
             or (cfg.fused_steps == "auto" and not origins.is_cuda)
             or self.fused_unavailable
-            or not self.values_from_back_off
-            or cfg.line_step_iters < 1
             or origins.dtype != torch.float32
         ):
             return False
@@ -439,17 +438,18 @@ class SphereTracer:
 
         cfg = self.config
         origins, directions = origins.contiguous(), directions.contiguous()
+        t, active = t.contiguous(), active.contiguous()  # the kernels' outputs are contiguous from here on
         values = _eval(sdf_fn, (origins.repeat(2, 1) + directions.repeat(2, 1) * t[:, None]), cfg.chunk_size)
         for it in range(cfg.sphere_tracing_iters + 1):
             step_on = it < cfg.sphere_tracing_iters
             values, active, depths, points = trace_triton.advance(
-                t.contiguous(), values.contiguous(), active.contiguous(), origins, directions,
+                t, values.contiguous(), active, origins, directions,
                 cfg.sdf_threshold, cfg.line_search_step, cfg.line_step_iters, step_on=step_on,
             )  # fmt: skip
             if not step_on:
                 break
             sdf = _eval(sdf_fn, points.view(-1, 3), cfg.chunk_size).view(depths.shape)
-            t, values = trace_triton.choose(t.contiguous(), values, active, depths, sdf.contiguous())
+            t, values = trace_triton.choose(t, values, active, depths, sdf.contiguous())
         return t, active
 
     def _dense_searches_at_once(
