@@ -8,7 +8,7 @@ around each repeat).
     python benchmarks/bench_bank_training.py --modes eager compiled     # also with `compile_training`
     python benchmarks/bench_bank_training.py --modes written autograd   # the written-out backward or not
 
-Modes: `eager` is the preset's eager bank (`written_backward: auto`: its chain written out, `BankChain`, on CUDA),
+Modes: `eager` is the preset's eager bank (`written_backward: auto`: the style bank's chain written out, `BankChain`, on CUDA),
 `written` and `autograd` the same with `written_backward` on and off (autograd's composition of `NFFB._chain`),
 `compiled` with `compile_training` on.
 

@@ -306,14 +306,18 @@ def test_fused_steps_match_pytorchs_on_the_gpu():
 
 
 def test_fused_steps_are_taken_where_they_apply_and_a_failure_leaves_pytorchs(monkeypatch, caplog):
-    """`auto` uses the kernels on CUDA only; where they fail, the trace runs PyTorch's operations (the same
-    result) and says so once."""
+    """`auto` (the default) uses the kernels on CUDA only; where they fail, the trace runs PyTorch's operations
+    (the same result) and says so once."""
     pytest.importorskip("triton")
     from nsr.accel import trace_triton
 
     o, d = rays_towards([[0.0, 0.0, 0.0], [0.3, 0.1, 0.0]])
     assert not SphereTracer(SphereTracerConfig(mode="static", fused_steps="auto"))._fused_steps(o)
-    assert not SphereTracer(SphereTracerConfig(mode="static"))._fused_steps(o)  # off by default
+    assert SphereTracerConfig().fused_steps == "auto"
+    with monkeypatch.context() as cuda:
+        cuda.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+        assert SphereTracer(SphereTracerConfig(mode="static"))._fused_steps(o)
+        assert not SphereTracer(SphereTracerConfig(mode="static", fused_steps="off"))._fused_steps(o)
     tracer = SphereTracer(SphereTracerConfig(mode="static", fused_steps="on"))
     assert tracer._fused_steps(o)
 

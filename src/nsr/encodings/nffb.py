@@ -91,9 +91,11 @@ class NFFBConfig:
     one autograd function with its backward written out (`nsr.encodings.bank_chain.BankChain`: the levels batched
     wherever they are independent; 150 operations forward and backward against 259 for `nffb-fused`, 194 against
     566 for `stylemod-nffb-fused`, for an eager GPU step bound by its launches); `off`: autograd's composition
-    (`NFFB._chain`, its reference); `auto`: `on` on CUDA, `off` on a CPU (where the batched (L, N, H) tensors cost
-    more memory traffic than the operations save: 209 against 156 ms at 16384 points on 2 cores). The style bank
-    takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation: style_rms`). It keeps whole
+    (`NFFB._chain`, its reference); `auto`: `on` for a style-modulated trunk on CUDA, else `off`. Measured
+    (benchmarks/RESULTS.md section 2, an H100, an IDR step of 2048 rays): the style bank's step 11.05 against 11.67
+    ms, the plain bank's 8.30 against 7.58 ms (fewer operations, but slower ones); on a CPU the batched (L, N, H)
+    tensors cost more memory traffic than the operations save (209 against 156 ms at 16384 points on 2 cores). The
+    style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation: style_rms`). It keeps whole
     (L, N, H) tensors for its backward pass (four for the plain bank; six and an (L, N, O) one for the style bank),
     more than autograd's composition keeps: `off` where a large eager evaluation runs short of GPU memory."""
 
@@ -323,16 +325,19 @@ class NFFB(Encoding):
         return self._chain(x, grid_features)
 
     def writes_backward(self, x: torch.Tensor) -> bool:
-        """Whether an evaluation at x runs `BankChain` (`written_backward`): eager, with gradient, for a model that
-        never differentiates the bank's gradient, with a modulation it does (`_chain_styles`)."""
-        written = self.config.written_backward
+        """Whether an evaluation at x runs `BankChain` (`written_backward`; under `auto`, a modulated trunk on CUDA):
+        eager, with gradient, for a model that never differentiates the bank's gradient, with a modulation it does
+        (`_chain_styles`)."""
+        written, styles = self.config.written_backward, self._chain_styles()
+        if written == "off" or styles is None:
+            return False
+        if written == "auto" and not (x.is_cuda and any(style is not None for style in styles)):
+            return False
         return (
-            (written == "on" or (written == "auto" and x.is_cuda))
-            and torch.is_grad_enabled()
+            torch.is_grad_enabled()
             and not self.double_backward
             and not torch.compiler.is_compiling()
             and not self.written_unavailable
-            and self._chain_styles() is not None
         )
 
     def _written_chain(self, x: torch.Tensor, grid_features: torch.Tensor) -> torch.Tensor:

@@ -59,14 +59,15 @@ class SphereTracerConfig:
     data-dependent control flow, so nothing waits on the GPU and the trace can be captured as one CUDA
     graph (best for small grid-encoded fields on a GPU). `auto`: static on CUDA, compact elsewhere.
     All give the same result."""
-    fused_steps: Literal["auto", "on", "off"] = "off"
+    fused_steps: Literal["auto", "on", "off"] = "auto"
     """Each static sphere-tracing step's elementwise work (the surface threshold, the fronts still marching, the
     step's candidate depths and points; the choice among them after the SDF call) as two Triton kernels, and each
     secant step's (the bracket's update, the next estimate and its points; both modes) as one
-    (`nsr.accel.trace_triton`), instead of about 26 and 19 PyTorch operations, the same arithmetic. `auto`: on CUDA
-    with Triton; `on`: wherever Triton runs (on a CPU under TRITON_INTERPRET=1, for tests); `off` (the default until
-    it is timed on a GPU): PyTorch's operations. Where the kernels fail, the trace goes on without them, with a
-    warning."""
+    (`nsr.accel.trace_triton`), instead of about 26 and 19 PyTorch operations, the same arithmetic and the same
+    trace bit for bit. `auto`: on CUDA with Triton (an IDR step of 2048 rays on an H100: `hashgrid-fused` 2.87
+    against 3.48 ms, `nffb-fused` 8.64 against 9.46 ms; benchmarks/RESULTS.md section 2); `on`: wherever Triton
+    runs (on a CPU under TRITON_INTERPRET=1, for tests); `off`: PyTorch's operations. Where the kernels fail, the
+    trace goes on without them, with a warning."""
     cuda_graph: bool = False
     """Capture the training-time trace as a CUDA graph and replay it (CUDA only; needs mode `static` or
     `auto`; ignored on the CPU)."""
