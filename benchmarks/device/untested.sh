@@ -15,7 +15,8 @@
 #       machine (a warm machine still has /tmp/NAME: the same command resumes the cut runs and skips the finished)
 #   bash benchmarks/device/untested.sh profile [profile_step.py options]
 #       graphed step times on Spot (benchmarks/profile_step.py; PROFILE_TIMEOUT, default 150 s), the JSON as
-#       $OUT/profile.SECONDS.json; e.g. the filter banks' IDR steps with the training chain compiled:
+#       $OUT/profile.HHMMSSmmm.json and the whole output (`--table`: the top kernels) as the .log beside it; e.g.
+#       the filter banks' IDR steps with the training chain compiled:
 #         bash benchmarks/device/untested.sh profile --presets nffb-fused stylemod-nffb-fused --rays 2048 --steps 40 \
 #             --set model.sdf.encoding.compile_training=true
 #   bash benchmarks/device/untested.sh bandwidth
@@ -63,8 +64,12 @@ batch)
     ;;
 profile)
     shift
+    # named by the clock (two profiles in one call must not share a name); the whole output (with --table, the
+    # top kernels of each case) in the .log beside it, the JSON rows on stdout
+    name="$OUT/profile.$(date +%H%M%S%N | cut -c1-9)"
     timeout ${PROFILE_TIMEOUT:-150} python3 benchmarks/profile_step.py --scene $scene "$@" \
-        --json "$OUT/profile.$SECONDS.json" 2>&1 | grep '^{' | cut -c1-400
+        --json "$name.json" > "$name.log" 2>&1
+    echo "profile rc $? ($name.log)"; grep '^{' "$name.log" | cut -c1-400
     ;;
 bandwidth)
     timeout 560 python3 benchmarks/step_bandwidth.py --scene $scene \

@@ -143,6 +143,8 @@ def test_unlimited_steps_make_time_only_budgets(scenes_root, tmp_path):
         ({"gt_meshes": {"c": "a/gt_mesh.ply"}}, "gt_meshes: 'c' is not one of the scenes"),
         ({"gt_meshes": {"a": "a/nothing.ply"}}, "gt_meshes: 'a': mesh 'a/nothing.ply' not found"),
         ({"cpus_per_run": 0}, "cpus_per_run: must be > 0"),
+        ({"warm_up": -1}, "warm_up: must be >= 0"),
+        ({"warm_up": "yes"}, "warm_up: 'yes' is not an integer"),
         ({"cull_masks": "some"}, "cull_masks: 'some': expected a dilation in pixels >= 0 or auto"),
         ({"cull_masks": -1}, "cull_masks: -1: expected a dilation in pixels >= 0 or auto"),
         ({"exclude": [{"presett": "demo"}]}, "exclude: 'presett': unknown key"),

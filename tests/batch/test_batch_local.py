@@ -131,6 +131,52 @@ def test_only_runs_the_chosen_runs_and_keeps_the_finished_ones_in_the_tables(sce
     assert f"{jobs_file}: --only: *banana* matches none of its runs" in capsys.readouterr().err
 
 
+def test_a_warm_up_trains_each_configuration_once_before_the_timed_runs(
+    scenes_root, tmp_path, capsys, monkeypatch
+):
+    """`warm_up: N`: N untimed steps of each (preset, variant) before any timed run, in OUT/warm_up/ (removed
+    after), reported in the tables' info, on the index page and as a line each; the timed runs as without it."""
+    from nsr.batch import runners
+
+    out = tmp_path / "out"
+    calls = []
+
+    def recording(spec, steps, warm_dir):
+        calls.append((spec.preset, spec.variant, steps, sorted(p.name for p in (out / "runs").iterdir())))
+        return pipeline.warm_up(spec, steps, warm_dir)
+
+    monkeypatch.setattr(runners, "warm_up", recording)
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+        variants={"wide": {}, "narrow": {"model.sdf.hidden_dim": 40}},
+        warm_up=2,
+    )
+    assert main(["batch", str(jobs_file), "--out", str(out), "--address", "local"]) == 0
+    # one warm-up a configuration (not a scene), both before the first run's folder was made
+    assert calls == [("demo", "wide", 2, []), ("demo", "narrow", 2, [])]
+    info = json.loads((out / "results.json").read_text())["batch"]
+    assert [(w["config"], w["steps"], w["error"]) for w in info["warm_up"]] == [
+        ("demo_wide", 2, ""),
+        ("demo_narrow", 2, ""),
+    ]
+    assert all(w["seconds"] > 0 for w in info["warm_up"])
+    assert not any((out / "warm_up").iterdir())
+    rows = read_results(out)
+    assert len(rows) == 4 and all(r["status"] == "ok" and r["steps"] == 4 for r in rows)
+    assert "Untimed warm-up before the runs" in (out / "index.html").read_text()
+    assert "warmed up demo_narrow (2 steps) in" in capsys.readouterr().err
+
+
+def test_a_failing_warm_up_is_a_row_not_an_exception(scenes_root, tmp_path):
+    """A configuration whose warm-up fails leaves its error in the row (its timed runs report it in full) and
+    no folder behind."""
+    _, specs = load_runs(write_jobs(tmp_path / "jobs.yaml", scenes=[str(scenes_root / "broken")]))
+    row = pipeline.warm_up(specs[0], 2, tmp_path / "warm")
+    assert row["config"] == "demo" and row["steps"] == 0 and "camera file not found" in row["error"]
+    assert not (tmp_path / "warm" / "demo").exists()
+
+
 def test_runs_from_moved_cameras_report_camera_errors(scenes_root, tmp_path):
     jobs_file = write_jobs(
         tmp_path / "jobs.yaml",

@@ -5,6 +5,7 @@ torch, ~5 s on 2 cores) a batch of six runs, and a killed worker that resumes fr
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import threading
@@ -80,6 +81,27 @@ def test_a_broken_scene_fails_alone_and_only_it_runs_again(scenes_root, tmp_path
     again = run_batch(jobs, specs, out)
     assert again.skipped == 1 and worker_info(out / "runs" / good.name) == worker
     assert [r.status for r in again.results] == ["failed", "ok"]
+
+
+def test_the_warm_ups_end_before_the_first_run_starts(scenes_root, tmp_path):
+    """`warm_up` under Ray: one task a configuration (not a scene) with a run's resources, every one ended
+    before the runs are submitted; a configuration whose warm-up fails is a row, and its runs still run."""
+    jobs_file = write_jobs(
+        tmp_path / "jobs.yaml",
+        scenes=[str(scenes_root / "a"), str(scenes_root / "b")],
+        warm_up=2,
+        report=False,
+    )
+    jobs, specs = load_runs(jobs_file)
+    out = tmp_path / "out"
+    outcome = run_batch(jobs, specs, out)
+    assert [r.status for r in outcome.results] == ["ok", "ok"]
+    info = json.loads((out / "results.json").read_text())["batch"]
+    (row,) = info["warm_up"]
+    assert row["config"] == "demo" and row["steps"] == 2 and row["error"] == ""
+    started = min(worker_info(out / "runs" / r.name)["started"] for r in outcome.results)
+    assert info["started"] + row["seconds"] <= started
+    assert not any((out / "warm_up").iterdir())
 
 
 def _twin_runs(scenes_root, tmp_path, steps: int, checkpoint_every: int):

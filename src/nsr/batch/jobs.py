@@ -12,6 +12,7 @@ A jobs file is YAML (docs/batch.md); relative paths are relative to the jobs fil
     variants: {fixed: {cameras.trainable: false}, trained: {}}   # optional: named override sets
     gt_meshes: {data/spot: meshes/cow.obj}     # scene -> ground-truth mesh (world units)
     exclude: [{preset: hashgrid-fused, variant: unmasked}]   # optional: combinations not to run
+    warm_up: 5                                 # optional: untimed steps of each (preset, variant) first
 
 Every mistake is one `JobsError` line naming the file and the key. A scene's data (its folder, its GT mesh)
 is checked only where one of its runs is to run (`load_runs`'s `only`, `nsr batch --only`), so that a
@@ -110,6 +111,13 @@ class BatchJobs:
     Runs that fail on their input are not retried."""
     report: bool = True
     """Write each run's HTML report (RUN/report.html, as `nsr report`)."""
+    warm_up: int = 0
+    """Steps of an untimed, unmeasured run of each (preset, variant) the batch is about to run, before its timed
+    runs (in OUT/warm_up/, deleted after; `nsr.batch.pipeline.warm_up`): what a process's first steps compile
+    (the banks' training chains under Inductor, Triton's kernels) is then in the machine's caches, and every
+    timed run starts as warm as the batch's later runs do, so that the first runs do not pay tens of seconds of
+    their budget that the others do not (each run's `setup_seconds` shows what is left). 0: none. The budgets of
+    a real first run on a cold machine include the compile; a warm-up measures the runs without it."""
 
 
 def packing_note(gpus_per_run: float | None) -> str | None:
@@ -145,6 +153,7 @@ _SCALAR_KEYS = {
     "cpus_per_run": (int, float),
     "max_retries": int,
     "report": bool,
+    "warm_up": int,
 }
 
 _KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
@@ -381,7 +390,7 @@ def _check_values(path: Path, jobs: BatchJobs) -> None:
             raise JobsError(path, key, "budgets must be > 0")
     if len(set(jobs.seeds)) != len(jobs.seeds):
         raise JobsError(path, "seeds", "a seed is listed twice")
-    for key in ("holdout", "max_retries"):
+    for key in ("holdout", "max_retries", "warm_up"):
         if getattr(jobs, key) < 0:
             raise JobsError(path, key, "must be >= 0")
     if jobs.mesh_resolution < 8 or jobs.geometry_samples < 1:

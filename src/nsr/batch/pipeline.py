@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -186,6 +187,46 @@ def run_one(
     (run_dir / stale).unlink(missing_ok=True)
     write_json(dataclasses.asdict(result), run_dir / done)
     return result
+
+
+def warm_up_specs(todo: list[RunSpec]) -> list[RunSpec]:
+    """The first run of each (preset, variant) of `todo`: what `warm_up` trains before the timed runs (the
+    compiled graphs depend on the configuration and the step's shapes, not on the scene, seed or budget)."""
+    first: dict[tuple[str, str], RunSpec] = {}
+    for spec in todo:
+        first.setdefault((spec.preset, spec.variant), spec)
+    return list(first.values())
+
+
+def warm_up(spec: RunSpec, steps: int, warm_dir: str | Path) -> dict:
+    """Train `spec`'s configuration for `steps` steps in WARM_DIR/<preset>[_<variant>] (deleted after), untimed and
+    unmeasured, so that what a process's first steps compile is in this machine's caches (Inductor's and
+    Triton's, on disk) before the timed runs. Never raises for a failing configuration (its timed runs will
+    report the error): {"config", "steps", "seconds", "error"} ("" when it trained). Ctrl-C / SIGTERM raises
+    KeyboardInterrupt."""
+    name = "_".join(part for part in (spec.preset, spec.variant) if part)
+    run_dir = Path(warm_dir) / name
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    row = {"config": name, "steps": 0, "seconds": 0.0, "error": ""}
+    try:
+        config = build_config(spec)
+        config.steps, config.max_seconds = steps, 0.0
+        config.val_every, config.tensorboard = 0, False
+        scene = load_scene(
+            config.data.path, config.data.format, config.data.downscale, camera_file=config.data.camera_file
+        )
+        trainer = Trainer(config, scene, run_dir)
+        trainer.train()
+        row["steps"] = trainer.step
+    except TrainingInterrupted:
+        raise KeyboardInterrupt(f"warm-up of {name} stopped") from None
+    except Exception as err:  # the timed runs of this configuration report it in full
+        row["error"] = one_line(err) if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: {err}"
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return row
 
 
 def finished_result(spec: RunSpec, runs_dir: str | Path) -> RunResult | None:

@@ -85,6 +85,14 @@ def index_html(results: list[RunResult], info: dict) -> str:
         f" ({info.get('skipped', 0)} finished by an earlier invocation). Started {when:%Y-%m-%d %H:%M} UTC,"
         f" {info.get('seconds', 0):.0f} s so far; {info.get('backend', '')}. Jobs file: {info.get('jobs', '')}."
     )
+    warm = info.get("warm_up") or []
+    if warm:
+        rows = [
+            f"{w['config']} {'failed (' + w['error'] + ')' if w['error'] else str(w['steps']) + ' steps'} in "
+            f"{w['seconds']:.1f} s"
+            for w in warm
+        ]
+        summary += f" Untimed warm-up before the runs (`warm_up`): {'; '.join(rows)}."
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in SHOWN)
     lines = []
     for r in results:

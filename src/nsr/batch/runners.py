@@ -39,11 +39,16 @@ from nsr.batch.pipeline import (
     finished_result,
     new_result,
     run_one,
+    warm_up,
+    warm_up_specs,
     worker_info,
 )
 from nsr.batch.results import write_results
 
 log = logging.getLogger("nsr.batch")
+
+WARM_DIR = "warm_up"
+"""OUT/warm_up/: the warm-up runs' folders while they train (`BatchJobs.warm_up`)."""
 
 STOP_GRACE_SECONDS = 60.0
 """How long a stopped Ray batch waits for its running runs to save their checkpoints before ending them."""
@@ -65,6 +70,8 @@ class BatchProgress:
     (the in-process loop knows it; under Ray a run counts when it ends)."""
     finished: RunResult | None = None
     """The run whose end this update reports (None for other updates)."""
+    note: str | None = None
+    """A line this update reports (a warm-up's end), else None."""
 
 
 @dataclass
@@ -151,6 +158,13 @@ def run_batch(
         if progress is not None:
             progress(dataclasses.replace(state, finished=None))
 
+    def warmed(row: dict) -> None:
+        info.setdefault("warm_up", []).append(row)
+        outcome = f"failed: {row['error']}" if row["error"] else f"{row['steps']} steps"
+        if progress is not None:
+            note = f"warmed up {row['config']} ({outcome}) in {row['seconds']:.1f} s"
+            progress(dataclasses.replace(state, finished=None, note=note))
+
     def finish(result: RunResult) -> None:
         results[result.name] = result
         if result.status == "ok":
@@ -163,13 +177,16 @@ def run_batch(
             progress(dataclasses.replace(state, finished=result))
 
     tick(0)
+    warm = warm_up_specs(todo) if jobs.warm_up > 0 else []
     if not todo:
         info["backend"] = "nothing to run"
     elif use_ray(address):
-        _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick, info)
+        _run_on_ray(todo, runs_dir, jobs, address, batch_id, finish, tick, info, warm, warmed)
     else:
         info["backend"] = "in-process loop"
         with sigterm_as_interrupt():
+            for spec in warm:
+                warmed(warm_up(spec, jobs.warm_up, out / WARM_DIR))
             _run_in_process(todo, runs_dir, batch_id, finish, tick)
     tick(0)
     write()
@@ -199,6 +216,42 @@ def _ray_task(spec: RunSpec, runs_dir: str, batch_id: str) -> RunResult:
     return run_one(spec, runs_dir, batch_id=batch_id)
 
 
+def _reason(err: Exception) -> str:
+    """The first line of a Ray error (why a worker died)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _warm_up_task(spec: RunSpec, steps: int, warm_dir: str) -> dict:
+    """What a Ray worker runs for a warm-up (module level, so that workers import it by name)."""
+    return warm_up(spec, steps, warm_dir)
+
+
+def _warm_up_on_ray(ray, warm: Sequence[RunSpec], steps: int, warm_dir: str, options: dict, warmed) -> None:
+    """The warm-ups of `warm` as Ray tasks with a run's resources (`options`), each row to `warmed`, all of them
+    ended before this returns; stopped, it cancels those still running."""
+    task = ray.remote(_warm_up_task)
+    refs = {task.options(name=f"warm-up {s.preset}", **options).remote(s, steps, warm_dir): s for s in warm}
+    with sigterm_as_interrupt():
+        try:
+            for ref, spec in refs.items():
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayError as err:
+                    name = "_".join(part for part in (spec.preset, spec.variant) if part)
+                    row = {
+                        "config": name,
+                        "steps": 0,
+                        "seconds": 0.0,
+                        "error": f"its worker died: {_reason(err)}",
+                    }
+                warmed(row)
+        except KeyboardInterrupt:
+            for ref in refs:
+                ray.cancel(ref)
+            raise
+
+
 def _run_on_ray(
     todo: list[RunSpec],
     runs_dir: Path,
@@ -208,8 +261,11 @@ def _run_on_ray(
     finish: Callable[[RunResult], None],
     tick: Callable[[int], None],
     info: dict,
+    warm: Sequence[RunSpec] = (),
+    warmed: Callable[[dict], None] = lambda row: None,
 ) -> None:
-    """Run `todo` as Ray tasks; `info["backend"]` says on what."""
+    """Run `todo` as Ray tasks, after the warm-ups of `warm` (each as a task with a run's resources, all of them
+    ended before the first run starts; `warmed` gets each one's row); `info["backend"]` says on what."""
     import ray
 
     started_here = not ray.is_initialized()
@@ -239,6 +295,8 @@ def _run_on_ray(
             "max_retries": jobs.max_retries,
             "retry_exceptions": False,
         }
+        if warm:
+            _warm_up_on_ray(ray, warm, jobs.warm_up, str(runs_dir.parent / WARM_DIR), options, warmed)
         for spec in todo:
             pending[task.options(name=spec.name, **options).remote(spec, str(runs_dir), batch_id)] = spec
         with sigterm_as_interrupt():
@@ -249,11 +307,9 @@ def _run_on_ray(
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as err:
-                        lines = str(err).strip().splitlines()
-                        reason = lines[0] if lines else type(err).__name__
                         tries = jobs.max_retries + 1
                         result = new_result(
-                            spec, runs_dir, "failed", error=f"its worker died {tries} time(s): {reason}"
+                            spec, runs_dir, "failed", error=f"its worker died {tries} time(s): {_reason(err)}"
                         )
                     finish(result)
                 tick(sum(1 for spec in pending.values() if _started(runs_dir / spec.name, batch_id)))

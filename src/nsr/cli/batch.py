@@ -145,6 +145,8 @@ class BatchBar:
             )
         if state.finished is not None:
             self.bar.write(_describe(state.finished), file=self.file)
+        if state.note is not None:
+            self.bar.write(state.note, file=self.file)
         self.bar.n = state.skipped + state.completed
         self.bar.set_postfix(
             done=f"{state.done + state.skipped}/{state.total}",
