@@ -87,11 +87,10 @@ def index_html(results: list[RunResult], info: dict) -> str:
     )
     warm = info.get("warm_up") or []
     if warm:
-        rows = [
-            f"{w['config']} {'failed (' + w['error'] + ')' if w['error'] else str(w['steps']) + ' steps'} in "
-            f"{w['seconds']:.1f} s"
-            for w in warm
-        ]
+        rows = []
+        for w in warm:
+            outcome = f"failed ({w['error']})" if w["error"] else f"{w['steps']} steps"
+            rows.append(f"{w['config']} {outcome} in {w['seconds']:.1f} s")
         summary += f" Untimed warm-up before the runs (`warm_up`): {'; '.join(rows)}."
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in SHOWN)
     lines = []

@@ -92,12 +92,13 @@ class NFFBConfig:
     wherever they are independent; 150 operations forward and backward against 259 for `nffb-fused`, 194 against
     566 for `stylemod-nffb-fused`, for an eager GPU step bound by its launches); `off`: autograd's composition
     (`NFFB._chain`, its reference); `auto`: `on` for a style-modulated trunk on CUDA, else `off`. Measured
-    (benchmarks/RESULTS.md section 2, an H100, an IDR step of 2048 rays): the style bank's step 11.05 against 11.67
-    ms, the plain bank's 8.30 against 7.58 ms (fewer operations, but slower ones); on a CPU the batched (L, N, H)
-    tensors cost more memory traffic than the operations save (209 against 156 ms at 16384 points on 2 cores). The
-    style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation: style_rms`). It keeps whole
-    (L, N, H) tensors for its backward pass (four for the plain bank; six and an (L, N, O) one for the style bank),
-    more than autograd's composition keeps: `off` where a large eager evaluation runs short of GPU memory."""
+    (benchmarks/RESULTS.md section 2, an H100, an IDR step of 2048 rays): the style bank's step 11.05 against
+    11.67 ms, the plain bank's 8.30 against 7.58 ms (fewer operations, but slower ones); on a CPU the batched
+    (L, N, H) tensors cost more memory traffic than the operations save (209 against 156 ms at 16384 points on 2
+    cores). The style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation:
+    style_rms`). It keeps whole (L, N, H) tensors for its backward pass (four for the plain bank; six and an
+    (L, N, O) one for the style bank), more than autograd's composition keeps: `off` where a large eager
+    evaluation runs short of GPU memory."""
 
     def validate(self) -> None:
         check_grid_levels(self)
