@@ -104,7 +104,35 @@ def run_table(rows: list[dict]) -> str:
         lines.append(line)
     failed = [r for r in rows if r["status"] != "ok"]
     lines += [f"\n{r['status']}: {r['name']}: {r['error']}" for r in failed]
+    lines += [f"\n{note}" for note in setup_notes(rows)]
     return "\n".join(lines)
+
+
+SETUP_SPREAD_SECONDS = 2.0
+"""A spread of first steps above this among comparable runs is noted (`setup_notes`)."""
+
+
+def setup_notes(rows: list[dict]) -> list[str]:
+    """A note for each (date, scene, budget) whose finished runs' first steps (`setup_seconds`: the compiles a
+    process pays, inside its budget) differ by more than SETUP_SPREAD_SECONDS: those runs are not compared on
+    equal time (RESULTS.md section 4, "The cold compile inside the NeuS bank runs' budgets")."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and row.get("setup_seconds") is not None:
+            groups[(row.get("date", "-"), row["scene"], row["budget"])].append(row)
+    notes = []
+    for (date, scene, budget), group in groups.items():
+        low, high = (
+            min(group, key=lambda r: r["setup_seconds"]),
+            max(group, key=lambda r: r["setup_seconds"]),
+        )
+        if high["setup_seconds"] - low["setup_seconds"] > SETUP_SPREAD_SECONDS:
+            notes.append(
+                f"note: {scene} at {budget} ({date}): first steps from {low['setup_seconds']:.1f} s ({low['name']}) "
+                f"to {high['setup_seconds']:.1f} s ({high['name']}), inside the budgets: some runs paid compiles "
+                "the others did not (`warm_up: N` in the jobs file evens them; docs/batch.md)"
+            )
+    return notes
 
 
 def batch_table(outs: list[Path], batches: list[dict]) -> str:

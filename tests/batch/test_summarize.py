@@ -64,3 +64,18 @@ def test_the_first_steps_seconds_get_a_column_where_the_runs_recorded_them(tmp_p
     ).stdout
     assert table.splitlines()[0].endswith("| first step (s) |")
     assert table.splitlines()[2].endswith("| 11.0 (3.0-19.0) |")
+    # runs of one scene and budget that paid different compiles inside their budgets are flagged
+    assert (
+        "note: spot at 30s (2026-12-07): first steps from 3.0 s (spot_hashgrid-fused_30s_seed1) to 19.0 s "
+        "(spot_hashgrid-fused_30s_seed0)" in table
+    )
+    even = [
+        run(seed, 0.15, "NVIDIA H100 80GB HBM3") | {"setup_seconds": s} for seed, s in ((0, 1.5), (1, 0.1))
+    ]
+    table = subprocess.run(
+        [sys.executable, str(TOOL), write_batch(tmp_path / "even", day, even)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "note:" not in table
