@@ -84,8 +84,8 @@ def test_a_broken_scene_fails_alone_and_only_it_runs_again(scenes_root, tmp_path
 
 
 def test_the_warm_ups_end_before_the_first_run_starts(scenes_root, tmp_path):
-    """`warm_up` under Ray: one task a configuration (not a scene) with a run's resources, every one ended
-    before the runs are submitted; a configuration whose warm-up fails is a row, and its runs still run."""
+    """`warm_up` under Ray: one task a configuration (not a scene) with a run's resources, ended before the runs
+    start, its folder removed."""
     jobs_file = write_jobs(
         tmp_path / "jobs.yaml",
         scenes=[str(scenes_root / "a"), str(scenes_root / "b")],

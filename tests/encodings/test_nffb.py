@@ -394,10 +394,10 @@ def test_the_written_chain_passes_gradcheck(weighted, styled):
 
 
 def test_the_written_chain_is_taken_only_where_it_applies(monkeypatch):
-    """`written_backward: auto` for a style-modulated trunk on CUDA only (where it was measured faster); never with
-    gradient off, for a model that differentiates the bank's
-    gradient (whose second derivative `BankChain` does not give: differentiating it twice raises) or for a
-    modulation it does not do (the linear style map, the exact demodulation)."""
+    """`written_backward: auto` for a style-modulated trunk on CUDA only (where it was measured faster); never
+    with gradient off, for a model that differentiates the bank's gradient (whose second derivative `BankChain`
+    does not give: differentiating it twice raises) or for a modulation it does not do (the linear style map,
+    the exact demodulation)."""
     enc = _written_bank("style")
     x = _points(10).double()
     assert not enc.writes_backward(x)  # auto, CPU
