@@ -55,7 +55,7 @@ tests)
         > "$OUT/gpu_tests.log" 2>&1
     echo "pytest rc $? (124: cut by its timeout)"
     grep -E "passed|failed|error" "$OUT/gpu_tests.log" | tail -5   # the slowest tests are in the log
-    timeout 240 python3 benchmarks/bench_fused_bank.py --points 12288 65536 --blocks 16 64 128 --precisions tf32x3 \
+    timeout 240 python3 benchmarks/bench_fused_bank.py --points 12288 65536 --blocks 16 32 64 128 --precisions tf32x3 \
         --warps 4 8 --repeats 10 --json "$OUT/bench_fused_bank.json"
     ;;
 batch)
