@@ -156,10 +156,11 @@ def filter_bank_forward(
     products (`tl.dot`'s input_precision: "ieee", fp32 on the CUDA cores, or "tf32x3", three tensor-core
     passes that give fp32's accuracy, on CUDA only; None: tf32x3 on CUDA, ieee elsewhere), `mod_precision`
     that of the style-modulated bank's style and demodulation products (None: `precision`; "tf32", one
-    tensor-core pass, trades accuracy for time) and `num_warps` (None: 8 for the style-modulated bank, 4
-    for the plain one) and `max_registers` (None: the compiler's choice; a cap, PTX's `.maxnreg`, lets more
-    programs share a multiprocessor at the risk of spills: the style-modulated kernel at 16 points and 8
-    warps takes 172 registers and fits in 128 without a spill, which doubles its resident programs) are
+    tensor-core pass, trades accuracy for time), `num_warps` (None: 8 for the style-modulated bank with a
+    linear style map or the exact demodulation, 4 for the plain bank and the cheaper modulation) and
+    `max_registers` (None: the compiler's choice; a cap, PTX's `.maxnreg`, lets more programs share a
+    multiprocessor at the risk of spills: the exact style-modulated kernel at 16 points and 8 warps takes 172
+    registers and fits in 128 without a spill, which doubles its resident programs) are
     tuning knobs (`benchmarks/bench_fused_bank.py`; registers and spills of a setting without a GPU:
     `benchmarks/kernel_registers.py`).
     """
@@ -167,8 +168,12 @@ def filter_bank_forward(
         precision = "tf32x3" if x.is_cuda else "ieee"
     if mod_precision is None:
         mod_precision = precision
-    if num_warps is None:  # the style-modulated bank: 8 (graphed step 20.4 against 22.4 ms with 4, H200)
-        num_warps = 8 if styles is not None else 4
+    exact = styles is not None and (demodulation == "exact" or styles[0].dim() == 3)
+    if num_warps is None:
+        # 8 for the exact modulation's products (graphed IDR step 20.4 against 22.4 ms with 4, H200, 2026-12-05);
+        # 4 for the plain bank and the cheaper modulation, whose kernel has the plain one's products and registers
+        # (graphed `stylemod-nffb-fused` step of 2048 rays 10.01 against 10.36 ms with 8, H100, 2026-12-07)
+        num_warps = 8 if exact else 4
     if block is None:
         block = 16
     n, d = x.shape
@@ -188,9 +193,9 @@ def filter_bank_forward(
         raise ValueError(f"demodulation {demodulation!r}: must be exact or style_rms")
     dummy = first[1]  # the pointer of an argument the kernel does not read (no styles / no attention)
     sw, sb = styles if styles is not None else (dummy, dummy)
-    exact = styles is not None and demodulation == "exact"
+    demodulated = styles is not None and demodulation == "exact"
     # the exact demodulation's W^2 and the rescaling w0 ||w_j|| of the unmodulated rows, once per call
-    square, row_scale = (trunk[0].square(), w0 * trunk[0].norm(dim=2)) if exact else (dummy, dummy)
+    square, row_scale = (trunk[0].square(), w0 * trunk[0].norm(dim=2)) if demodulated else (dummy, dummy)
     aw, ab = attention if attention is not None else (dummy, dummy)
     c = [
         t.contiguous()

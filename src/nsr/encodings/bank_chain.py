@@ -8,6 +8,9 @@ embeddings in one batched product, the L heads in one, the gradients of the L tr
 the style's normalisation (`StyleModNFFB`, `style_map: diagonal`, `demodulation: style_rms`) for all levels at
 once. Only the trunk's recursion stays level by level. First order only (differentiating its gradient raises);
 `NFFB._chain` is its reference (tests/encodings/test_nffb.py: values, every gradient, gradcheck).
+
+The gradients of the per-level parameters are sums over the points (`level_products`): products whose inner
+dimension is the number of points (thousands) and whose outputs are small (64 x 64 a level).
 """
 
 from __future__ import annotations
@@ -17,6 +20,33 @@ from typing import NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
+
+CHUNK_POINTS = 256
+"""The fewest points of a chunk in `level_products`."""
+
+
+def level_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(L, N, P), (L, N, Q) -> (L, P, Q): the sum over the points of a[l, n]^T b[l, n] for every level.
+
+    One batched product over chunks of the points and a sum of the chunks' results. As one `bmm` the points are
+    the inner dimension of L small products, which cuBLAS does not split: on an H100 (2026-12-07, nineteenth
+    session, `profile_step.py --table`) such a product of the style bank's backward pass took 208 us, nine a graphed
+    IDR step of 2048 rays (1.9 of its 10.3 ms; the plain bank's step, through autograd's per-level `mm`s, has
+    none). Chunked, the product has L x chunks independent pieces. The chunks: the largest power of two that
+    divides N and leaves at least `CHUNK_POINTS` points a chunk (N = 15360: 32 chunks of 480); one `bmm` where
+    there is none."""
+    levels, points, p = a.shape
+    chunks = 1
+    while points % (2 * chunks) == 0 and points // (2 * chunks) >= CHUNK_POINTS:
+        chunks *= 2
+    if chunks == 1:
+        return torch.bmm(a.transpose(1, 2), b)
+    size = points // chunks
+    pieces = torch.bmm(
+        a.contiguous().view(levels * chunks, size, p).transpose(1, 2),
+        b.contiguous().view(levels * chunks, size, b.shape[2]),
+    )
+    return pieces.view(levels, chunks, p, b.shape[2]).sum(1)
 
 
 class _Saved(NamedTuple):
@@ -124,12 +154,14 @@ class BankChain(torch.autograd.Function):
         if level_weights is None:
             level_grad = grad.expand(levels, points, grad.shape[1])
             grad_outputs = torch.bmm(level_grad, saved.head_weight.transpose(1, 2)).mul_(1.0 / levels)
-            grad_head_weight = torch.bmm(outputs.transpose(1, 2), level_grad).mul_(1.0 / levels)
+            grad_head_weight = level_products(outputs, level_grad).mul_(1.0 / levels)
             grad_head_bias = (grad.sum(0) / levels).expand_as(saved.head_bias).clone()
         else:
-            level_grad = grad * level_weights.t().unsqueeze(2)  # (L, N, O)
+            # (L, N, O) laid out level by level (with the weights' transpose as it is, the product takes the points'
+            # layout, which `level_products` would copy)
+            level_grad = grad * level_weights.t().contiguous().unsqueeze(2)
             grad_outputs = torch.bmm(level_grad, saved.head_weight.transpose(1, 2))
-            grad_head_weight = torch.bmm(outputs.transpose(1, 2), level_grad)
+            grad_head_weight = level_products(outputs, level_grad)
             grad_head_bias = level_weights.t() @ grad
             if ctx.needs_input_grad[7]:
                 grad_weights = torch.addmm((saved.heads * grad).sum(2).t(), grad, saved.head_bias.t())
@@ -150,13 +182,13 @@ class BankChain(torch.autograd.Function):
                 carried = torch.mm(grad_pre[level], weight[level])
         grad_h0 = carried
         # every layer's weights at once: grad_W_l = w0 grad_pre_l^T x_l, grad_b_l = w0 sum_n grad_pre_l
-        grad_trunk_weight = torch.empty_like(weight)
         if styled:
-            torch.bmm(grad_pre.transpose(1, 2), saved.inputs, out=grad_trunk_weight)
+            grad_trunk_weight = level_products(grad_pre, saved.inputs)
         else:
+            grad_trunk_weight = torch.empty_like(weight)
             torch.mm(grad_pre[0].t(), h0, out=grad_trunk_weight[0])
             if levels > 1:
-                torch.bmm(grad_pre[1:].transpose(1, 2), outputs[:-1], out=grad_trunk_weight[1:])
+                grad_trunk_weight[1:] = level_products(grad_pre[1:], outputs[:-1])
         grad_trunk_weight.mul_(w0)
         grad_trunk_bias = grad_pre.sum(1).mul_(w0)
         grad_embedding = grad_outputs  # h_l = sin(..) + e_l: the gradient of h_l is e_l's
@@ -175,7 +207,7 @@ class BankChain(torch.autograd.Function):
             grad_embedding.addcmul_(grad_style, style_gain.unsqueeze(1))
         grad_pre_embedding = torch.cos(saved.pre_embedding).mul_(grad_embedding)
         grad_grid = torch.bmm(grad_pre_embedding, saved.filters.transpose(1, 2)).transpose(0, 1)  # (N, L, F)
-        grad_projections = torch.bmm(saved.level_grid.transpose(1, 2), grad_pre_embedding).mul_(2 * math.pi)
+        grad_projections = level_products(saved.level_grid, grad_pre_embedding).mul_(2 * math.pi)
         return (
             grad_h0,
             grad_grid,
