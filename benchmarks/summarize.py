@@ -195,8 +195,9 @@ def _cell(runs: list[dict]) -> str:
 
 def bars_table(rows: list[dict], against: list[str]) -> str:
     """The budget bars: one row per (scene, preset, variant) with the mean Chamfer % (seeds; runs a GPU where they
-    shared one, from `runs_a_gpu` in the rows) at each time budget, `monotone`, and per preset in `against` the ratio of the means at each budget both were measured at (the same
-    scene; the reference's runs without a variant) and whether it is below 1 at all of them."""
+    shared one, from `runs_a_gpu` in the rows) at each time budget, `monotone`, and per preset in `against` the
+    ratio of the means at each budget both were measured at (the same scene; the reference's runs without a
+    variant) and whether it is below 1 at all of them."""
     means = budget_means(rows)
     seconds = sorted({s for budgets in means.values() for s in budgets})
     head = "| scene | preset | variant | " + " | ".join(f"{s:g}s: Chamfer % (seeds)" for s in seconds)
