@@ -9,10 +9,11 @@
 #       trained cameras, the resume of a GPU run, the static tracer, the hash-grid kernel, the models), then the
 #       fused bank's kernel alone at the sizes a training step evaluates
 #   BATCH_TIMEOUT=560 bash benchmarks/device/untested.sh batch JOBS.yaml [nsr batch options, e.g. --only PATTERN]
-#       any jobs file into /tmp/NAME (NAME: the file's name), its table back as $OUT/NAME.json, the run folders'
-#       training logs, configs and schedules as $OUT/NAME.logs.tar.gz and its finished runs as $OUT/NAME.state.tar:
-#       copied to .data/batch_state/NAME.tar and carried, they mark those runs finished in a later call on a fresh
-#       machine (a warm machine still has /tmp/NAME: the same command resumes the cut runs and skips the finished)
+#       any jobs file into /tmp/NAME (NAME: the file's name), its table back as $OUT/NAME.json (summarised, with the
+#       budget bars against hashgrid-fused, in $OUT/NAME.md), the run folders' training logs, configs and
+#       schedules as $OUT/NAME.logs.tar.gz and its finished runs as $OUT/NAME.state.tar: copied to
+#       .data/batch_state/NAME.tar and carried, they mark those runs finished in a later call on a fresh machine (a
+#       warm machine still has /tmp/NAME: the same command resumes the cut runs and skips the finished)
 #   bash benchmarks/device/untested.sh profile [profile_step.py options]
 #       graphed step times on Spot (benchmarks/profile_step.py; PROFILE_TIMEOUT, default 150 s), the JSON as
 #       $OUT/profile.HHMMSSmmm.json and the whole output (`--table`: the top kernels) as the .log beside it; e.g.
@@ -45,7 +46,9 @@ batch_mode() {  # NAME JOBS.yaml [nsr batch options]
     # the runs' training logs, configs and resolved schedules, apart from the state (which a later call restores)
     (cd /tmp/$name && tar -czf "$OUT/$name.logs.tar.gz" runs/*/train_log.jsonl runs/*/config.yaml \
         runs/*/schedule.json 2>/dev/null)
-    python3 benchmarks/summarize.py /tmp/$name 2>/dev/null | tail -n 8
+    # the tables (runs, and the budget bars against the grid) whole in $OUT/NAME.md, their end on the terminal
+    python3 benchmarks/summarize.py /tmp/$name --bars --against hashgrid-fused > "$OUT/$name.md" 2>&1
+    tail -n 8 "$OUT/$name.md"
 }
 
 case "${1:-tests}" in
