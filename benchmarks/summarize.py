@@ -54,10 +54,20 @@ def card(device: str | None) -> str:
     return "CPU" if device == "cpu" else device.removeprefix("NVIDIA ").strip()
 
 
+def worked(batch: dict) -> list[dict]:
+    """An output's invocations that ran something (a long batch is resumed over several calls)."""
+    return [i for i in batch.get("invocations", []) if i.get("ran")]
+
+
+def last_worked(batch: dict) -> dict:
+    """The last invocation that ran something, or the batch's own record where none did (its `started`, `backend`)."""
+    runs = worked(batch)
+    return runs[-1] if runs else batch
+
+
 def batch_date(batch: dict) -> str:
     """The UTC day an `nsr batch` output's last invocation that ran something started (its first if none ran)."""
-    worked = [i for i in batch.get("invocations", []) if i.get("ran")]
-    started = worked[-1]["started"] if worked else batch.get("started")
+    started = last_worked(batch).get("started")
     if started is None:
         return "-"
     return datetime.datetime.fromtimestamp(started, datetime.timezone.utc).strftime("%Y-%m-%d")
@@ -150,9 +160,7 @@ TIME_BUDGET = re.compile(r"^(\d+(?:\.\d+)?)s$")
 def runs_a_gpu(batch: dict) -> float | None:
     """How many runs shared a GPU in an output's last invocation that ran something (`ray (1 GPUs, 16 CPUs; 0.5 GPU,
     8 CPU per run, ...)` -> 2), None where its backend does not say (in-process runs: one at a time)."""
-    worked = [i for i in batch.get("invocations", []) if i.get("ran")]
-    backend = worked[-1].get("backend", "") if worked else batch.get("backend", "")
-    match = re.search(r"; ([\d.]+) GPU, ", backend or "")
+    match = re.search(r"; ([\d.]+) GPU, ", last_worked(batch).get("backend") or "")
     return 1.0 / float(match.group(1)) if match and float(match.group(1)) > 0 else None
 
 
@@ -229,11 +237,9 @@ def batch_table(outs: list[Path], batches: list[dict]) -> str:
     for out, data in zip(outs, batches):
         info, rows = data["batch"], data["runs"]
         ok = [r for r in rows if r["status"] == "ok"]
-        # Over the invocations that ran something (a long batch is resumed over several calls).
-        worked = [i for i in info.get("invocations", []) if i.get("ran")]
-        seconds = sum(i["seconds"] for i in worked)
-        ran = sum(i["ran"] for i in worked)
-        how = worked[-1]["backend"] if worked else info.get("backend", "")
+        seconds = sum(i["seconds"] for i in worked(info))
+        ran = sum(i["ran"] for i in worked(info))
+        how = last_worked(info).get("backend", "")
         rate = f"{3600 * ran / seconds:.1f}" if seconds > 0 else "-"
         lines.append(
             f"| {out} | {how} | {len(ok)}/{len(rows)} | {seconds:.0f} | {rate} "

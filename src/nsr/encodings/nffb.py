@@ -95,9 +95,8 @@ class NFFBConfig:
     (benchmarks/RESULTS.md section 2, an H100, an IDR step of 2048 rays): the style bank's step 11.05 against
     11.67 ms, the plain bank's 8.30 against 7.58 ms (fewer operations, but slower ones: its sums over the points
     were then single batched products, 208 us each in the style step's profile, chunked since and not re-timed:
-    `bank_chain.level_products`); on a CPU the batched
-    (L, N, H) tensors cost more memory traffic than the operations save (209 against 156 ms at 16384 points on 2
-    cores). The style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation:
+    `bank_chain.level_products`); on a CPU the batched (L, N, H) tensors cost more memory traffic than the
+    operations save (209 against 156 ms at 16384 points on 2 cores). The style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation:
     style_rms`). It keeps whole (L, N, H) tensors for its backward pass (four for the plain bank; six and an
     (L, N, O) one for the style bank), more than autograd's composition keeps: `off` where a large eager
     evaluation runs short of GPU memory."""
