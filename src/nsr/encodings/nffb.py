@@ -91,15 +91,16 @@ class NFFBConfig:
     one autograd function with its backward written out (`nsr.encodings.bank_chain.BankChain`: the levels batched
     wherever they are independent; 150 operations forward and backward against 259 for `nffb-fused`, 194 against
     566 for `stylemod-nffb-fused`, for an eager GPU step bound by its launches); `off`: autograd's composition
-    (`NFFB._chain`, its reference); `auto`: `on` for a style-modulated trunk on CUDA, else `off`. Measured
-    (benchmarks/RESULTS.md section 2, an H100, an IDR step of 2048 rays): the style bank's step 11.05 against
-    11.67 ms, the plain bank's 8.30 against 7.58 ms (fewer operations, but slower ones: its sums over the points
-    were then single batched products, 208 us each in the style step's profile, chunked since and not re-timed:
-    `bank_chain.level_products`); on a CPU the batched (L, N, H) tensors cost more memory traffic than the
-    operations save (209 against 156 ms at 16384 points on 2 cores). The style bank takes it with the cheaper modulation only (`style_map: diagonal`, `demodulation:
-    style_rms`). It keeps whole (L, N, H) tensors for its backward pass (four for the plain bank; six and an
-    (L, N, O) one for the style bank), more than autograd's composition keeps: `off` where a large eager
-    evaluation runs short of GPU memory."""
+    (`NFFB._chain`, its reference); `auto`: `on` on CUDA, `off` elsewhere. Measured (benchmarks/RESULTS.md
+    section 2, an H100, graphed IDR steps of 2048 rays, alternated in one process, 2026-12-08): the plain bank's
+    step 7.01 against 7.86 ms, the style bank's 8.97-9.11 ms, once its sums over the points ran in chunks
+    (`bank_chain.level_products`; as single batched products they took 208 us each, and the plain bank's step was
+    faster without the chain). On a CPU the batched (L, N, H) tensors cost more memory traffic than the operations
+    save (209 against 156 ms at 16384 points on 2 cores). The style bank takes it with the cheaper modulation only
+    (`style_map: diagonal`, `demodulation: style_rms`). It keeps whole (L, N, H) tensors for its backward pass
+    (four for the plain bank; six and an (L, N, O) one for the style bank), more than autograd's composition
+    keeps: `off` where a large eager evaluation runs short of GPU memory. The NeuS `-fused` bank presets compile
+    their chain instead (`compile_training`, which comes first)."""
 
     def validate(self) -> None:
         check_grid_levels(self)
@@ -327,13 +328,13 @@ class NFFB(Encoding):
         return self._chain(x, grid_features)
 
     def writes_backward(self, x: torch.Tensor) -> bool:
-        """Whether an evaluation at x runs `BankChain` (`written_backward`; under `auto`, a modulated trunk on CUDA):
+        """Whether an evaluation at x runs `BankChain` (`written_backward`; under `auto`, on CUDA):
         eager, with gradient, for a model that never differentiates the bank's gradient, with a modulation it does
         (`_chain_styles`)."""
         written, styles = self.config.written_backward, self._chain_styles()
         if written == "off" or styles is None:
             return False
-        if written == "auto" and not (x.is_cuda and any(style is not None for style in styles)):
+        if written == "auto" and not x.is_cuda:
             return False
         return (
             torch.is_grad_enabled()
