@@ -31,10 +31,10 @@ def level_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     One batched product over chunks of the points and a sum of the chunks' results. As one `bmm` the points are
     the inner dimension of L small products, which cuBLAS does not split: on an H100 (2026-12-07, nineteenth
     session, `profile_step.py --table`) such a product of the style bank's backward pass took 208 us, nine a graphed
-    IDR step of 2048 rays (1.9 of its 10.3 ms; the plain bank's step, through autograd's per-level `mm`s, has
-    none). Chunked, the product has L x chunks independent pieces. The chunks: the largest power of two that
-    divides N and leaves at least `CHUNK_POINTS` points a chunk (N = 15360: 32 chunks of 480); one `bmm` where
-    there is none."""
+    IDR step of 2048 rays (1.9 of its 10.3 ms). Chunked, the product has L x chunks independent pieces, and those
+    kernels left the profile (2026-12-08: the style step 9.0 ms, the plain bank's step with this chain 7.01 against
+    7.86 ms through autograd's per-level `mm`s). The chunks: the largest power of two that divides N and leaves at
+    least `CHUNK_POINTS` points a chunk (N = 15360: 32 chunks of 480); one `bmm` where there is none."""
     levels, points, p = a.shape
     chunks = 1
     while points % (2 * chunks) == 0 and points // (2 * chunks) >= CHUNK_POINTS:
